@@ -1,0 +1,82 @@
+"""Token-to-3D estimator: pseudo-depth, camera pose and world coordinates of patch tokens."""
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .camera import CameraEstimator
+from .depth import PseudoDepthEstimator
+from .geometry import backproject, camera_to_world, token_grid_uv
+
+
+class TokenGeometry(NamedTuple):
+    """What 3DTRL recovers for the tokens of one forward pass (T = 1 for images).
+
+    depth: ``(B, T, N)`` pseudo-depth (the camera-frame z when ``pred_depth=False``).
+    points_cam: ``(B, T, N, 3)`` camera-frame points.
+    rotation: ``(B, 3, 3)`` and translation: ``(B, 1, 3)``, one camera per image or clip.
+    points_world: ``(B, T, N, 3)`` world points.
+    grid_size: ``(h, w)`` token grid, ``N = h * w`` in raster order.
+    """
+    depth: torch.Tensor
+    points_cam: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+    points_world: torch.Tensor
+    grid_size: Tuple[int, int]
+
+
+class PointEstimator(nn.Module):
+    """Recovers world coordinates of patch tokens (spec sections 1-6).
+
+    ``u`` and ``v`` are kept as persistent buffers for the grid the model is built for, as
+    in the release's checkpoints; any other grid received at run time is computed on the fly.
+    """
+
+    def __init__(self, dim: int, grid_size: Tuple[int, int], pred_depth: bool = True,
+                 pred_campos_from: str = "both-sep", zero_init_rotation: bool = False):
+        super().__init__()
+        self.grid_size = tuple(grid_size)
+        self.pred_depth = pred_depth
+        u, v = token_grid_uv(self.grid_size)
+        self.register_buffer("u", u)
+        self.register_buffer("v", v)
+        self.camera_coord = PseudoDepthEstimator(dim, pred_depth)
+        self.camera_props = CameraEstimator(dim, pred_campos_from, zero_init_rotation)
+
+    def grid_uv(self, grid_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(N, 1)`` coordinates of the tokens of ``grid_size``."""
+        if tuple(grid_size) == self.grid_size:
+            return self.u, self.v
+        return token_grid_uv(grid_size, device=self.u.device, dtype=self.u.dtype)
+
+    def forward(self, patches: torch.Tensor, cls: Optional[torch.Tensor], grid_size: Tuple[int, int],
+                num_frames: int = 1) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """World points of the patch tokens.
+
+        Args:
+            patches: ``(B, N * T, D)`` patch tokens in ``(h w t)`` order (time fastest).
+            cls: ``(B, D)`` CLS token or None.
+            grid_size: ``(h, w)`` with ``h * w = N``.
+            num_frames: ``T``; one camera is estimated per sample from all its tokens.
+
+        Returns:
+            coord ``(B, N*T, 1 or 3)``, points_cam ``(B, N*T, 3)``, rotation ``(B, 3, 3)``,
+            translation ``(B, 1, 3)``, points_world ``(B, N*T, 3)``.
+        """
+        coord = self.camera_coord(patches)
+        if self.pred_depth:
+            u, v = self.grid_uv(grid_size)
+            if num_frames > 1:
+                u, v = u.repeat_interleave(num_frames, dim=0), v.repeat_interleave(num_frames, dim=0)
+            points_cam = backproject(u, v, coord)
+        else:
+            points_cam = coord
+        rotation, translation = self.camera_props(patches, cls)
+        return coord, points_cam, rotation, translation, camera_to_world(points_cam, rotation, translation)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # u and v are fixed functions of the grid: keep this model's own, whatever the file holds.
+        for name in ("u", "v"):
+            state_dict[prefix + name] = getattr(self, name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,73 @@
+"""Helpers shared by the 3DTRL model families: pretrained configs, building, feature outputs."""
+import logging
+from functools import partial
+from typing import Callable, List, Tuple
+
+import torch
+from timm.models import build_model_with_cfg, get_pretrained_cfg
+
+from .three_d_trl import trl_kwargs
+
+_logger = logging.getLogger(__name__)
+_DERIVED_BUFFERS = ("estimator.u", "estimator.v")
+
+
+def derived_cfg(base_variant: str, **overrides) -> dict:
+    """Default pretrained config of a 3DTRL model, taken from the timm model it extends.
+
+    Input size, mean/std, crop, interpolation, ``first_conv`` and ``classifier`` are the
+    base model's; ``hf_hub_id`` points at the base weights so ``pretrained=True`` loads the
+    backbone from a local Hugging Face cache (or ``pretrained_cfg_overlay=dict(file=...)``).
+    """
+    cfg = get_pretrained_cfg(base_variant).to_dict()
+    for field in ("architecture", "tag", "url", "file", "state_dict"):
+        cfg.pop(field, None)
+    cfg.update(custom_load=False, **overrides)
+    return cfg
+
+
+def _filter_and_report(filter_fn: Callable, state_dict: dict, model: torch.nn.Module) -> dict:
+    state_dict = filter_fn(state_dict, model)
+    new_keys = [k for k in model.state_dict() if k not in state_dict and not k.endswith(_DERIVED_BUFFERS)]
+    if new_keys:
+        _logger.warning("Pretrained backbone weights loaded; %d keys not in them keep their initialisation: %s",
+                        len(new_keys), ", ".join(new_keys))
+    return state_dict
+
+
+def build_3dtrl_model(model_cls: type, variant: str, pretrained: bool, filter_fn: Callable,
+                      feature_cfg: dict, **kwargs):
+    """Build a 3DTRL model with timm's builder; pretrained weights load the backbone part."""
+    trl = trl_kwargs(kwargs)
+    return build_model_with_cfg(
+        model_cls, variant, pretrained,
+        pretrained_filter_fn=partial(_filter_and_report, filter_fn),
+        pretrained_strict=False,
+        feature_cfg=feature_cfg,
+        **trl, **kwargs,
+    )
+
+
+def format_token_intermediates(intermediates: List[torch.Tensor], num_prefix_tokens: int,
+                               grid_size: Tuple[int, int], output_fmt: str, return_prefix_tokens: bool
+                               ) -> list:
+    """Split prefix tokens off ``(B, P + N, D)`` intermediates and shape them as timm does.
+
+    Returns a list of ``(B, D, h, w)`` (``NCHW``) or ``(B, N, D)`` (``NLC``) tensors, each
+    paired with its ``(B, P, D)`` prefix tokens when ``return_prefix_tokens``.
+    """
+    if output_fmt not in ("NCHW", "NLC"):
+        raise ValueError(f"output_fmt must be NCHW or NLC, got {output_fmt!r}")
+    prefix = [y[:, :num_prefix_tokens] for y in intermediates]
+    spatial = [y[:, num_prefix_tokens:] for y in intermediates]
+    if output_fmt == "NCHW":
+        spatial = [y.unflatten(1, grid_size).permute(0, 3, 1, 2).contiguous() for y in spatial]
+    if return_prefix_tokens and num_prefix_tokens:
+        return list(zip(spatial, prefix))
+    return spatial
+
+
+def check_trl_depth(trl_depth: int, num_positions: int, what: str) -> None:
+    if not 0 <= trl_depth < num_positions:
+        raise ValueError(f"trl_depth={trl_depth} out of range: the model has {num_positions} {what}")
+

@@ -1,0 +1,130 @@
+"""Swin Transformer with 3DTRL at the input of the blocks of stage ``trl_depth``.
+
+In timm 1.x a stage begins with its patch merging, so 3DTRL sits between the merging and
+the blocks of stage ``trl_depth`` (default 1: 28x28 tokens of width 192 for Swin-T/S at
+224 px). Swin has no CLS token and no absolute position embedding: the camera is estimated
+from the tokens (``tok``) and no 2D term is added.
+"""
+from typing import List, Optional, Tuple, Union
+
+import torch
+from timm.models._features import feature_take_indices
+from timm.models import register_model
+from timm.models._manipulate import checkpoint_seq
+from timm.models._registry import generate_default_cfgs
+from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
+
+from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg
+from .three_d_trl import ThreeDTRL
+
+__all__ = ["Swin_3DTRL"]
+
+
+class Swin_3DTRL(SwinTransformer):
+    """Swin Transformer with a 3D Token Representation Layer.
+
+    Args:
+        trl_depth: stage whose blocks receive the 3DTRL output.
+        pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`
+            (``pred_campos_from`` must be ``tok``: Swin has no CLS token).
+        **kwargs: timm ``SwinTransformer`` arguments.
+    """
+
+    def __init__(self, *args, trl_depth: int = 1, pred_depth: bool = True, pred_campos_from: str = "tok",
+                 cat: bool = False, x2d: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_trl_depth(trl_depth, len(self.layers), "stages")
+        self.trl_depth = trl_depth
+        stage = self.layers[trl_depth]
+        self.three_d_trl = ThreeDTRL(
+            self.feature_info[trl_depth]["num_chs"], stage.output_resolution, has_cls=False,
+            pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+
+    def _forward_stage(self, index: int, x: torch.Tensor):
+        """Run stage ``index`` on ``(B, H, W, C)`` tokens; 3DTRL between merging and blocks."""
+        stage = self.layers[index]
+        if index != self.trl_depth:
+            return stage(x), None
+        x = stage.downsample(x)
+        batch, height, width, channels = x.shape
+        x, geometry = self.three_d_trl(x.reshape(batch, height * width, channels), (height, width),
+                                       return_geometry=True)
+        x = x.reshape(batch, height, width, channels)
+        x = checkpoint_seq(stage.blocks, x) if stage.grad_checkpointing else stage.blocks(x)
+        return x, geometry
+
+    def forward_features(self, x: torch.Tensor, return_geometry: bool = False):
+        """``(B, 3, H, W)`` -> normalised ``(B, h, w, C)`` features (and the 3DTRL geometry if asked)."""
+        x = self.patch_embed(x)
+        geometry = None
+        for index in range(len(self.layers)):
+            x, stage_geometry = self._forward_stage(index, x)
+            geometry = stage_geometry if stage_geometry is not None else geometry
+        x = self.norm(x)
+        return (x, geometry) if return_geometry else x
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCHW",
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """timm's ``forward_intermediates`` with 3DTRL on the path (stage outputs, NCHW)."""
+        if output_fmt != "NCHW":
+            raise ValueError("Swin intermediates are NCHW only")
+        take, max_index = feature_take_indices(len(self.layers), indices)
+        last = max_index if stop_early else len(self.layers) - 1
+        intermediates = []
+        x = self.patch_embed(x)
+        for index in range(last + 1):
+            x, _ = self._forward_stage(index, x)
+            if index in take:
+                x_out = self.norm(x) if norm and index == len(self.layers) - 1 else x
+                intermediates.append(x_out.permute(0, 3, 1, 2).contiguous())
+        if intermediates_only:
+            return intermediates
+        if last == len(self.layers) - 1:
+            x = self.norm(x)
+        return x, intermediates
+
+    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(B, C)`` mean-pooled features."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
+
+def _create_swin_3dtrl(variant: str, pretrained: bool = False, **kwargs) -> Swin_3DTRL:
+    depths = kwargs.get("depths", (1, 1, 3, 1))
+    out_indices = kwargs.pop("out_indices", tuple(range(len(depths))))
+    return build_3dtrl_model(Swin_3DTRL, variant, pretrained, checkpoint_filter_fn,
+                             dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "swin_3dtrl_tiny_patch4_window7_224": derived_cfg("swin_tiny_patch4_window7_224"),
+    "swin_3dtrl_small_patch4_window7_224": derived_cfg("swin_small_patch4_window7_224"),
+    "swin_3dtrl_base_patch4_window7_224": derived_cfg("swin_base_patch4_window7_224"),
+})
+
+
+@register_model
+def swin_3dtrl_tiny_patch4_window7_224(pretrained: bool = False, **kwargs) -> Swin_3DTRL:
+    """Swin-T + 3DTRL."""
+    model_args = dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+    return _create_swin_3dtrl("swin_3dtrl_tiny_patch4_window7_224", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def swin_3dtrl_small_patch4_window7_224(pretrained: bool = False, **kwargs) -> Swin_3DTRL:
+    """Swin-S + 3DTRL."""
+    model_args = dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24))
+    return _create_swin_3dtrl("swin_3dtrl_small_patch4_window7_224", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def swin_3dtrl_base_patch4_window7_224(pretrained: bool = False, **kwargs) -> Swin_3DTRL:
+    """Swin-B + 3DTRL."""
+    model_args = dict(patch_size=4, window_size=7, embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
+    return _create_swin_3dtrl("swin_3dtrl_base_patch4_window7_224", pretrained, **dict(model_args, **kwargs))

@@ -1,0 +1,106 @@
+"""The 3DTRL layer: recover tokens in 3D and add a 3D positional embedding (spec section 7, 10).
+
+One implementation serves images and videos. Image tokens are ``(B, P + N, D)``; video
+tokens are ``(B, 1 + N * T, D)`` in TimeSformer's ``(h w t)`` order. Since every frame sees
+the same CLS token and one camera is estimated per clip, the video case is the image case
+with each grid coordinate repeated for the ``T`` frames of its patch.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from backbone import CAMERA_MODES, PointEstimator, TokenGeometry
+
+
+class ThreeDTRL(nn.Module):
+    """3D Token Representation Layer.
+
+    Args:
+        dim: token width ``D`` at the insertion point.
+        grid_size: token grid ``(h, w)`` the model is built for (other grids work at run time).
+        has_cls: whether a CLS token precedes the patch tokens.
+        pred_depth: predict a depth per token (True) or the camera-frame point directly.
+        pred_campos_from: camera estimator input, one of ``both-sep``, ``both-avg``, ``cls``, ``tok``.
+        cat: concatenation variant (``proj_world`` over ``[token, world point]``, no 2D term).
+        x2d: skip re-adding the backbone's 2D position embedding.
+        zero_init_rotation: start with ``R = I`` (the video model's initialisation).
+    """
+
+    def __init__(self, dim: int, grid_size: Tuple[int, int], has_cls: bool = True, pred_depth: bool = True,
+                 pred_campos_from: str = "both-sep", cat: bool = False, x2d: bool = False,
+                 zero_init_rotation: bool = False):
+        super().__init__()
+        if pred_campos_from not in CAMERA_MODES:
+            raise ValueError(f"unknown camera mode {pred_campos_from!r}; choose one of {', '.join(CAMERA_MODES)}")
+        if not has_cls and pred_campos_from != "tok":
+            raise ValueError(f"camera mode {pred_campos_from!r} needs a CLS token; use 'tok' for models without one")
+        self.has_cls = has_cls
+        self.cat = cat
+        self.x2d = x2d
+        if has_cls:
+            self.pos_emb_world_cls = nn.Parameter(torch.randn(1, 1, dim))
+        if cat:
+            self.proj_world = nn.Sequential(nn.Linear(dim + 3, dim), nn.ReLU(), nn.Linear(dim, dim))
+        else:
+            self.pos_emb_world = nn.Sequential(nn.Linear(3, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.estimator = PointEstimator(dim, grid_size, pred_depth, pred_campos_from, zero_init_rotation)
+
+    def forward(self, x: torch.Tensor, grid_size: Tuple[int, int], pe2d: Optional[torch.Tensor] = None,
+                num_frames: int = 1, return_geometry: bool = False
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, TokenGeometry]]:
+        """Add the 3D positional embedding of every token.
+
+        Args:
+            x: ``(B, P + N * T, D)`` tokens, ``P`` = 1 with CLS else 0, patches in ``(h w t)`` order.
+            grid_size: ``(h, w)`` of the token grid, ``N = h * w``.
+            pe2d: ``(1, P + N, D)`` or ``(1, N, D)`` learned 2D position embedding, added again
+                (ignored when ``x2d`` or ``cat``); None for backbones without one.
+            num_frames: ``T`` (1 for images).
+            return_geometry: also return the recovered :class:`TokenGeometry`.
+
+        Returns:
+            ``(B, P + N * T, D)`` tokens, and the geometry when asked.
+        """
+        prefix = 1 if self.has_cls else 0
+        num_patches = grid_size[0] * grid_size[1]
+        if x.shape[1] != prefix + num_patches * num_frames:
+            raise ValueError(f"3DTRL got {x.shape[1]} tokens, expected {prefix} + {grid_size[0]}x{grid_size[1]}"
+                             f" x {num_frames} frame(s)")
+        cls = x[:, 0] if self.has_cls else None
+        patches = x[:, prefix:]
+        coord, points_cam, rotation, translation, points_world = self.estimator(patches, cls, grid_size, num_frames)
+
+        if self.cat:
+            emb = self.proj_world(torch.cat([patches, points_world], dim=-1))
+        else:
+            emb = self.pos_emb_world(points_world)
+        cls_emb = self.pos_emb_world_cls if self.has_cls else None
+        if pe2d is not None and not (self.x2d or self.cat):
+            pe_patch = pe2d[:, pe2d.shape[1] - num_patches:]
+            emb = emb + (pe_patch.repeat_interleave(num_frames, dim=1) if num_frames > 1 else pe_patch)
+            if self.has_cls and pe2d.shape[1] > num_patches:
+                cls_emb = cls_emb + pe2d[:, :1]
+        if self.has_cls:
+            emb = torch.cat([cls_emb.expand(x.shape[0], -1, -1), emb], dim=1)
+        out = x + emb
+        if not return_geometry:
+            return out
+        return out, self._geometry(coord, points_cam, rotation, translation, points_world, grid_size, num_frames)
+
+    def _geometry(self, coord, points_cam, rotation, translation, points_world, grid_size, num_frames) -> TokenGeometry:
+        def per_frame(t: torch.Tensor) -> torch.Tensor:  # (B, N*T, C) in (h w t) order -> (B, T, N, C)
+            return t.unflatten(1, (-1, num_frames)).transpose(1, 2)
+        depth = coord[..., -1:]
+        return TokenGeometry(per_frame(depth).squeeze(-1), per_frame(points_cam), rotation, translation,
+                             per_frame(points_world), tuple(grid_size))
+
+
+def trl_kwargs(kwargs: dict) -> dict:
+    """Pop the 3DTRL constructor arguments (``npl_depth`` accepted for ``trl_depth``) from ``kwargs``."""
+    if "npl_depth" in kwargs:
+        npl_depth = kwargs.pop("npl_depth")
+        if kwargs.setdefault("trl_depth", npl_depth) != npl_depth:
+            raise ValueError("trl_depth and npl_depth given with different values")
+    names = ("trl_depth", "pred_depth", "pred_campos_from", "cat", "x2d")
+    return {name: kwargs.pop(name) for name in names if name in kwargs}

@@ -1,0 +1,202 @@
+"""Shared utilities: seeding, a small config, meters, atomic files, CLI errors, alignment metrics."""
+import json
+import os
+import random
+import sys
+import tempfile
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+import torch
+import yaml
+
+
+# ----------------------------------------------------------------------------- reproducibility
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); optionally ask torch for deterministic kernels."""
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+# ----------------------------------------------------------------------------- errors
+
+class UserError(Exception):
+    """A problem with the user's input (files, flags, config): reported in one line, no traceback."""
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run ``main``; a :class:`UserError` prints ``error: <message>`` to stderr and exits with 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+# ----------------------------------------------------------------------------- config
+
+class Config(dict):
+    """A nested dict with attribute access, YAML loading and dotted overrides.
+
+    Overrides may only set keys that exist (a typo is an error, not a new key).
+    """
+
+    def __init__(self, data: Optional[dict] = None):
+        super().__init__()
+        for key, value in (data or {}).items():
+            self[key] = Config(value) if isinstance(value, dict) else value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    @classmethod
+    def from_yaml(cls, path: str) -> "Config":
+        if not os.path.isfile(path):
+            raise UserError(f"config file not found: {path}")
+        with open(path) as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"config file {path} must hold a mapping of keys to values")
+        return cls(data)
+
+    def merge(self, other: dict, prefix: str = "") -> "Config":
+        """Recursively update from ``other``; unknown keys raise :class:`UserError`."""
+        for key, value in other.items():
+            if key not in self:
+                raise UserError(f"unknown config key: {prefix}{key}")
+            if isinstance(self[key], Config) and isinstance(value, dict):
+                self[key].merge(value, prefix=f"{prefix}{key}.")
+            else:
+                self[key] = Config(value) if isinstance(value, dict) else value
+        return self
+
+    def merge_list(self, pairs: Iterable[str]) -> "Config":
+        """Apply ``["A.B", "value", ...]`` overrides; values are parsed as YAML scalars/lists."""
+        pairs = list(pairs)
+        if len(pairs) % 2:
+            raise UserError(f"overrides must be KEY VALUE pairs, got an odd number: {' '.join(pairs)}")
+        for dotted, raw in zip(pairs[::2], pairs[1::2]):
+            node = self
+            keys = dotted.split(".")
+            for key in keys[:-1]:
+                if not isinstance(node, Config) or key not in node:
+                    raise UserError(f"unknown config key: {dotted}")
+                node = node[key]
+            if not isinstance(node, Config) or keys[-1] not in node:
+                raise UserError(f"unknown config key: {dotted}")
+            node[keys[-1]] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        return self
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+# ----------------------------------------------------------------------------- meters
+
+class AverageMeter:
+    """Running sum, count and average of a scalar."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.val, self.sum, self.count = 0.0, 0.0, 0
+
+    def update(self, val: float, n: int = 1) -> None:
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.sum / max(self.count, 1)
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint_atomic(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_json_atomic(obj: Any, path: str) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+    _atomic_write(path, write)
+
+
+# ----------------------------------------------------------------------------- alignment metrics
+
+def _squared_distances(z1: torch.Tensor, z2: torch.Tensor, chunk_elems: int = 1 << 24) -> torch.Tensor:
+    """``(l1, l2)`` squared Euclidean distances, computed as ``sum((a - b)^2)`` like a plain loop
+    (so exact ties stay ties), in row chunks to bound memory."""
+    z1, z2 = z1.detach().float(), z2.detach().float()
+    rows = max(1, chunk_elems // max(1, z2.shape[0] * z2.shape[1]))
+    return torch.cat([((z1[i:i + rows, None] - z2[None]) ** 2).sum(-1) for i in range(0, len(z1), rows)])
+
+
+def _nearest(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """For every row of ``z1`` the index of its nearest row of ``z2`` (first index on ties)."""
+    return _squared_distances(z1, z2).argmin(dim=1)
+
+
+def alignment_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
+    """Mean ``|i - NN(i)| / l`` over frames ``i`` of ``z1`` ``(l, D)`` matched into ``z2`` ``(l, D)``."""
+    nn_idx = _nearest(z1, z2)
+    frames = torch.arange(len(z1), device=nn_idx.device)
+    return ((frames - nn_idx).abs().float().mean() / len(z1)).item()
+
+
+def cycle_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
+    """Mean ``|i - NN_21(NN_12(i))| / l``: how far a frame lands after a round trip through ``z2``."""
+    back = _nearest(z2, z1)[_nearest(z1, z2)]
+    frames = torch.arange(len(z1), device=back.device)
+    return ((frames - back).abs().float().mean() / len(z1)).item()
+
+
+def kendalls_tau(z1: torch.Tensor, z2: torch.Tensor) -> float:
+    """The release's Kendall's tau: pairs ``i < j`` are concordant when ``NN(i) < NN(j)``,
+    everything else (ties included) discordant; ``tau = (C - (T - C)) / T``."""
+    length = len(z1)
+    if length < 2:
+        raise ValueError("kendalls_tau needs at least two frames")
+    nn_idx = _nearest(z1, z2)
+    upper = torch.triu(torch.ones(length, length, dtype=torch.bool, device=nn_idx.device), diagonal=1)
+    concordant = ((nn_idx[:, None] < nn_idx[None, :]) & upper).sum().item()
+    total = length * (length - 1) // 2
+    return (concordant - (total - concordant)) / total
