@@ -6,6 +6,8 @@ import sys
 import tempfile
 from typing import Any, Callable, Iterable, Optional
 
+import re
+
 import numpy as np
 import torch
 import yaml
@@ -44,6 +46,21 @@ def run_cli(main: Callable[[], Any]) -> None:
 
 # ----------------------------------------------------------------------------- config
 
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3``-style numbers (no dot) as floats, as YAML 1.2 does."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text; numbers such as ``1e-3`` are floats (plain PyYAML reads them as strings)."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 class Config(dict):
     """A nested dict with attribute access, YAML loading and dotted overrides.
 
@@ -70,7 +87,7 @@ class Config(dict):
             raise UserError(f"config file not found: {path}")
         with open(path) as f:
             try:
-                data = yaml.safe_load(f) or {}
+                data = load_yaml(f.read()) or {}
             except yaml.YAMLError as err:
                 raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -102,7 +119,7 @@ class Config(dict):
                 node = node[key]
             if not isinstance(node, Config) or keys[-1] not in node:
                 raise UserError(f"unknown config key: {dotted}")
-            node[keys[-1]] = yaml.safe_load(raw) if isinstance(raw, str) else raw
+            node[keys[-1]] = load_yaml(raw) if isinstance(raw, str) else raw
         return self
 
     def to_dict(self) -> dict:
@@ -179,14 +196,14 @@ def alignment_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
     """Mean ``|i - NN(i)| / l`` over frames ``i`` of ``z1`` ``(l, D)`` matched into ``z2`` ``(l, D)``."""
     nn_idx = _nearest(z1, z2)
     frames = torch.arange(len(z1), device=nn_idx.device)
-    return ((frames - nn_idx).abs().float().mean() / len(z1)).item()
+    return (frames - nn_idx).abs().sum().item() / len(z1) / len(z1)
 
 
 def cycle_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
     """Mean ``|i - NN_21(NN_12(i))| / l``: how far a frame lands after a round trip through ``z2``."""
     back = _nearest(z2, z1)[_nearest(z1, z2)]
     frames = torch.arange(len(z1), device=back.device)
-    return ((frames - back).abs().float().mean() / len(z1)).item()
+    return (frames - back).abs().sum().item() / len(z1) / len(z1)
 
 
 def kendalls_tau(z1: torch.Tensor, z2: torch.Tensor) -> float:
