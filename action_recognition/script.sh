@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Train and test a TimeSformer (+3DTRL):  bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]
+# CONFIG is a file name in configs/; extra KEY VALUE pairs override the config.
+set -euo pipefail
+if [ "$#" -lt 3 ]; then
+    echo "usage: bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]" >&2
+    exit 2
+fi
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CONFIG="$1"; DATA_DIR="$2"; OUTPUT_DIR="$3"; shift 3
+case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
+case "$OUTPUT_DIR" in /*) ;; *) OUTPUT_DIR="$PWD/$OUTPUT_DIR" ;; esac
+PYTHON="${PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+    if [ -x "$HERE/../.venv/bin/python" ]; then PYTHON="$HERE/../.venv/bin/python"; else PYTHON=python3; fi
+fi
+cd "$HERE"
+exec "$PYTHON" tools/run_net.py --cfg "configs/$CONFIG" \
+    DATA.PATH_TO_DATA_DIR "$DATA_DIR" OUTPUT_DIR "$OUTPUT_DIR" "$@"

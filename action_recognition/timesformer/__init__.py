@@ -1,0 +1,1 @@
+"""TimeSformer with an optional 3DTRL layer: model, data, training and evaluation."""

@@ -1,0 +1,61 @@
+"""Checkpoints in TimeSformer's format (``model_state``, ``optimizer_state``, ``epoch``), written atomically."""
+import glob
+import os
+import re
+from typing import Optional
+
+import torch
+from torch import nn
+
+from utils import UserError, save_checkpoint_atomic
+
+
+def checkpoint_dir(output_dir: str) -> str:
+    return os.path.join(output_dir, "checkpoints")
+
+
+def checkpoint_path(output_dir: str, epoch: int) -> str:
+    """``OUTPUT_DIR/checkpoints/checkpoint_epoch_00005.pyth`` for 1-based ``epoch``."""
+    return os.path.join(checkpoint_dir(output_dir), f"checkpoint_epoch_{epoch:05d}.pyth")
+
+
+def last_checkpoint(output_dir: str) -> Optional[str]:
+    """The checkpoint with the highest epoch in ``OUTPUT_DIR/checkpoints``, if any."""
+    found = glob.glob(os.path.join(checkpoint_dir(output_dir), "checkpoint_epoch_*.pyth"))
+    return max(found, key=lambda p: int(re.findall(r"(\d+)\.pyth$", p)[0])) if found else None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(output_dir: str, model: nn.Module, optimizer, epoch: int, cfg, history=()) -> str:
+    """Save after ``epoch`` (1-based number of finished epochs), with the per-epoch ``history``."""
+    path = checkpoint_path(output_dir, epoch)
+    save_checkpoint_atomic({
+        "epoch": epoch,
+        "model_state": unwrap(model).state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "cfg": cfg.to_dict(),
+        "history": list(history),
+    }, path)
+    return path
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file on the CPU, with a one-line error when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001  (any unpickling failure means a bad file)
+        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+
+
+def resume(path: str, model: nn.Module, optimizer) -> int:
+    """Restore model and optimizer from ``path``; returns the number of finished epochs."""
+    state = read_checkpoint(path)
+    unwrap(model).load_state_dict(state["model_state"])
+    if optimizer is not None and "optimizer_state" in state:
+        optimizer.load_state_dict(state["optimizer_state"])
+    return int(state.get("epoch", 0))

@@ -1,0 +1,157 @@
+"""Every config key with its default (TimeSformer / SlowFast names, plus ``TRL`` for 3DTRL).
+
+A run's config is these defaults, updated by a YAML file, updated by ``KEY VALUE`` pairs from
+the command line. Keys that are not listed here are rejected.
+"""
+from typing import Iterable, Optional
+
+from utils import Config, UserError
+
+_DEFAULTS = {
+    "TRAIN": {
+        "ENABLE": True,
+        "DATASET": "video",
+        "BATCH_SIZE": 8,                 # total over all processes
+        "EVAL_PERIOD": 1,                # epochs between validation passes
+        "CHECKPOINT_PERIOD": 1,          # epochs between checkpoints
+        "AUTO_RESUME": True,             # continue from the last checkpoint in OUTPUT_DIR
+        "CHECKPOINT_FILE_PATH": "",      # initialise from this TimeSformer checkpoint (model_state)
+        "CHECKPOINT_TYPE": "pytorch",
+        "FINETUNE": False,               # with CHECKPOINT_FILE_PATH: load weights only, new head allowed
+        "MIXED_PRECISION": False,        # bf16 autocast on GPUs
+    },
+    "DATA": {
+        "PATH_TO_DATA_DIR": "",          # folder holding train.csv, val.csv, test.csv
+        "PATH_PREFIX": "",               # prefix of the relative video paths (default: PATH_TO_DATA_DIR)
+        "PATH_LABEL_SEPARATOR": " ",
+        "NUM_FRAMES": 8,
+        "SAMPLING_RATE": 8,
+        "TRAIN_JITTER_SCALES": [256, 320],
+        "TRAIN_CROP_SIZE": 224,
+        "TEST_CROP_SIZE": 224,
+        "RANDOM_FLIP": True,
+        "INPUT_CHANNEL_NUM": [3],
+        "MEAN": [0.45, 0.45, 0.45],
+        "STD": [0.225, 0.225, 0.225],
+        "DECODING_BACKEND": "opencv",
+    },
+    "TIMESFORMER": {
+        "ATTENTION_TYPE": "divided_space_time",
+        "PRETRAINED_MODEL": "",          # ImageNet ViT weights or a TimeSformer checkpoint
+        "EMBED_DIM": 768,
+        "DEPTH": None,                   # None: 16 with 3DTRL (the release), 12 without
+        "NUM_HEADS": 12,
+        "PATCH_SIZE": 16,
+        "MLP_RATIO": 4.0,
+        "DROP_PATH_RATE": 0.1,
+    },
+    "TRL": {
+        "ENABLE": True,                  # False runs plain TimeSformer
+        "LOC": 12,                       # 3DTRL goes before this block
+        "PRED_CAMPOS_FROM": "both-sep",  # camera estimator input: both-sep, both-avg, cls
+        "PRED_DEPTH": True,
+    },
+    "SOLVER": {
+        "BASE_LR": 0.005,
+        "LR_POLICY": "steps_with_relative_lrs",
+        "STEPS": [0, 11, 14],
+        "LRS": [1, 0.1, 0.01],
+        "COSINE_END_LR": 0.0,
+        "MAX_EPOCH": 15,
+        "MOMENTUM": 0.9,
+        "NESTEROV": True,
+        "DAMPENING": 0.0,
+        "WEIGHT_DECAY": 1e-4,
+        "WARMUP_EPOCHS": 0.0,
+        "WARMUP_START_LR": 0.0,
+        "OPTIMIZING_METHOD": "sgd",
+        "CLIP_GRAD_NORM": None,
+    },
+    "MODEL": {
+        "ARCH": "vit",
+        "MODEL_NAME": "vit_base_patch16_224",
+        "NUM_CLASSES": 400,
+        "LOSS_FUNC": "cross_entropy",
+        "DROPOUT_RATE": 0.5,
+    },
+    "TEST": {
+        "ENABLE": True,
+        "DATASET": "video",
+        "BATCH_SIZE": 8,
+        "CHECKPOINT_FILE_PATH": "",      # test these weights (default: the trained model)
+        "NUM_ENSEMBLE_VIEWS": 1,         # clips per video
+        "NUM_SPATIAL_CROPS": 3,          # 1 = centre, 3 = left/centre/right
+        "SAVE_RESULTS_PATH": "",         # also save per-video scores (.npz) under OUTPUT_DIR
+    },
+    "DATA_LOADER": {
+        "NUM_WORKERS": 2,
+        "PIN_MEMORY": True,
+    },
+    "LOG": {
+        "PROGRESS": True,                # tqdm bars
+        "PERIOD": 10,                    # iterations between TensorBoard scalars
+    },
+    "NUM_GPUS": 1,                       # processes per node (GPUs, or CPU processes without one)
+    "NUM_SHARDS": 1,                     # nodes
+    "SHARD_ID": 0,
+    "DIST_BACKEND": "",                  # default: nccl on GPUs, gloo on the CPU
+    "RNG_SEED": 0,
+    "OUTPUT_DIR": "./output",
+}
+
+ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+
+def get_defaults() -> Config:
+    """A fresh copy of every key with its default value."""
+    return Config(_DEFAULTS)
+
+
+def load_config(cfg_file: Optional[str] = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the YAML file, then ``["KEY", "VALUE", ...]`` overrides; checked."""
+    cfg = get_defaults()
+    if cfg_file:
+        cfg.merge(Config.from_yaml(cfg_file))
+    cfg.merge_list(list(overrides))
+    check_config(cfg)
+    return cfg
+
+
+def model_depth(cfg: Config) -> int:
+    """``TIMESFORMER.DEPTH``, or the release's default: 16 blocks with 3DTRL, 12 without."""
+    depth = cfg.TIMESFORMER.DEPTH
+    return int(depth) if depth is not None else (16 if cfg.TRL.ENABLE else 12)
+
+
+def check_config(cfg: Config) -> None:
+    """Reject values that cannot work, with a message naming the key."""
+    if cfg.TIMESFORMER.ATTENTION_TYPE not in ATTENTION_TYPES:
+        raise UserError(f"TIMESFORMER.ATTENTION_TYPE must be one of {', '.join(ATTENTION_TYPES)}, "
+                        f"got {cfg.TIMESFORMER.ATTENTION_TYPE!r}")
+    if cfg.TIMESFORMER.EMBED_DIM % cfg.TIMESFORMER.NUM_HEADS:
+        raise UserError("TIMESFORMER.EMBED_DIM must be divisible by TIMESFORMER.NUM_HEADS")
+    depth = model_depth(cfg)
+    if cfg.TRL.ENABLE and not 0 <= cfg.TRL.LOC < depth:
+        raise UserError(f"TRL.LOC must lie in [0, {depth - 1}] for a {depth}-block model, got {cfg.TRL.LOC}")
+    if cfg.TRL.PRED_CAMPOS_FROM not in ("both-sep", "both-avg", "cls"):
+        raise UserError(f"TRL.PRED_CAMPOS_FROM must be both-sep, both-avg or cls, got {cfg.TRL.PRED_CAMPOS_FROM!r}")
+    low, high = cfg.DATA.TRAIN_JITTER_SCALES
+    if not 0 < low <= high or cfg.DATA.TRAIN_CROP_SIZE > low:
+        raise UserError("DATA.TRAIN_JITTER_SCALES must be [low, high] with TRAIN_CROP_SIZE <= low <= high")
+    for key in ("TRAIN_CROP_SIZE", "TEST_CROP_SIZE"):
+        if cfg.DATA[key] % cfg.TIMESFORMER.PATCH_SIZE:
+            raise UserError(f"DATA.{key} must be a multiple of TIMESFORMER.PATCH_SIZE")
+    if cfg.TEST.NUM_SPATIAL_CROPS not in (1, 3):
+        raise UserError("TEST.NUM_SPATIAL_CROPS must be 1 or 3")
+    if cfg.SOLVER.LR_POLICY not in ("steps_with_relative_lrs", "cosine"):
+        raise UserError(f"SOLVER.LR_POLICY must be steps_with_relative_lrs or cosine, got {cfg.SOLVER.LR_POLICY!r}")
+    if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS):
+        raise UserError("SOLVER.STEPS and SOLVER.LRS must have the same length")
+    if cfg.SOLVER.OPTIMIZING_METHOD not in ("sgd", "adamw"):
+        raise UserError(f"SOLVER.OPTIMIZING_METHOD must be sgd or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
+    if cfg.MODEL.LOSS_FUNC not in ("cross_entropy",):
+        raise UserError(f"MODEL.LOSS_FUNC must be cross_entropy, got {cfg.MODEL.LOSS_FUNC!r}")
+    if cfg.MODEL.NUM_CLASSES < 1 or cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:
+        raise UserError("MODEL.NUM_CLASSES, DATA.NUM_FRAMES and DATA.SAMPLING_RATE must be positive")
+    if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
+        raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")

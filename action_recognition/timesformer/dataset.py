@@ -1,0 +1,211 @@
+"""Video clips from CSV lists (``path label`` per line), decoded with OpenCV.
+
+Training: ``NUM_FRAMES`` frames ``SAMPLING_RATE`` apart from a random start (indices past the
+end of a short video are clamped to its last frame), short side scaled to a random size in
+``TRAIN_JITTER_SCALES``, a random ``TRAIN_CROP_SIZE`` square crop, a random horizontal flip.
+Validation: the centre clip, centre crop. Test: ``NUM_ENSEMBLE_VIEWS`` clips evenly spread in
+time x ``NUM_SPATIAL_CROPS`` crops (3 = both ends and the centre of the long side); the scores
+of one video's ``views`` are averaged by the caller (see ``video_index``).
+"""
+import os
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils import UserError
+
+SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
+
+
+def read_video_list(path: str, prefix: str, num_classes: int, separator: str = " ") -> List[Tuple[str, int]]:
+    """``[(video path, label)]`` from a list file; every video must exist and every label be in range."""
+    if not os.path.isfile(path):
+        raise UserError(f"video list not found: {path}")
+    items = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(separator, 1) if separator != " " else line.rsplit(None, 1)
+            if len(parts) != 2:
+                raise UserError(f"{path}:{line_no}: expected 'path label', got {line!r}")
+            video, label = parts[0].strip(), parts[1]
+            try:
+                label = int(label)
+            except ValueError:
+                raise UserError(f"{path}:{line_no}: label {label!r} is not an integer") from None
+            if not 0 <= label < num_classes:
+                raise UserError(f"{path}:{line_no}: label {label} out of range [0, {num_classes - 1}] "
+                                f"(MODEL.NUM_CLASSES {num_classes})")
+            video = video if os.path.isabs(video) else os.path.join(prefix, video)
+            if not os.path.isfile(video):
+                raise UserError(f"{path}:{line_no}: video not found: {video}")
+            items.append((video, label))
+    if not items:
+        raise UserError(f"video list {path} is empty")
+    return items
+
+
+def frame_count(path: str) -> int:
+    """Number of frames: the container's count, or counted by decoding when it reports none."""
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            return 0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count <= 0:
+            count = 0
+            while capture.grab():
+                count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def decode_frames(path: str, indices: Sequence[int]) -> np.ndarray:
+    """``(len(indices), H, W, 3)`` uint8 RGB frames at ``indices`` (repeats allowed).
+
+    Frames are read in order and only the requested ones are converted. Indices past the
+    last decodable frame are clamped to it (containers sometimes over-report their length).
+    """
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise UserError(f"cannot decode video: {path}")
+    wanted = sorted(set(int(i) for i in indices))
+    decoded = {}
+    try:
+        position = 0
+        for index in wanted:
+            while position < index and capture.grab():
+                position += 1
+            ok, frame = capture.read() if position == index else (False, None)
+            if not ok:
+                break
+            decoded[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            position += 1
+    finally:
+        capture.release()
+    if not decoded:
+        raise UserError(f"cannot decode video: {path}")
+    last = max(decoded)
+    return np.stack([decoded[min(int(i), last)] for i in indices])
+
+
+def clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, start: int) -> np.ndarray:
+    """``num_frames`` indices ``sampling_rate`` apart from ``start``, clamped to ``[0, L - 1]``."""
+    indices = start + np.arange(num_frames) * sampling_rate
+    return np.clip(indices, 0, max(num_video_frames - 1, 0))
+
+
+def clip_start(num_video_frames: int, span: int, view: int, num_views: int) -> int:
+    """Start of temporal view ``view`` of ``num_views`` spread evenly over the video (centre for one)."""
+    slack = max(num_video_frames - span, 0)
+    return int(round(slack * (view + 0.5) / num_views))
+
+
+def scale_short_side(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(T, H, W, 3)`` frames so the short side is ``size`` (aspect kept)."""
+    height, width = frames.shape[1:3]
+    if min(height, width) == size:
+        return frames
+    if height < width:
+        new_h, new_w = size, int(round(width * size / height))
+    else:
+        new_h, new_w = int(round(height * size / width)), size
+    interpolation = cv2.INTER_AREA if size < min(height, width) else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (new_w, new_h), interpolation=interpolation) for f in frames])
+
+
+def crop(frames: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
+    return frames[:, top:top + size, left:left + size]
+
+
+def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int) -> np.ndarray:
+    """Centre crop (``num_crops`` 1), or crop ``index`` of 3 along the long side (0 start, 1 centre, 2 end)."""
+    height, width = frames.shape[1:3]
+    top, left = (height - size) // 2, (width - size) // 2
+    if num_crops == 3 and index != 1:
+        if height > width:
+            top = 0 if index == 0 else height - size
+        else:
+            left = 0 if index == 0 else width - size
+    return crop(frames, size, top, left)
+
+
+def to_tensor(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> normalised float ``(3, T, H, W)``."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    x = (x - torch.tensor(mean)) / torch.tensor(std)
+    return x.permute(3, 0, 1, 2).contiguous()
+
+
+class VideoDataset(Dataset):
+    """Clips of the videos listed in ``DATA.PATH_TO_DATA_DIR/<split>.csv``.
+
+    An item is ``(clip (3, T, S, S), label, video index)``; in test mode there are
+    ``NUM_ENSEMBLE_VIEWS * NUM_SPATIAL_CROPS`` items per video.
+    """
+
+    def __init__(self, cfg, split: str):
+        if split not in SPLIT_FILES:
+            raise ValueError(f"unknown split {split!r}")
+        self.split = split
+        self.data = cfg.DATA
+        root = cfg.DATA.PATH_TO_DATA_DIR
+        if not root or not os.path.isdir(root):
+            raise UserError(f"DATA.PATH_TO_DATA_DIR is not a folder: {root!r}")
+        prefix = cfg.DATA.PATH_PREFIX or root
+        self.videos = read_video_list(os.path.join(root, SPLIT_FILES[split]), prefix, cfg.MODEL.NUM_CLASSES,
+                                      cfg.DATA.PATH_LABEL_SEPARATOR)
+        self.labels = [label for _, label in self.videos]
+        if split == "test":
+            self.num_clips, self.num_crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
+        else:
+            self.num_clips, self.num_crops = 1, 1
+        self.seed = cfg.RNG_SEED
+        self.epoch = 0
+
+    @property
+    def views_per_video(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training augmentation depends on (seed, epoch, item) only, whatever the worker layout."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.views_per_video
+
+    def __getitem__(self, index: int):
+        video_index, view = divmod(index, self.views_per_video)
+        path, label = self.videos[video_index]
+        length = frame_count(path)
+        span = (self.data.NUM_FRAMES - 1) * self.data.SAMPLING_RATE + 1
+        if self.split == "train":
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            start = int(rng.integers(0, max(length - span, 0) + 1))
+        else:
+            start = clip_start(length, span, view // self.num_crops, self.num_clips)
+        frames = decode_frames(path, clip_indices(length, self.data.NUM_FRAMES, self.data.SAMPLING_RATE, start))
+        if self.split == "train":
+            frames = self._augment(frames, rng)
+        else:
+            frames = scale_short_side(frames, self.data.TEST_CROP_SIZE)
+            frames = spatial_crop(frames, self.data.TEST_CROP_SIZE, view % self.num_crops, self.num_crops)
+        return to_tensor(frames, self.data.MEAN, self.data.STD), label, video_index
+
+    def _augment(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        low, high = self.data.TRAIN_JITTER_SCALES
+        frames = scale_short_side(frames, int(rng.integers(low, high + 1)))
+        size = self.data.TRAIN_CROP_SIZE
+        top = int(rng.integers(0, frames.shape[1] - size + 1))
+        left = int(rng.integers(0, frames.shape[2] - size + 1))
+        frames = crop(frames, size, top, left)
+        if self.data.RANDOM_FLIP and rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+        return frames

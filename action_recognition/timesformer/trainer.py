@@ -1,0 +1,257 @@
+"""Train, validate and test a TimeSformer as the config says; one function per process.
+
+Processes: ``NUM_GPUS`` per node on ``NUM_SHARDS`` nodes (``torch.distributed``; NCCL on GPUs,
+gloo on the CPU). With one process in total nothing distributed is initialised.
+Outputs in ``OUTPUT_DIR``: ``checkpoints/checkpoint_epoch_XXXXX.pyth`` (atomic, auto-resumed),
+``tensorboard/``, ``stats.json`` (per epoch) and ``results.json`` (the test metrics).
+"""
+import contextlib
+import logging
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from utils import AverageMeter, UserError, seed_everything, write_json_atomic
+
+from . import checkpoint as cu
+from .dataset import VideoDataset
+from .meters import VideoScores, topk_correct
+from .model import build_model
+from .optim import build_loss, build_optimizer, get_epoch_lr, set_lr
+from .weights import load_pretrained
+
+log = logging.getLogger("timesformer")
+
+
+# ----------------------------------------------------------------------------- processes
+
+def world_size(cfg) -> int:
+    return max(cfg.NUM_GPUS, 1) * cfg.NUM_SHARDS
+
+
+def use_cuda(cfg) -> bool:
+    return cfg.NUM_GPUS > 0 and torch.cuda.is_available()
+
+
+def init_process(local_rank: int, cfg, init_method: str) -> torch.device:
+    """Join the process group (when there is more than one process) and pick this process's device."""
+    rank = cfg.SHARD_ID * max(cfg.NUM_GPUS, 1) + local_rank
+    device = torch.device("cuda", local_rank) if use_cuda(cfg) else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size(cfg) > 1:
+        backend = cfg.DIST_BACKEND or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend, init_method=init_method, world_size=world_size(cfg), rank=rank)
+    return device
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def all_reduce_sum(array: np.ndarray) -> np.ndarray:
+    if not dist.is_initialized():
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
+    dist.all_reduce(tensor)
+    return tensor.numpy()
+
+
+# ----------------------------------------------------------------------------- data
+
+def build_loader(cfg, split: str, dataset: Optional[VideoDataset] = None) -> DataLoader:
+    dataset = dataset or VideoDataset(cfg, split)
+    replicas, index = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
+    per_process = max(1, (cfg.TRAIN.BATCH_SIZE if split == "train" else cfg.TEST.BATCH_SIZE) // replicas)
+    if split == "train":
+        sampler = DistributedSampler(dataset, replicas, index, shuffle=True, seed=cfg.RNG_SEED, drop_last=True)
+        shard = dataset
+    else:
+        sampler, shard = None, Subset(dataset, range(index, len(dataset), replicas))
+    return DataLoader(shard, batch_size=per_process, sampler=sampler, shuffle=False,
+                      num_workers=cfg.DATA_LOADER.NUM_WORKERS, pin_memory=cfg.DATA_LOADER.PIN_MEMORY and use_cuda(cfg),
+                      drop_last=split == "train" and len(dataset) >= per_process * replicas,
+                      persistent_workers=False)
+
+
+def one_line(err: UserError) -> UserError:
+    """A UserError re-raised from a loader worker carries the worker's traceback: keep its message."""
+    lines = str(err).strip().splitlines()
+    if len(lines) <= 1:
+        return err
+    return UserError(lines[-1].split("UserError: ", 1)[-1])
+
+
+def iterate(loader: DataLoader, desc: str, cfg):
+    """Batches with a progress bar on the main process; loader errors stay one line."""
+    bar = tqdm(loader, desc=desc, leave=False, disable=not (cfg.LOG.PROGRESS and is_main()), dynamic_ncols=True)
+    try:
+        yield from bar
+    except UserError as err:
+        raise one_line(err) from None
+    finally:
+        bar.close()
+
+
+def autocast(cfg, device: torch.device):
+    if cfg.TRAIN.MIXED_PRECISION and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- epochs
+
+def train_epoch(model, loader, optimizer, loss_fn, epoch: int, cfg, device, writer) -> Dict[str, float]:
+    """One epoch; ``epoch`` is 0-based. The LR follows the policy per iteration."""
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+    loss_meter, top1_meter = AverageMeter(), AverageMeter()
+    num_iters = len(loader)
+    lr = get_epoch_lr(cfg, epoch)
+    for it, (clips, labels, _) in enumerate(iterate(loader, f"train {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", cfg)):
+        lr = get_epoch_lr(cfg, epoch + it / num_iters)
+        set_lr(optimizer, lr)
+        clips, labels = clips.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(cfg, device):
+            logits = model(clips)
+        loss = loss_fn(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise UserError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.SOLVER.CLIP_GRAD_NORM:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_NORM)
+        optimizer.step()
+        loss_meter.update(loss.item(), len(labels))
+        top1_meter.update(100.0 * topk_correct(logits.detach(), labels, 1) / len(labels), len(labels))
+        step = epoch * num_iters + it
+        if writer is not None and step % cfg.LOG.PERIOD == 0:
+            writer.add_scalar("train/loss", loss.item(), step)
+            writer.add_scalar("train/lr", lr, step)
+    totals = all_reduce_sum(np.array([loss_meter.sum, top1_meter.sum, loss_meter.count], dtype=np.float64))
+    count = max(totals[2], 1)
+    return {"loss": totals[0] / count, "top1": totals[1] / count, "lr": lr}
+
+
+@torch.no_grad()
+def evaluate(model, loader, cfg, device, desc: str) -> Dict[str, float]:
+    """Video-level metrics: softmax scores averaged over each video's views, gathered from all processes."""
+    model.eval()
+    dataset = loader.dataset.dataset
+    scores = VideoScores(len(dataset.videos), cfg.MODEL.NUM_CLASSES)
+    for clips, labels, video_index in iterate(loader, desc, cfg):
+        with autocast(cfg, device):
+            logits = model(clips.to(device, non_blocking=True))
+        scores.update(logits.float().softmax(dim=1).cpu(), labels, video_index)
+    scores.sums = all_reduce_sum(scores.sums)
+    scores.counts = all_reduce_sum(scores.counts).astype(np.int64)
+    labels = all_reduce_sum(np.where(scores.labels >= 0, scores.labels + 1, 0)).astype(np.int64)
+    scores.labels = np.where(labels > 0, labels - 1, -1)
+    metrics = scores.metrics()
+    metrics["views_per_video"] = dataset.views_per_video
+    if cfg.TEST.SAVE_RESULTS_PATH and desc == "test" and is_main():
+        np.savez(os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH), scores=scores.scores(), labels=scores.labels)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- model set-up
+
+def prepare_model(cfg, device):
+    """Build the model and load the configured initial weights (ImageNet ViT, then a checkpoint)."""
+    seed_everything(cfg.RNG_SEED)
+    model = build_model(cfg)
+    if cfg.TIMESFORMER.PRETRAINED_MODEL:
+        load_pretrained(model, cfg.TIMESFORMER.PRETRAINED_MODEL)
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        load_pretrained(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
+    return model.to(device)
+
+
+def wrap(model, device):
+    if not dist.is_initialized():
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def train(cfg, model, device, writer) -> Dict:
+    """Train for ``SOLVER.MAX_EPOCH`` epochs (resuming from the last checkpoint); returns the history."""
+    optimizer = build_optimizer(model, cfg)
+    start, history = 0, []
+    last = cu.last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    if last:
+        start = cu.resume(last, model, optimizer)
+        history = cu.read_checkpoint(last).get("history", [])
+        if is_main():
+            log.info("resumed from %s (epoch %d)", last, start)
+    net = wrap(model, device)
+    train_loader = build_loader(cfg, "train")
+    val_loader = build_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    loss_fn = build_loss(cfg)
+    for epoch in range(start, cfg.SOLVER.MAX_EPOCH):
+        tic = time.time()
+        stats = {"epoch": epoch + 1, **train_epoch(net, train_loader, optimizer, loss_fn, epoch, cfg, device, writer)}
+        if val_loader is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or epoch + 1 == cfg.SOLVER.MAX_EPOCH):
+            val = evaluate(net, val_loader, cfg, device, "val")
+            stats.update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mean_class_acc")})
+        stats["seconds"] = time.time() - tic
+        history.append(stats)
+        if is_main():
+            for key, value in stats.items():
+                if key not in ("epoch", "seconds") and writer is not None:
+                    writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+            log.info("epoch %s", " ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
+                cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, history=history)
+            write_json_atomic(history, os.path.join(cfg.OUTPUT_DIR, "stats.json"))
+        if dist.is_initialized():
+            dist.barrier()
+    return history
+
+
+def test(cfg, model, device, writer) -> Dict[str, float]:
+    """Multi-view test of ``TEST.CHECKPOINT_FILE_PATH`` (or of the given model)."""
+    if cfg.TEST.CHECKPOINT_FILE_PATH:
+        cu.resume(cfg.TEST.CHECKPOINT_FILE_PATH, model, None)
+    elif not cfg.TRAIN.ENABLE and cu.last_checkpoint(cfg.OUTPUT_DIR):
+        cu.resume(cu.last_checkpoint(cfg.OUTPUT_DIR), model, None)
+    metrics = evaluate(wrap(model, device), build_loader(cfg, "test"), cfg, device, "test")
+    if is_main() and writer is not None:
+        for key in ("top1", "top5", "mean_class_acc"):
+            writer.add_scalar(f"test/{key}", metrics[key], 0)
+    return metrics
+
+
+def run(local_rank: int, cfg, init_method: str = "") -> Optional[Dict]:
+    """Everything one process does: train (if enabled), then test (if enabled), then write results."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    device = init_process(local_rank, cfg, init_method)
+    try:
+        model = prepare_model(cfg, device)
+        writer = SummaryWriter(os.path.join(cfg.OUTPUT_DIR, "tensorboard")) if is_main() else None
+        results = {"config": cfg.to_dict(), "world_size": world_size(cfg), "device": device.type}
+        if cfg.TRAIN.ENABLE:
+            results["train"] = train(cfg, model, device, writer)
+        if cfg.TEST.ENABLE:
+            results["test"] = test(cfg, model, device, writer)
+            if is_main():
+                log.info("test %s", " ".join(f"{k} {v:.4g}" for k, v in results["test"].items()))
+        if is_main():
+            write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "results.json"))
+            writer.close()
+        return results
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
