@@ -55,7 +55,12 @@ def read_checkpoint(path: str) -> dict:
 def resume(path: str, model: nn.Module, optimizer) -> int:
     """Restore model and optimizer from ``path``; returns the number of finished epochs."""
     state = read_checkpoint(path)
-    unwrap(model).load_state_dict(state["model_state"])
+    if not isinstance(state, dict) or "model_state" not in state:
+        raise UserError(f"{path} is not a TimeSformer checkpoint (no model_state)")
+    try:
+        unwrap(model).load_state_dict(state["model_state"])
+    except RuntimeError as err:
+        raise UserError(f"{path} does not fit this model: {str(err).splitlines()[1].strip()}") from None
     if optimizer is not None and "optimizer_state" in state:
         optimizer.load_state_dict(state["optimizer_state"])
     return int(state.get("epoch", 0))

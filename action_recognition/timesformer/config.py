@@ -10,13 +10,12 @@ from utils import Config, UserError
 _DEFAULTS = {
     "TRAIN": {
         "ENABLE": True,
-        "DATASET": "video",
+        "DATASET": "video",              # a name only: every data set is read from CSV lists
         "BATCH_SIZE": 8,                 # total over all processes
         "EVAL_PERIOD": 1,                # epochs between validation passes
         "CHECKPOINT_PERIOD": 1,          # epochs between checkpoints
         "AUTO_RESUME": True,             # continue from the last checkpoint in OUTPUT_DIR
         "CHECKPOINT_FILE_PATH": "",      # initialise from this TimeSformer checkpoint (model_state)
-        "CHECKPOINT_TYPE": "pytorch",
         "FINETUNE": False,               # with CHECKPOINT_FILE_PATH: load weights only, new head allowed
         "MIXED_PRECISION": False,        # bf16 autocast on GPUs
     },
@@ -69,7 +68,7 @@ _DEFAULTS = {
     },
     "MODEL": {
         "ARCH": "vit",
-        "MODEL_NAME": "vit_base_patch16_224",
+        "MODEL_NAME": "vit_base_patch16_224",  # a name only: the size comes from TIMESFORMER.*
         "NUM_CLASSES": 400,
         "LOSS_FUNC": "cross_entropy",
         "DROPOUT_RATE": 0.5,
@@ -149,6 +148,8 @@ def check_config(cfg: Config) -> None:
         raise UserError("SOLVER.STEPS and SOLVER.LRS must have the same length")
     if cfg.SOLVER.OPTIMIZING_METHOD not in ("sgd", "adamw"):
         raise UserError(f"SOLVER.OPTIMIZING_METHOD must be sgd or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
+    if cfg.MODEL.ARCH != "vit" or cfg.DATA.DECODING_BACKEND != "opencv":
+        raise UserError("only MODEL.ARCH vit and DATA.DECODING_BACKEND opencv are supported")
     if cfg.MODEL.LOSS_FUNC not in ("cross_entropy",):
         raise UserError(f"MODEL.LOSS_FUNC must be cross_entropy, got {cfg.MODEL.LOSS_FUNC!r}")
     if cfg.MODEL.NUM_CLASSES < 1 or cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:

@@ -47,11 +47,11 @@ class Camera:
 
 
 CAMERAS = (
-    Camera(yaw=0.0, pitch=-25.0, distance=1.25),
-    Camera(yaw=55.0, pitch=-35.0, distance=1.2),
-    Camera(yaw=110.0, pitch=-20.0, distance=1.3),
-    Camera(yaw=-55.0, pitch=-40.0, distance=1.2),
-    Camera(yaw=-120.0, pitch=-30.0, distance=1.25),  # the unseen test view
+    Camera(yaw=0.0, pitch=-25.0, distance=1.0),
+    Camera(yaw=55.0, pitch=-35.0, distance=0.95),
+    Camera(yaw=110.0, pitch=-20.0, distance=1.05),
+    Camera(yaw=-55.0, pitch=-40.0, distance=0.95),
+    Camera(yaw=-120.0, pitch=-30.0, distance=1.0),  # the unseen test view
 )
 
 
@@ -66,7 +66,7 @@ class Preset:
 
 PRESETS = {
     "tiny": Preset(episodes_per_action=2, val_episodes_per_action=1, num_frames=8, size=48, num_cameras=3),
-    "small": Preset(episodes_per_action=24, val_episodes_per_action=4, num_frames=16, size=96, num_cameras=5),
+    "small": Preset(episodes_per_action=24, val_episodes_per_action=4, num_frames=16, size=80, num_cameras=5),
     "medium": Preset(episodes_per_action=60, val_episodes_per_action=10, num_frames=16, size=112, num_cameras=5),
 }
 FPS = 10
@@ -129,7 +129,7 @@ def script_action(action: str, num_frames: int, rng: np.random.Generator) -> Dic
         grip = np.where(held, 0.022, 0.04)
         cube = np.where(held[:, None], ee - [0, 0, 0.01], cube0)
     elif action == "wave":
-        centre = np.array([rng.uniform(0.3, 0.45), 0.0, rng.uniform(0.62, 0.72)])
+        centre = np.array([rng.uniform(0.3, 0.45), 0.0, rng.uniform(0.55, 0.62)])
         amplitude, cycles = rng.uniform(0.12, 0.22), rng.uniform(2.0, 3.0)
         raise_end = 0.25
         phase = np.clip((s - raise_end) / (1 - raise_end), 0, 1)
@@ -177,8 +177,10 @@ class Scene:
     def reset(self, rng: np.random.Generator) -> None:
         for joint, angle in zip(ARM_JOINTS, REST_POSE):
             self.p.resetJointState(self.robot, joint, angle, physicsClientId=self.client)
-        colour = list(rng.uniform(0.2, 1.0, 3)) + [1.0]
+        colour = list(rng.uniform(0.1, 0.9, 3)) + [1.0]
         self.p.changeVisualShape(self.cube, -1, rgbaColor=colour, physicsClientId=self.client)
+        floor = list(rng.uniform(0.35, 0.55) + rng.uniform(-0.05, 0.05, 3)) + [1.0]
+        self.p.changeVisualShape(self.plane, -1, textureUniqueId=-1, rgbaColor=floor, physicsClientId=self.client)
 
     def pose(self, ee: np.ndarray, grip: float, cube: np.ndarray) -> None:
         """Move the gripper to ``ee`` (inverse kinematics), set the fingers, place the cube."""
@@ -196,7 +198,7 @@ class Scene:
     def render(self, camera: Camera, size: int, jitter: np.ndarray) -> np.ndarray:
         """``(size, size, 3)`` uint8 RGB image from ``camera`` perturbed by ``jitter`` (yaw, pitch, dist)."""
         view = self.p.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=[0.3, 0.0, 0.33], distance=camera.distance + jitter[2],
+            cameraTargetPosition=[0.3, 0.0, 0.3], distance=camera.distance + jitter[2],
             yaw=camera.yaw + jitter[0], pitch=camera.pitch + jitter[1], roll=0.0, upAxisIndex=2)
         projection = self.p.computeProjectionMatrixFOV(fov=55.0, aspect=1.0, nearVal=0.05, farVal=5.0)
         _, _, rgba, _, _ = self.p.getCameraImage(size, size, view, projection, renderer=self.p.ER_TINY_RENDERER,

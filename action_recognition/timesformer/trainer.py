@@ -170,13 +170,16 @@ def evaluate(model, loader, cfg, device, desc: str) -> Dict[str, float]:
 # ----------------------------------------------------------------------------- model set-up
 
 def prepare_model(cfg, device):
-    """Build the model and load the configured initial weights (ImageNet ViT, then a checkpoint)."""
+    """Build the model and load the configured initial weights: ImageNet ViT, then a TimeSformer
+    checkpoint (adapted to this model when ``TRAIN.FINETUNE``, loaded exactly otherwise)."""
     seed_everything(cfg.RNG_SEED)
     model = build_model(cfg)
     if cfg.TIMESFORMER.PRETRAINED_MODEL:
         load_pretrained(model, cfg.TIMESFORMER.PRETRAINED_MODEL)
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH and cfg.TRAIN.FINETUNE:
         load_pretrained(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
+    elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        cu.resume(cfg.TRAIN.CHECKPOINT_FILE_PATH, model, None)
     return model.to(device)
 
 

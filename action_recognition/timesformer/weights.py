@@ -62,7 +62,9 @@ def adapt_embeddings(state: Dict[str, torch.Tensor], model: TimeSformer) -> Dict
 def load_state(model: TimeSformer, state: Dict[str, torch.Tensor], source: str) -> Tuple[List[str], List[str]]:
     """Load the keys of ``state`` the model has (new-sized head left out); returns (missing, unexpected)."""
     own = model.state_dict()
-    state = adapt_embeddings(dict(state), model)
+    # the 3DTRL grid coordinates are fixed functions of the token grid: the model keeps its own
+    state = {k: v for k, v in state.items() if not k.endswith(("estimator.u", "estimator.v"))}
+    state = adapt_embeddings(state, model)
     for key in HEAD_KEYS:
         if key in state and key in own and state[key].shape != own[key].shape:
             state.pop(key)
