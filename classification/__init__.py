@@ -1,0 +1,2 @@
+"""ImageNet-style classification with timm: argument/config parsing, data checks, model building,
+and the viewpoint (perspective) perturbation used for IN-1K-perturbed style evaluation."""

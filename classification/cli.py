@@ -1,0 +1,73 @@
+"""Command-line parsing with YAML configs whose keys are the flag names (timm's convention)."""
+import argparse
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import yaml
+
+from utils import UserError
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one-line :class:`UserError` s."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+class ParseKwargs(argparse.Action):
+    """``--model-kwargs a=1 b=x`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        kwargs = {}
+        for item in values:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UserError(f"{option_string} expects KEY=VALUE items, got '{item}'")
+            kwargs[key.replace("-", "_")] = yaml.safe_load(value)
+        setattr(namespace, self.dest, kwargs)
+
+
+def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict:
+    """Read a YAML config and check that every key is a flag of ``parser`` (``-`` or ``_`` both fine)."""
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of flag names to values")
+    known = {action.dest for action in parser._actions}
+    config = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in ("help", "config"):
+            raise UserError(f"unknown key '{key}' in config {path}")
+        config[dest] = value
+    return config
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None
+                      ) -> Tuple[argparse.Namespace, dict]:
+    """Parse ``argv``: defaults < YAML config (``-c/--config``) < command-line flags.
+
+    Returns the arguments and the config values that were read.
+    """
+    pre = CliParser(add_help=False)
+    pre.add_argument("-c", "--config", default="")
+    known, remaining = pre.parse_known_args(argv)
+    config = load_yaml_config(known.config, parser) if known.config else {}
+    parser.set_defaults(**config)
+    args = parser.parse_args(remaining)
+    args.config = known.config
+    return args, config
+
+
+def float_pair(values: Optional[List[float]], flag: str) -> Optional[Tuple[float, float]]:
+    if values is None:
+        return None
+    if len(values) != 2:
+        raise UserError(f"{flag} takes two numbers, got {values}")
+    return float(values[0]), float(values[1])

@@ -1,0 +1,123 @@
+"""ImageFolder checks and the seeded viewpoint perturbation (random perspective warp, black fill)."""
+import hashlib
+import os
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from utils import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+
+# The paper shows IN-1K-perturbed samples but not how they were made. Here each image gets a
+# random perspective warp: every corner moves inwards by up to DISTORTION * half the side, in x
+# and y independently (like torchvision's RandomPerspective at its default 0.5), which turns
+# the frame into a keystone-like quadrilateral; the uncovered area is black.
+PERTURB_DISTORTION = 0.5
+PERTURB_SEED = 0
+
+
+def class_folders(split_dir: str) -> List[str]:
+    """Sorted names of the class folders in ``split_dir``; each must hold at least one image."""
+    if not os.path.isdir(split_dir):
+        raise UserError(f"folder not found: {split_dir}")
+    names = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    if not names:
+        raise UserError(f"no class folders in {split_dir}")
+    for name in names:
+        if not any(_is_image(f) for _, _, files in os.walk(os.path.join(split_dir, name)) for f in files):
+            raise UserError(f"class folder {os.path.join(split_dir, name)} holds no images")
+    return names
+
+
+def _is_image(filename: str) -> bool:
+    return filename.lower().endswith(IMAGE_EXTENSIONS) and not filename.startswith(".")
+
+
+def check_image_folder(root: str, train_split: str = "train", val_split: str = "val") -> List[str]:
+    """Check an ImageNet-style root (``train/<class>/*``, ``val/<class>/*``); return the class names."""
+    if not os.path.isdir(root):
+        raise UserError(f"data folder not found: {root}")
+    train = class_folders(os.path.join(root, train_split))
+    val = class_folders(os.path.join(root, val_split))
+    if train != val:
+        only_train = sorted(set(train) - set(val))
+        only_val = sorted(set(val) - set(train))
+        raise UserError(f"class folders differ between {train_split}/ and {val_split}/ in {root}: "
+                        f"only in {train_split}: {_short(only_train)}; only in {val_split}: {_short(only_val)}")
+    return train
+
+
+def _short(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def perturb_rng(seed: int, index: int) -> np.random.Generator:
+    """A generator fixed by (seed, image index), independent of loader workers and batch order."""
+    digest = hashlib.sha256(f"perturb/{seed}/{index}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def perspective_corners(width: int, height: int, rng: np.random.Generator,
+                        distortion: float = PERTURB_DISTORTION) -> np.ndarray:
+    """Where the corners (top-left, top-right, bottom-right, bottom-left) go: ``(4, 2)`` float32."""
+    dx = rng.uniform(0, distortion * width / 2, 4)
+    dy = rng.uniform(0, distortion * height / 2, 4)
+    right, bottom = width - 1, height - 1
+    return np.array([[dx[0], dy[0]], [right - dx[1], dy[1]],
+                     [right - dx[2], bottom - dy[2]], [dx[3], bottom - dy[3]]], dtype=np.float32)
+
+
+def perspective_warp(image: Image.Image, rng: np.random.Generator,
+                     distortion: float = PERTURB_DISTORTION) -> Image.Image:
+    """Warp ``image`` with a random perspective; same size and mode, black outside the warped frame."""
+    rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    source = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(source, perspective_corners(width, height, rng, distortion))
+    warped = cv2.warpPerspective(rgb, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return Image.fromarray(warped)
+
+
+class PerturbedImages(Dataset):
+    """A timm image dataset whose images are perspective-warped (seeded per index) before ``transform``.
+
+    timm's ``create_loader`` sets ``transform``, exactly as for the plain dataset.
+    """
+
+    def __init__(self, base: Dataset, seed: int = PERTURB_SEED, distortion: float = PERTURB_DISTORTION):
+        self.base = base
+        self.base.transform = None
+        self.seed = seed
+        self.distortion = distortion
+        self.transform = None
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Tuple[object, int]:
+        image, target = self.base[index]
+        image = perspective_warp(image, perturb_rng(self.seed, index), self.distortion)
+        return (self.transform(image) if self.transform is not None else image), target
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, also for 0 bits (a black image), which recent Pillow refuses."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def patch_randaugment_posterize() -> None:
+    """RandAugment with ``inc1`` at magnitude >= 10 asks for 0-bit posterize; make it work with Pillow >= 11."""
+    from timm.data import auto_augment
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        auto_augment.NAME_TO_OP[name] = _posterize

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Train on ImageNet (or any ImageFolder root with train/ and val/) with NUM_PROC processes per node.
+#
+#   bash i1k.sh NUM_PROC DATA_DIR [imagenet_train.py flags...]
+#   bash i1k.sh 8 /data/imagenet -c i1k_configs/vit_3dtrl_1k_scratch.yaml
+#
+# One process per GPU (NCCL); without GPUs the processes share the CPU (gloo).
+# Several nodes: run the same command on every node with these variables set
+#   NNODES       number of nodes (default 1)
+#   NODE_RANK    this node's index, 0..NNODES-1 (default 0)
+#   MASTER_ADDR  address of node 0, reachable from all nodes
+#   MASTER_PORT  free TCP port on node 0 (default 29500)
+# A single node without MASTER_ADDR uses torchrun --standalone (a free local port).
+set -euo pipefail
+
+die() { echo "error: $*" >&2; exit 2; }
+
+[ $# -ge 2 ] || die "usage: bash i1k.sh NUM_PROC DATA_DIR [imagenet_train.py flags...]"
+NUM_PROC=$1
+DATA_DIR=$2
+shift 2
+[[ "$NUM_PROC" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROC must be a positive integer, got '$NUM_PROC'"
+[ -d "$DATA_DIR" ] || die "data folder not found: $DATA_DIR"
+[ -d "$DATA_DIR/train" ] || die "no train/ folder in $DATA_DIR"
+[ -d "$DATA_DIR/val" ] || die "no val/ folder in $DATA_DIR"
+
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+MASTER_PORT=${MASTER_PORT:-29500}
+[[ "$NNODES" =~ ^[1-9][0-9]*$ ]] || die "NNODES must be a positive integer, got '$NNODES'"
+[[ "$NODE_RANK" =~ ^[0-9]+$ ]] && [ "$NODE_RANK" -lt "$NNODES" ] \
+    || die "NODE_RANK must be in 0..$((NNODES - 1)), got '$NODE_RANK'"
+if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
+    die "MASTER_ADDR (the address of node 0) is needed when NNODES > 1"
+fi
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ -x "$ROOT/.venv/bin/python" ]; then
+    PYTHON="$ROOT/.venv/bin/python"
+else
+    PYTHON=$(command -v python3 || command -v python) || die "no python found"
+fi
+
+# Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.
+"$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only >/dev/null
+
+if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
+    RDZV=(--standalone)
+else
+    RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
+fi
+exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node "$NUM_PROC" \
+    "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"

@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+"""ImageNet training of 3DTRL and baseline models on timm's training machinery.
+
+    python imagenet_train.py /data/imagenet -c i1k_configs/vit_3dtrl_1k_scratch.yaml
+    torchrun --nproc_per_node 8 imagenet_train.py /data/imagenet -c CONFIG   # or: bash i1k.sh 8 ...
+
+The data folder is an ImageFolder root with ``train/<class>/*`` and ``val/<class>/*``. Flags are
+timm's; a YAML config (``-c``) holds flag names as keys and the command line overrides it.
+Under ``torchrun`` the model runs with DistributedDataParallel (NCCL on GPUs, gloo on the CPU);
+``-b`` is the batch size per process. Training lasts ``--epochs`` plus ``--cooldown-epochs``
+epochs, as in timm. ``--output/<experiment>/`` receives ``last.pth.tar``, ``model_best.pth.tar``,
+``summary.csv``, ``metrics.json``, ``args.yaml`` and TensorBoard scalars.
+"""
+import argparse
+import contextlib
+import csv
+import logging
+import math
+import os
+import sys
+import time
+from functools import partial
+from typing import Callable, Dict, List, Optional
+
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import torch
+import torch.distributed as dist
+import yaml
+from timm.data import Mixup, create_dataset, create_loader, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.models import load_checkpoint, resume_checkpoint
+from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+from timm.utils import CheckpointSaver, ModelEmaV3, NativeScaler, accuracy, dispatch_clip_grad, unwrap_model
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
+from classification.data import check_image_folder, patch_randaugment_posterize
+from classification.models import build_classifier
+from utils import AverageMeter, UserError, run_cli, seed_everything, write_json_atomic
+
+_logger = logging.getLogger("train")
+patch_randaugment_posterize()
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CliParser(description="ImageNet training (timm) of 3DTRL and baseline models.")
+    parser.add_argument("-c", "--config", default="", metavar="FILE", help="YAML config; keys are flag names")
+    group = parser.add_argument_group("data")
+    group.add_argument("data_dir", nargs="?", default=None, metavar="DATA_DIR",
+                       help="ImageFolder root with train/ and val/")
+    group.add_argument("--dataset", default="", help="timm dataset type ('' = image folder)")
+    group.add_argument("--train-split", default="train")
+    group.add_argument("--val-split", default="val")
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="vit_3dtrl_tiny_patch16_224", help="timm model name")
+    group.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False, help="start from timm's pretrained backbone")
+    group.add_argument("--initial-checkpoint", default="", help="load these weights before training")
+    group.add_argument("--resume", default="", help="continue from this checkpoint (model, optimizer, epoch)")
+    group.add_argument("--no-resume-opt", action="store_true", help="do not restore the optimizer on --resume")
+    group.add_argument("--num-classes", type=int, default=None, help="default: the number of class folders")
+    group.add_argument("--gp", default=None, help="global pool type (timm)")
+    group.add_argument("--img-size", type=int, default=None, help="input image side")
+    group.add_argument("--crop-pct", type=float, default=None, help="validation centre crop fraction")
+    group.add_argument("--mean", type=float, nargs=3, default=None)
+    group.add_argument("--std", type=float, nargs=3, default=None)
+    group.add_argument("--interpolation", default="", help="resize interpolation for validation")
+    group.add_argument("-b", "--batch-size", type=int, default=128, help="batch size per process")
+    group.add_argument("-vb", "--validation-batch-size", type=int, default=None)
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="channels-last memory layout")
+    group.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs,
+                       help="extra model arguments, KEY=VALUE (e.g. patch_size=8 depth=6)")
+    group.add_argument("--trl-depth", type=int, default=None, help="3DTRL models: block index of the 3DTRL layer")
+    group.add_argument("--npl-depth", type=int, default=None, help="the release's name for --trl-depth")
+    group.add_argument("--cat", action=argparse.BooleanOptionalAction, default=False, help="3DTRL models: concatenate the 3D embedding (cat variant)")
+    group = parser.add_argument_group("optimizer")
+    group.add_argument("--opt", default="adamw")
+    group.add_argument("--opt-eps", type=float, default=None)
+    group.add_argument("--opt-betas", type=float, nargs="+", default=None)
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--weight-decay", type=float, default=0.05)
+    group.add_argument("--clip-grad", type=float, default=None, help="gradient clipping value (off if unset)")
+    group.add_argument("--clip-mode", default="norm", choices=("norm", "value", "agc"))
+    group.add_argument("--layer-decay", type=float, default=None)
+    group = parser.add_argument_group("schedule")
+    group.add_argument("--sched", default="cosine")
+    group.add_argument("--sched-on-updates", action="store_true", help="step the schedule every update")
+    group.add_argument("--lr", type=float, default=5e-4)
+    group.add_argument("--warmup-lr", type=float, default=1e-5)
+    group.add_argument("--min-lr", type=float, default=0.0)
+    group.add_argument("--epochs", type=int, default=300)
+    group.add_argument("--start-epoch", type=int, default=None)
+    group.add_argument("--decay-epochs", type=float, default=90)
+    group.add_argument("--decay-rate", type=float, default=0.1)
+    group.add_argument("--warmup-epochs", type=int, default=5)
+    group.add_argument("--warmup-prefix", action="store_true")
+    group.add_argument("--cooldown-epochs", type=int, default=0, help="epochs at --min-lr after --epochs")
+    group = parser.add_argument_group("augmentation and regularisation")
+    group.add_argument("--no-aug", action="store_true")
+    group.add_argument("--scale", type=float, nargs=2, default=[0.08, 1.0])
+    group.add_argument("--ratio", type=float, nargs=2, default=[3.0 / 4.0, 4.0 / 3.0])
+    group.add_argument("--hflip", type=float, default=0.5)
+    group.add_argument("--vflip", type=float, default=0.0)
+    group.add_argument("--color-jitter", type=float, default=0.4)
+    group.add_argument("--aa", default=None, help="auto augment policy, e.g. rand-m9-mstd0.5-inc1")
+    group.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
+    group.add_argument("--remode", default="pixel")
+    group.add_argument("--recount", type=int, default=1)
+    group.add_argument("--mixup", type=float, default=0.0, help="mixup alpha")
+    group.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha")
+    group.add_argument("--cutmix-minmax", type=float, nargs=2, default=None)
+    group.add_argument("--mixup-prob", type=float, default=1.0)
+    group.add_argument("--mixup-switch-prob", type=float, default=0.5)
+    group.add_argument("--mixup-mode", default="batch", choices=("batch", "pair", "elem"))
+    group.add_argument("--mixup-off-epoch", type=int, default=0, help="turn mixup/cutmix off from this epoch")
+    group.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    group.add_argument("--train-interpolation", default="random")
+    group.add_argument("--drop", type=float, default=0.0, help="dropout rate")
+    group.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    group = parser.add_argument_group("model EMA")
+    group.add_argument("--model-ema", action=argparse.BooleanOptionalAction, default=False, help="keep an exponential moving average of the weights")
+    group.add_argument("--model-ema-decay", type=float, default=0.9998)
+    group.add_argument("--model-ema-warmup", action=argparse.BooleanOptionalAction, default=False, help="ramp the EMA decay up from 0")
+    group.add_argument("--model-ema-force-cpu", action="store_true")
+    group = parser.add_argument_group("run")
+    group.add_argument("--seed", type=int, default=42)
+    group.add_argument("--log-interval", type=int, default=50, help="batches between TensorBoard loss points")
+    group.add_argument("--checkpoint-hist", type=int, default=10, help="numbered checkpoints to keep")
+    group.add_argument("-j", "--workers", type=int, default=4, help="data loading processes per training process")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="mixed precision (CUDA only)")
+    group.add_argument("--amp-dtype", default="float16", choices=("float16", "bfloat16"))
+    group.add_argument("--pin-mem", action=argparse.BooleanOptionalAction, default=False)
+    group.add_argument("--no-prefetcher", action="store_true", help="CUDA: no timm prefetcher")
+    group.add_argument("--output", default="output/train", help="parent folder of the experiment folder")
+    group.add_argument("--experiment", default="", help="experiment folder name (default: config or model name)")
+    group.add_argument("--eval-metric", default="top1", choices=("top1", "top5", "loss"))
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--check-only", action="store_true",
+                       help="check flags, config, data folder and model, then exit (used by i1k.sh)")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args, _ = parse_with_config(build_parser(), argv)
+    if not args.data_dir:
+        raise UserError("the data folder (first positional argument, or data_dir in the config) is required")
+    if args.npl_depth is not None:
+        if args.trl_depth is not None and args.trl_depth != args.npl_depth:
+            raise UserError(f"--trl-depth {args.trl_depth} and --npl-depth {args.npl_depth} disagree")
+        args.trl_depth = args.npl_depth
+    args.scale, args.ratio = float_pair(args.scale, "--scale"), float_pair(args.ratio, "--ratio")
+    args.cutmix_minmax = float_pair(args.cutmix_minmax, "--cutmix-minmax")
+    for flag in ("batch_size", "epochs"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.resume and not os.path.isfile(args.resume):
+        raise UserError(f"--resume checkpoint not found: {args.resume}")
+    if args.initial_checkpoint and not os.path.isfile(args.initial_checkpoint):
+        raise UserError(f"--initial-checkpoint not found: {args.initial_checkpoint}")
+    if not args.experiment:
+        args.experiment = os.path.splitext(os.path.basename(args.config))[0] if args.config else args.model
+    return args
+
+
+# ----------------------------------------------------------------------------- setup
+
+def setup_distributed(args: argparse.Namespace) -> torch.device:
+    """Join the process group started by torchrun (NCCL with CUDA, gloo otherwise); pick the device."""
+    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
+    args.rank = int(os.environ.get("RANK", 0))
+    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    args.distributed = args.world_size > 1
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{args.local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if args.distributed:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return device
+
+
+def setup_logging(rank: int) -> None:
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+
+
+def autocast_and_scaler(args: argparse.Namespace, device: torch.device):
+    """``(autocast context factory, loss scaler or None)``; AMP runs on CUDA only."""
+    if not args.amp:
+        return contextlib.nullcontext, None
+    if device.type != "cuda":
+        _logger.info("AMP is off: it runs on CUDA only, so this CPU run trains in float32")
+        args.amp = False
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if args.amp_dtype == "bfloat16" else torch.float16
+    _logger.info("AMP on (%s)", args.amp_dtype)
+    scaler = NativeScaler(device="cuda") if dtype == torch.float16 else None
+    return partial(torch.autocast, device_type="cuda", dtype=dtype), scaler
+
+
+def experiment_dir(args: argparse.Namespace) -> str:
+    """``--output/<experiment>``; refuses to start over an earlier run unless resuming it."""
+    out = os.path.join(args.output, args.experiment)
+    if os.path.isfile(os.path.join(out, "last.pth.tar")) and not args.resume:
+        raise UserError(f"{out} already holds a run: pass --resume {os.path.join(out, 'last.pth.tar')} "
+                        f"to continue it, or another --experiment")
+    return out
+
+
+def create_datasets(args: argparse.Namespace):
+    """timm datasets for train and val, after checking the folders; also returns the class names."""
+    if not args.dataset:
+        check_image_folder(args.data_dir, args.train_split, args.val_split)
+    train = create_dataset(args.dataset, root=args.data_dir, split=args.train_split, is_training=True,
+                           batch_size=args.batch_size, seed=args.seed)
+    val = create_dataset(args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
+                         batch_size=args.batch_size)
+    class_to_idx = train.reader.class_to_idx
+    return train, val, sorted(class_to_idx, key=class_to_idx.get)
+
+
+def create_model(args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
+    return build_classifier(args.model, num_classes, img_size=args.img_size, trl_depth=args.trl_depth, cat=args.cat,
+                            pretrained=args.pretrained, model_kwargs=args.model_kwargs,
+                            drop_rate=args.drop, drop_path_rate=args.drop_path, global_pool=args.gp)
+
+
+def create_loaders(args, dataset_train, dataset_val, data_config: dict, device: torch.device):
+    prefetch = device.type == "cuda" and not args.no_prefetcher
+    common = dict(input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
+                  num_workers=args.workers, distributed=args.distributed, pin_memory=args.pin_mem,
+                  device=device, use_prefetcher=prefetch, persistent_workers=args.workers > 0)
+    train = create_loader(
+        dataset_train, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
+        re_mode=args.remode, re_count=args.recount, scale=args.scale, ratio=args.ratio, hflip=args.hflip,
+        vflip=args.vflip, color_jitter=args.color_jitter, auto_augment=args.aa,
+        interpolation=args.train_interpolation, **common)
+    val = create_loader(
+        dataset_val, batch_size=args.validation_batch_size or args.batch_size, is_training=False,
+        interpolation=data_config["interpolation"], crop_pct=data_config["crop_pct"], **common)
+    return train, val
+
+
+def create_mixup(args: argparse.Namespace, num_classes: int) -> Optional[Mixup]:
+    if not (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
+        return None
+    if args.batch_size % 2:
+        raise UserError(f"mixup/cutmix need an even --batch-size, got {args.batch_size}")
+    return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+                 prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                 label_smoothing=args.smoothing, num_classes=num_classes)
+
+
+def train_loss_fn(args: argparse.Namespace, mixup: Optional[Mixup]) -> torch.nn.Module:
+    if mixup is not None:
+        return SoftTargetCrossEntropy()  # mixup already smooths the targets
+    if args.smoothing:
+        return LabelSmoothingCrossEntropy(smoothing=args.smoothing)
+    return torch.nn.CrossEntropyLoss()
+
+
+# ----------------------------------------------------------------------------- loops
+
+def all_reduce_sum(values: List[float], device: torch.device, distributed: bool) -> List[float]:
+    if not distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device, autocast: Callable,
+                    loss_scaler, scheduler, num_updates: int, mixup=None, model_ema=None, writer=None):
+    """One pass over ``loader``; returns the epoch's metrics and the update count."""
+    if mixup is not None and args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
+        mixup.mixup_enabled = False
+    model.train()
+    loss_meter = AverageMeter()
+    seen, start = 0, None
+    bar = tqdm(loader, desc=f"train {epoch}", leave=False, disable=args.no_progress or args.rank != 0)
+    for batch_idx, (images, targets) in enumerate(bar):
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if mixup is not None:
+            images, targets = mixup(images, targets)
+        if args.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            loss = loss_fn(model(images), targets)
+        if not math.isfinite(loss.item()):
+            raise UserError(f"training diverged: loss is {loss.item()} at epoch {epoch}, batch {batch_idx}; "
+                            f"lower --lr or set --clip-grad")
+        optimizer.zero_grad(set_to_none=True)
+        if loss_scaler is not None:
+            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
+                        parameters=model.parameters())
+        else:
+            loss.backward()
+            if args.clip_grad is not None:
+                dispatch_clip_grad(model.parameters(), value=args.clip_grad, mode=args.clip_mode)
+            optimizer.step()
+        num_updates += 1
+        if model_ema is not None:
+            model_ema.update(unwrap_model(model), step=num_updates)
+        scheduler.step_update(num_updates=num_updates, metric=loss_meter.avg)
+        loss_meter.update(loss.item(), images.shape[0])
+        if batch_idx == 0:
+            start = time.perf_counter()  # throughput counts from the second batch (loader warm)
+        else:
+            seen += images.shape[0]
+        lr = optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{loss_meter.avg:.3f}", lr=f"{lr:.2e}")
+        if writer is not None and num_updates % args.log_interval == 0:
+            writer.add_scalar("train/loss_step", loss.item(), num_updates)
+            writer.add_scalar("train/lr_step", lr, num_updates)
+    elapsed = time.perf_counter() - start if start is not None else 0.0
+    loss_sum, count, seen = all_reduce_sum([loss_meter.sum, loss_meter.count, seen], device, args.distributed)
+    rate = seen / elapsed if elapsed > 0 and seen else float("nan")
+    return {"loss": loss_sum / max(count, 1), "img_per_s": rate}, num_updates
+
+
+@torch.no_grad()
+def validate(model, loader, args, device, autocast: Callable, num_classes: int, desc: str = "val") -> Dict[str, float]:
+    """Top-1/top-5 accuracy (%) and loss over the validation set, summed over all processes."""
+    model.eval()
+    top_k = min(5, num_classes)
+    sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct@1, correct@k, n
+    bar = tqdm(loader, desc=desc, leave=False, disable=args.no_progress or args.rank != 0)
+    for images, targets in bar:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if args.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(images)
+        n = images.shape[0]
+        acc1, acc_k = accuracy(logits.float(), targets, topk=(1, top_k))
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        for i, value in enumerate((loss.item() * n, acc1.item() * n / 100, acc_k.item() * n / 100, n)):
+            sums[i] += value
+    loss_sum, correct1, correct_k, n = all_reduce_sum(sums, device, args.distributed)
+    return {"loss": loss_sum / n, "top1": 100 * correct1 / n, "top5": 100 * correct_k / n}
+
+
+# ----------------------------------------------------------------------------- records
+
+def load_history(out_dir: str, start_epoch: int) -> List[dict]:
+    """Rows of ``metrics.json`` for epochs before ``start_epoch`` (kept when resuming)."""
+    path = os.path.join(out_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return []
+    import json
+    with open(path) as f:
+        return [row for row in json.load(f).get("epochs", []) if row["epoch"] < start_epoch]
+
+
+def write_records(out_dir: str, history: List[dict], summary: dict) -> None:
+    """``metrics.json`` and ``summary.csv``, both replaced atomically."""
+    write_json_atomic(dict(summary, epochs=history), os.path.join(out_dir, "metrics.json"))
+    fields = list(dict.fromkeys(key for row in history for key in row))
+    tmp = os.path.join(out_dir, ".tmp-summary.csv")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, os.path.join(out_dir, "summary.csv"))
+
+
+def write_args(out_dir: str, args: argparse.Namespace) -> None:
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
+    tmp = os.path.join(out_dir, ".tmp-args.yaml")
+    with open(tmp, "w") as f:
+        yaml.safe_dump(values, f, sort_keys=True)
+    os.replace(tmp, os.path.join(out_dir, "args.yaml"))
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.check_only:
+        args.world_size, args.rank, args.distributed = 1, 0, False
+        out_dir = experiment_dir(args)
+        _, _, class_names = create_datasets(args)
+        create_model(args, args.num_classes or len(class_names))
+        print(f"ok: {len(class_names)} classes in {args.data_dir}, model {args.model}, output {out_dir}")
+        return
+    device = setup_distributed(args)
+    setup_logging(args.rank)
+    try:
+        train(args, device)
+    finally:
+        if args.distributed:
+            dist.destroy_process_group()
+
+
+def train(args: argparse.Namespace, device: torch.device) -> None:
+    out_dir = experiment_dir(args)
+    seed_everything(args.seed + args.rank)
+    dataset_train, dataset_val, class_names = create_datasets(args)
+    num_classes = args.num_classes or len(class_names)
+    if num_classes < len(class_names):
+        raise UserError(f"--num-classes {num_classes} is smaller than the {len(class_names)} class folders")
+    args.num_classes, args.class_names = num_classes, class_names
+
+    model = create_model(args, num_classes)
+    if args.initial_checkpoint:
+        load_checkpoint(model, args.initial_checkpoint)
+    _logger.info("%s: %.2fM parameters, %d classes, %d processes on %s", args.model,
+                 sum(p.numel() for p in model.parameters()) / 1e6, num_classes, args.world_size, device.type)
+    data_config = resolve_data_config(vars(args), model=model, verbose=args.rank == 0)
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    autocast, loss_scaler = autocast_and_scaler(args, device)
+    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
+
+    start_epoch = args.start_epoch or 0
+    if args.resume:
+        resumed = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+                                    loss_scaler=loss_scaler, log_info=args.rank == 0, weights_only=False)
+        start_epoch = resumed if args.start_epoch is None and resumed is not None else start_epoch
+    model_ema = None
+    if args.model_ema:
+        model_ema = ModelEmaV3(model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
+                               device="cpu" if args.model_ema_force_cpu else None)
+        if args.resume:
+            load_checkpoint(model_ema.module, args.resume, use_ema=True, weights_only=False)
+    if args.distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    loader_train, loader_val = create_loaders(args, dataset_train, dataset_val, data_config, device)
+    updates_per_epoch = len(loader_train)
+    if updates_per_epoch == 0:
+        raise UserError(f"--batch-size {args.batch_size} on {args.world_size} process(es) is larger than the "
+                        f"{len(dataset_train)} training images: no full batch per epoch")
+    mixup = create_mixup(args, num_classes)
+    loss_fn = train_loss_fn(args, mixup).to(device)
+    scheduler, num_epochs = create_scheduler_v2(optimizer, **scheduler_kwargs(args),
+                                                updates_per_epoch=updates_per_epoch)
+    if start_epoch > 0:
+        if args.sched_on_updates:
+            scheduler.step_update(start_epoch * updates_per_epoch)
+        else:
+            scheduler.step(start_epoch)
+    if start_epoch >= num_epochs:
+        raise UserError(f"nothing to do: the run starts at epoch {start_epoch} of {num_epochs}")
+
+    saver, writer, history = None, None, []
+    if args.rank == 0:
+        from torch.utils.tensorboard import SummaryWriter  # slow import, not needed by --check-only
+        os.makedirs(out_dir, exist_ok=True)
+        saver = CheckpointSaver(model, optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
+                                checkpoint_dir=out_dir, recovery_dir=out_dir, max_history=args.checkpoint_hist,
+                                decreasing=args.eval_metric == "loss")
+        if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(out_dir):
+            saver.load_state_dict_from_checkpoint(args.resume)
+        write_args(out_dir, args)
+        writer = SummaryWriter(log_dir=out_dir)
+        history = load_history(out_dir, start_epoch)
+    _logger.info("training epochs %d..%d (%d + %d cooldown), %d updates per epoch, output %s", start_epoch,
+                 num_epochs - 1, args.epochs, num_epochs - args.epochs, updates_per_epoch, out_dir)
+
+    num_updates = start_epoch * updates_per_epoch
+    for epoch in range(start_epoch, num_epochs):
+        if args.distributed and hasattr(loader_train.sampler, "set_epoch"):
+            loader_train.sampler.set_epoch(epoch)
+        train_metrics, num_updates = train_one_epoch(
+            epoch, model, loader_train, optimizer, loss_fn, args, device, autocast, loss_scaler, scheduler,
+            num_updates, mixup=mixup, model_ema=model_ema, writer=writer)
+        eval_metrics = validate(model, loader_val, args, device, autocast, num_classes)
+        if model_ema is not None:
+            ema_metrics = validate(model_ema.module, loader_val, args, device, autocast, num_classes, desc="val ema")
+            eval_metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
+        scheduler.step(epoch + 1, eval_metrics[args.eval_metric])
+        if args.rank == 0:
+            lr = optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_metrics.items()},
+                   **{f"eval_{k}": v for k, v in eval_metrics.items()}}
+            history.append(row)
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+            writer.flush()
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[args.eval_metric])
+            write_records(out_dir, history, {"model": args.model, "best_epoch": best_epoch,
+                                             f"best_{args.eval_metric}": best_metric, "num_classes": num_classes})
+            _logger.info("epoch %d: train loss %.4f (%.1f img/s)  val loss %.4f top1 %.2f top5 %.2f%s", epoch,
+                         train_metrics["loss"], train_metrics["img_per_s"], eval_metrics["loss"],
+                         eval_metrics["top1"], eval_metrics["top5"],
+                         f"  ema top1 {eval_metrics['ema_top1']:.2f}" if model_ema is not None else "")
+    if writer is not None:
+        writer.close()
+        _logger.info("best %s %.2f at epoch %s; checkpoints in %s", args.eval_metric, saver.best_metric,
+                     saver.best_epoch, out_dir)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,246 @@
+"""ImageNet training/evaluation: configs, data checks, perturbation, resume, determinism, bad input."""
+import glob
+import json
+import os
+import re
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imagenet_train
+import imagenet_val
+from classification.data import perspective_warp, perturb_rng
+from tools import render_objects
+from utils import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "i1k_configs", "*.yaml")))
+SMALL_MODEL = ["--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32", "--model-kwargs", "patch_size=8",
+               "depth=2", "--trl-depth", "1"]
+QUICK = ["-b", "4", "-j", "0", "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress", "--lr", "1e-3"]
+
+
+@pytest.fixture(scope="session")
+def objects(tmp_path_factory):
+    """The tiny rendered ImageFolder: 3 classes, 8 train and 4 val images each, 32 px."""
+    out = str(tmp_path_factory.mktemp("objects"))
+    render_objects.main(["--out", out, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    return out
+
+
+def run_script(*args, check_error=True):
+    result = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True)
+    if check_error:
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0, result.stdout
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return result
+
+
+# ----------------------------------------------------------------------------- configs
+
+def test_sixteen_release_configs():
+    names = {os.path.splitext(os.path.basename(p))[0] for p in CONFIGS}
+    assert names == {
+        "vit_1k_scratch", "vit_1k_nomixup", "vit_b_1k_scratch", "vit_3dtrl_1k_scratch", "vit_3dtrl_1k_nomixup",
+        "vit_3dtrl_t_savecheck", "vit_3dtrl_s_1k_scratch", "vit_3dtrl_s_1k_nomixup", "vit_3dtrl_b_1k_scratch",
+        "vit_3dtrlcat_1k_scratch", "vit_3dtrlcat_s_1k_scratch", "swin_t_scratch", "swin_s_scratch",
+        "swin_3dtrl_s_scratch", "swin_3dtrl_t_nomixup", "swin_3dtrl_s_nomixup"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_release_config_builds_its_model(path, objects):
+    args = imagenet_train.parse_args([objects, "-c", path])
+    with torch.device("meta"):
+        net = imagenet_train.create_model(args, 1000)
+    assert net.num_classes == 1000
+    if "3dtrl" in args.model:
+        assert net.trl_depth == args.trl_depth
+        assert net.three_d_trl.cat == ("3dtrlcat" in path)
+    if args.model.startswith("vit"):
+        assert (args.opt, args.opt_eps, args.weight_decay, args.clip_grad) == ("adamw", 1e-6, 0.3, 1.0)
+        assert args.model_ema and args.model_ema_decay == 0.99992 and args.aa == "rand-m15-n2-mstd1.0-inc1"
+        assert args.warmup_epochs == 15 and args.ratio == (0.67, 1.5)
+    else:
+        assert (args.opt_eps, args.weight_decay, args.clip_grad, args.reprob) == (1e-8, 0.05, 5.0, 0.25)
+        assert not args.model_ema and args.warmup_epochs == 20 and args.drop_path == 0.1
+
+
+def test_release_values_of_main_configs(objects):
+    cfg = os.path.join(ROOT, "i1k_configs")
+    args = imagenet_train.parse_args([objects, "-c", os.path.join(cfg, "vit_3dtrl_1k_scratch.yaml")])
+    assert (args.model, args.trl_depth, args.batch_size, args.lr) == ("vit_3dtrl_tiny_patch16_224", 4, 512, 1.5e-3)
+    assert (args.mixup, args.cutmix, args.smoothing, args.epochs, args.min_lr) == (0.5, 1.0, 0.1, 300, 1e-5)
+    args = imagenet_train.parse_args([objects, "-c", os.path.join(cfg, "swin_3dtrl_t_nomixup.yaml")])
+    assert (args.trl_depth, args.batch_size, args.lr, args.mixup, args.cutmix) == (2, 128, 1e-3, 0.0, 0.0)
+    args = imagenet_train.parse_args([objects, "-c", os.path.join(cfg, "swin_3dtrl_s_scratch.yaml")])
+    assert (args.trl_depth, args.mixup, args.cutmix) == (1, 0.8, 1.0)
+
+
+def test_override_order(tmp_path, objects):
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 0.1\nbatch-size: 8\nmodel_ema: true\nscale: [0.5, 1.0]\nnpl_depth: 3\n")
+    args = imagenet_train.parse_args([objects, "--lr", "0.2", "-c", str(config), "--no-model-ema"])
+    assert args.lr == 0.2                    # command line beats the config
+    assert args.batch_size == 8              # config beats the default (key spelt with '-')
+    assert args.model_ema is False           # boolean flags can be switched off
+    assert args.scale == (0.5, 1.0) and args.trl_depth == 3  # npl_depth is the release's trl_depth
+    assert args.weight_decay == 0.05         # default where neither sets it
+    assert args.experiment == "c"
+
+
+def test_unknown_config_key(tmp_path, objects):
+    config = tmp_path / "bad.yaml"
+    config.write_text("lr: 0.1\nlearning_rate: 0.2\n")
+    with pytest.raises(UserError, match="unknown key 'learning_rate'"):
+        imagenet_train.parse_args([objects, "-c", str(config)])
+    result = run_script("bash", "i1k.sh", "2", objects, "-c", str(config), "--output", str(tmp_path / "out"))
+    assert "unknown key 'learning_rate'" in result.stderr and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- perturbation
+
+def test_perturbation_is_seeded_and_keeps_size():
+    image = Image.fromarray(np.full((40, 56, 3), 200, dtype=np.uint8))
+    a = np.asarray(perspective_warp(image, perturb_rng(0, 7)))
+    b = np.asarray(perspective_warp(image, perturb_rng(0, 7)))
+    c = np.asarray(perspective_warp(image, perturb_rng(1, 7)))
+    d = np.asarray(perspective_warp(image, perturb_rng(0, 8)))
+    assert a.shape == (40, 56, 3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+    assert (a == 0).all(axis=-1).mean() > 0.02  # black fill outside the warped frame
+    assert (a[20, 28] == 200).all()              # the centre stays inside the frame
+
+
+def test_perturbed_eval_is_deterministic(objects, tmp_path):
+    ckpt = train_quick(objects, tmp_path, "p")
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        imagenet_val.main([objects, "--checkpoint", ckpt, "--perturbed", "-j", "0", "--no-progress",
+                           "--results-file", str(out)])
+        results.append(json.loads(out.read_text()))
+    assert results[0]["top1"] == results[1]["top1"] and results[0]["loss"] == results[1]["loss"]
+    assert results[0]["perturbed"] and results[0]["num_images"] == 12
+
+
+# ----------------------------------------------------------------------------- training
+
+def train_quick(objects, tmp_path, experiment, *extra):
+    imagenet_train.main([objects, *SMALL_MODEL, *QUICK, "--output", str(tmp_path), "--experiment", experiment,
+                         "--epochs", "1", *extra])
+    return str(tmp_path / experiment / "last.pth.tar")
+
+
+def test_resume_continues_epochs_and_optimizer(objects, tmp_path):
+    last = train_quick(objects, tmp_path, "r", "--model-ema")
+    first = torch.load(last, map_location="cpu", weights_only=False)
+    steps = {s["step"].item() for s in first["optimizer"]["state"].values()}
+    assert first["epoch"] == 0 and steps == {6.0}  # 24 images / batch 4
+    imagenet_train.main([objects, *SMALL_MODEL, *QUICK, "--output", str(tmp_path), "--experiment", "r",
+                         "--epochs", "2", "--model-ema", "--resume", last])
+    second = torch.load(last, map_location="cpu", weights_only=False)
+    assert second["epoch"] == 1
+    assert {s["step"].item() for s in second["optimizer"]["state"].values()} == {12.0}
+    assert "state_dict_ema" in second
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [0, 1]
+    assert (tmp_path / "r" / "summary.csv").read_text().count("\n") == 3
+    with pytest.raises(UserError, match="already holds a run"):
+        train_quick(objects, tmp_path, "r")
+
+
+def test_same_seed_same_numbers(objects, tmp_path):
+    for name in ("a", "b"):
+        train_quick(objects, tmp_path, name, "--mixup", "0.5", "--cutmix", "1.0", "--aa", "rand-m15-n2-mstd1.0-inc1")
+    rows = [json.loads((tmp_path / n / "metrics.json").read_text())["epochs"][0] for n in ("a", "b")]
+    assert rows[0]["train_loss"] == rows[1]["train_loss"] and rows[0]["eval_loss"] == rows[1]["eval_loss"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def make_folder(root, train_classes, val_classes, empty=()):
+    for split, classes in (("train", train_classes), ("val", val_classes)):
+        os.makedirs(root / split, exist_ok=True)
+        for name in classes:
+            os.makedirs(root / split / name)
+            if name not in empty:
+                Image.new("RGB", (8, 8)).save(root / split / name / "0.png")
+    return str(root)
+
+
+def bad_inputs(tmp_path):
+    return {
+        "missing folder": ([str(tmp_path / "nope")], "data folder not found"),
+        "empty folder": ([make_folder(tmp_path / "empty", [], [])], "no class folders"),
+        "empty class": ([make_folder(tmp_path / "ec", ["a", "b"], ["a", "b"], empty=("b",))], "holds no images"),
+        "class mismatch": ([make_folder(tmp_path / "mm", ["a", "b"], ["a", "c"])], "class folders differ"),
+        "unknown model": ([make_folder(tmp_path / "ok", ["a"], ["a"]), "--model", "vit_nonexistent"],
+                          "unknown model"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing folder", "empty folder", "empty class", "class mismatch", "unknown model"])
+def test_bad_input_in_process(case, tmp_path):
+    argv, message = bad_inputs(tmp_path)[case]
+    with pytest.raises(UserError, match=message):
+        imagenet_train.main(argv + ["--check-only", "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["missing folder", "class mismatch", "unknown model"])
+def test_bad_input_through_i1k_sh(case, tmp_path):
+    argv, message = bad_inputs(tmp_path)[case]
+    result = run_script("bash", "i1k.sh", "2", *argv, "--output", str(tmp_path / "out"))
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_i1k_sh_argument_checks(tmp_path):
+    assert "usage" in run_script("bash", "i1k.sh", "2").stderr
+    assert "NUM_PROC" in run_script("bash", "i1k.sh", "zero", str(tmp_path)).stderr
+
+
+def test_val_bad_input(objects, tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        imagenet_val.main([objects, "--checkpoint", str(tmp_path / "none.pth.tar")])
+    ckpt = train_quick(objects, tmp_path, "v")
+    other = make_folder(tmp_path / "other", ["x", "y"], ["x", "y"])
+    with pytest.raises(UserError, match="differ from the 3 classes"):
+        imagenet_val.main([other, "--checkpoint", ckpt, "-j", "0", "--no-progress"])
+
+
+# ----------------------------------------------------------------------------- two processes
+
+def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):
+    """A 2-process gloo run through i1k.sh with a release config; imagenet_val.py evaluates its checkpoint."""
+    config = os.path.join(ROOT, "i1k_configs", "vit_3dtrl_1k_scratch.yaml")
+    result = subprocess.run(
+        ["bash", "i1k.sh", "2", objects, "-c", config, "--epochs", "1", *SMALL_MODEL, *QUICK,
+         "--output", str(tmp_path), "--experiment", "ddp"],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes on cpu" in result.stdout and "AMP is off" in result.stdout
+    run_dir = tmp_path / "ddp"
+    for name in ("last.pth.tar", "model_best.pth.tar", "summary.csv", "metrics.json", "args.yaml"):
+        assert (run_dir / name).is_file(), name
+    assert glob.glob(str(run_dir / "events.out.tfevents.*"))
+    checkpoint = torch.load(run_dir / "last.pth.tar", map_location="cpu", weights_only=False)
+    steps = {s["step"].item() for s in checkpoint["optimizer"]["state"].values()}
+    assert steps == {3.0} and checkpoint["args"].world_size == 2  # 24 images / (2 processes x batch 4)
+    assert checkpoint["args"].mixup == 0.5 and "state_dict_ema" in checkpoint
+
+    capsys.readouterr()
+    out = tmp_path / "val.json"
+    imagenet_val.main([objects, "--checkpoint", str(run_dir / "model_best.pth.tar"), "-j", "0", "--no-progress",
+                       "--results-file", str(out)])
+    printed = capsys.readouterr().out
+    match = re.search(r"top1 ([0-9.]+) top5 ([0-9.]+)", printed)
+    assert match, printed
+    trained = json.loads((run_dir / "metrics.json").read_text())["epochs"][0]
+    assert float(match.group(1)) == pytest.approx(trained["eval_top1"], abs=1e-3)
+    assert json.loads(out.read_text())["top5"] == pytest.approx(float(match.group(2)), abs=1e-3)

@@ -1,0 +1,213 @@
+"""Render an ImageFolder of pybullet objects whose validation views lie outside the training range.
+
+Every class is one object shipped with ``pybullet_data``. A camera looks at the object from a
+random azimuth, elevation and distance, under a random light, in front of a random background.
+The training split sees the object from the front half (azimuth -90..90 degrees) at low
+elevation (0..30 degrees); the validation split from all around, at elevations of 40..65
+degrees that training never shows, so validation accuracy measures how well a classifier
+generalises to new viewpoints.
+
+    python tools/render_objects.py --out data/objects --preset small
+
+writes ``data/objects/{train,val}/<class>/<index>.png`` and ``data/objects/render.json``.
+Every image is a function of (seed, split, class, index) only, so the output is the same for
+any ``--workers``; existing images are kept, so an interrupted run resumes where it stopped.
+"""
+import argparse
+import hashlib
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+
+# class name -> (URDF inside pybullet_data, global scaling)
+OBJECTS: Dict[str, Tuple[str, float]] = {
+    "duck": ("duck_vhacd.urdf", 1.0),
+    "teddy": ("teddy_vhacd.urdf", 1.0),
+    "r2d2": ("r2d2.urdf", 1.0),
+    "soccerball": ("soccerball.urdf", 1.0),
+    "lego": ("lego/lego.urdf", 1.0),
+    "jenga": ("jenga/jenga.urdf", 1.0),
+    "racecar": ("racecar/racecar.urdf", 1.0),
+    "table": ("table/table.urdf", 1.0),
+    "husky": ("husky/husky.urdf", 1.0),
+    "panda": ("franka_panda/panda.urdf", 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    classes: int
+    train_per_class: int
+    val_per_class: int
+    size: int
+
+
+PRESETS = {
+    "tiny": Preset(classes=3, train_per_class=8, val_per_class=4, size=32),
+    "small": Preset(classes=10, train_per_class=100, val_per_class=30, size=64),
+    "medium": Preset(classes=10, train_per_class=300, val_per_class=100, size=112),
+}
+
+
+@dataclass(frozen=True)
+class ViewRange:
+    """Camera ranges in degrees; distance is in multiples of the object's bounding radius."""
+    azimuth: Tuple[float, float]
+    elevation: Tuple[float, float]
+    distance: Tuple[float, float]
+
+
+VIEWS = {
+    "train": ViewRange(azimuth=(-90.0, 90.0), elevation=(0.0, 30.0), distance=(2.2, 3.0)),
+    "val": ViewRange(azimuth=(-180.0, 180.0), elevation=(40.0, 65.0), distance=(2.2, 3.0)),
+}
+FOV_DEG = 40.0
+OVERSAMPLE = 2  # render at 2x and downsample with area averaging (anti-aliasing)
+
+
+def image_rng(seed: int, split: str, name: str, index: int) -> np.random.Generator:
+    """A generator that depends only on the image's identity, not on the worker that renders it."""
+    digest = hashlib.sha256(f"{seed}/{split}/{name}/{index}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def object_bounds(pb, client: int, body: int) -> Tuple[np.ndarray, float]:
+    """Centre ``(3,)`` and bounding radius of a body over all its links."""
+    boxes = [pb.getAABB(body, link, physicsClientId=client) for link in range(-1, pb.getNumJoints(body, physicsClientId=client))]
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
+    return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)
+
+
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random vertical two-colour gradient ``(size, size, 3)`` uint8."""
+    top, bottom = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    t = np.linspace(0, 1, size)[:, None, None]
+    return np.broadcast_to(top * (1 - t) + bottom * t, (size, size, 3)).astype(np.uint8)
+
+
+def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, view: ViewRange,
+                rng: np.random.Generator, size: int) -> np.ndarray:
+    """One RGB image ``(size, size, 3)`` uint8 of ``body`` from a random camera in ``view``."""
+    azimuth = rng.uniform(*view.azimuth)
+    elevation = rng.uniform(*view.elevation)
+    distance = radius * rng.uniform(*view.distance)
+    target = centre + rng.normal(0, 0.05 * radius, 3)
+    az, el = math.radians(azimuth), math.radians(elevation)
+    eye = target + distance * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+    light_dir = rng.normal(size=3)
+    light_dir[2] = abs(light_dir[2]) + 0.3
+    full = size * OVERSAMPLE
+    view_matrix = pb.computeViewMatrix(eye.tolist(), target.tolist(), [0, 0, 1])
+    proj_matrix = pb.computeProjectionMatrixFOV(FOV_DEG, 1.0, 0.01 * distance, 10 * distance)
+    _, _, rgba, _, seg = pb.getCameraImage(
+        full, full, view_matrix, proj_matrix, lightDirection=light_dir.tolist(),
+        lightColor=rng.uniform(0.7, 1.0, 3).tolist(), lightAmbientCoeff=rng.uniform(0.3, 0.6),
+        lightDiffuseCoeff=rng.uniform(0.4, 0.8), lightSpecularCoeff=rng.uniform(0.0, 0.3),
+        shadow=0, renderer=pb.ER_TINY_RENDERER, physicsClientId=client)
+    rgb = np.asarray(rgba, dtype=np.uint8).reshape(full, full, 4)[..., :3]
+    mask = (np.asarray(seg).reshape(full, full) == body)[..., None]
+    image = np.where(mask, rgb, background(rng, full))
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def render_chunk(job: Tuple[str, str, str, List[int], int, int]) -> int:
+    """Render images ``indices`` of one class and split; returns how many were written."""
+    out, split, name, indices, size, seed = job
+    import pybullet as pb
+    import pybullet_data
+    client = pb.connect(pb.DIRECT)
+    try:
+        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
+        urdf, scale = OBJECTS[name]
+        body = pb.loadURDF(urdf, globalScaling=scale, useFixedBase=True, physicsClientId=client)
+        centre, radius = object_bounds(pb, client, body)
+        folder = os.path.join(out, split, name)
+        os.makedirs(folder, exist_ok=True)
+        for index in indices:
+            rng = image_rng(seed, split, name, index)
+            image = render_view(pb, client, body, centre, radius, VIEWS[split], rng, size)
+            path = os.path.join(folder, f"{index:05d}.png")
+            tmp = os.path.join(folder, f".tmp-{index:05d}.png")
+            cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            os.replace(tmp, path)
+    finally:
+        pb.disconnect(physicsClientId=client)
+    return len(indices)
+
+
+def pending_jobs(out: str, preset: Preset, size: int, seed: int, chunk: int) -> List[tuple]:
+    """Chunks of images not on disk yet."""
+    jobs = []
+    names = list(OBJECTS)[:preset.classes]
+    for split, count in (("train", preset.train_per_class), ("val", preset.val_per_class)):
+        for name in names:
+            missing = [i for i in range(count) if not os.path.isfile(os.path.join(out, split, name, f"{i:05d}.png"))]
+            jobs += [(out, split, name, missing[k:k + chunk], size, seed) for k in range(0, len(missing), chunk)]
+    return jobs
+
+
+def check_existing(out: str, record: dict) -> None:
+    """Refuse to mix images rendered with other settings into ``out``."""
+    path = os.path.join(out, "render.json")
+    if not os.path.isfile(path):
+        return
+    import json
+    with open(path) as f:
+        previous = json.load(f)
+    if {k: previous.get(k) for k in record} != record:
+        raise UserError(f"{out} holds a rendering with other settings ({path}); choose another --out")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output folder (gets train/ and val/)")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="rendering processes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    preset = PRESETS[args.preset]
+    size = args.size or preset.size
+    if not 8 <= size <= 1024:
+        raise UserError(f"--size must be between 8 and 1024, got {size}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    record = dict(preset=args.preset, size=size, seed=args.seed, **{k: v for k, v in asdict(preset).items() if k != "size"})
+    os.makedirs(args.out, exist_ok=True)
+    check_existing(args.out, record)
+    write_json_atomic(dict(record, classes=list(OBJECTS)[:preset.classes], fov_deg=FOV_DEG, complete=False,
+                           views={k: asdict(v) for k, v in VIEWS.items()}), os.path.join(args.out, "render.json"))
+    jobs = pending_jobs(args.out, preset, size, args.seed, chunk=16)
+    total = sum(len(job[3]) for job in jobs)
+    with tqdm(total=total, desc="render", unit="img", disable=args.no_progress) as bar:
+        if args.workers == 1:
+            for job in jobs:
+                bar.update(render_chunk(job))
+        else:
+            with ProcessPoolExecutor(args.workers) as pool:
+                for done in pool.map(render_chunk, jobs):
+                    bar.update(done)
+    write_json_atomic(dict(record, classes=list(OBJECTS)[:preset.classes], fov_deg=FOV_DEG, complete=True,
+                           views={k: asdict(v) for k, v in VIEWS.items()}), os.path.join(args.out, "render.json"))
+    print(f"{args.out}: {preset.classes} classes, {preset.train_per_class} train and "
+          f"{preset.val_per_class} val images per class at {size} px")
+
+
+if __name__ == "__main__":
+    run_cli(main)
