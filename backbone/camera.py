@@ -54,26 +54,36 @@ class CameraEstimator(nn.Module):
     def uses_cls(self) -> bool:
         return self.mode != "tok"
 
-    def _token_branch(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.token_proj_2(self.token_proj_1(tokens).mean(dim=1))
+    def _pooled_tokens(self, tokens: torch.Tensor, cls: Optional[torch.Tensor]) -> torch.Tensor:
+        """Mean of ``token_proj_1`` over the patch tokens (over all tokens in ``both-avg``).
 
-    def forward(self, patches: torch.Tensor, cls: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        ``token_proj_1`` runs on the whole contiguous sequence and the CLS row is subtracted
+        from the sum: the same mean without copying a slice of the tokens.
+        """
+        h = self.token_proj_1(tokens)
+        if self.mode == "both-avg" or cls is None:
+            return h.mean(dim=1)
+        return (h.sum(dim=1) - self.token_proj_1(cls)) / (h.shape[1] - 1)
+
+    def forward(self, tokens: torch.Tensor, num_prefix_tokens: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
         """Estimate the camera of each sample.
 
         Args:
-            patches: ``(B, M, D)`` patch tokens (all frames of a clip for video).
-            cls: ``(B, D)`` CLS token; required unless the mode is ``tok``.
+            tokens: ``(B, P + M, D)``: the CLS token first when ``P = 1``, then the ``M`` patch
+                tokens (all frames of a clip for video).
+            num_prefix_tokens: ``P``, 1 with a CLS token, 0 without (mode ``tok`` only).
 
         Returns:
             rotation ``(B, 3, 3)`` and translation ``(B, 1, 3)``.
         """
-        if self.mode == "both-sep":
-            h = self.cls_proj(cls) + self._token_branch(patches)
-        elif self.mode == "both-avg":
-            h = self._token_branch(torch.cat([cls.unsqueeze(1), patches], dim=1))
-        elif self.mode == "cls":
+        if self.uses_cls and num_prefix_tokens != 1:
+            raise ValueError(f"camera mode {self.mode!r} needs a CLS token in front of the patch tokens")
+        cls = tokens[:, 0] if num_prefix_tokens else None
+        if self.mode == "cls":
             h = self.cls_proj(cls)
+        elif self.mode == "both-sep":
+            h = self.cls_proj(cls) + self.token_proj_2(self._pooled_tokens(tokens, cls))
         else:
-            h = self._token_branch(patches)
+            h = self.token_proj_2(self._pooled_tokens(tokens, cls))
         g = self.mix_proj(h)
         return euler_to_rotation(self.rot(g)), self.trans(g).unsqueeze(1)

@@ -1,5 +1,5 @@
 """Token-to-3D estimator: pseudo-depth, camera pose and world coordinates of patch tokens."""
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import nn
@@ -50,13 +50,14 @@ class PointEstimator(nn.Module):
             return self.u, self.v
         return token_grid_uv(grid_size, device=self.u.device, dtype=self.u.dtype)
 
-    def forward(self, patches: torch.Tensor, cls: Optional[torch.Tensor], grid_size: Tuple[int, int],
-                num_frames: int = 1) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, num_prefix_tokens: int, grid_size: Tuple[int, int],
+                num_frames: int = 1) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """World points of the patch tokens.
 
         Args:
-            patches: ``(B, N * T, D)`` patch tokens in ``(h w t)`` order (time fastest).
-            cls: ``(B, D)`` CLS token or None.
+            tokens: ``(B, P + N * T, D)``: ``P`` prefix (CLS) tokens, then the patch tokens in
+                ``(h w t)`` order (time fastest).
+            num_prefix_tokens: ``P`` (0 or 1).
             grid_size: ``(h, w)`` with ``h * w = N``.
             num_frames: ``T``; one camera is estimated per sample from all its tokens.
 
@@ -64,7 +65,8 @@ class PointEstimator(nn.Module):
             coord ``(B, N*T, 1 or 3)``, points_cam ``(B, N*T, 3)``, rotation ``(B, 3, 3)``,
             translation ``(B, 1, 3)``, points_world ``(B, N*T, 3)``.
         """
-        coord = self.camera_coord(patches)
+        # The per-token MLP runs on the whole contiguous sequence; the prefix outputs are dropped.
+        coord = self.camera_coord(tokens)[:, num_prefix_tokens:]
         if self.pred_depth:
             u, v = self.grid_uv(grid_size)
             if num_frames > 1:
@@ -72,7 +74,7 @@ class PointEstimator(nn.Module):
             points_cam = backproject(u, v, coord)
         else:
             points_cam = coord
-        rotation, translation = self.camera_props(patches, cls)
+        rotation, translation = self.camera_props(tokens, num_prefix_tokens)
         return coord, points_cam, rotation, translation, camera_to_world(points_cam, rotation, translation)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

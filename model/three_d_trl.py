@@ -67,34 +67,33 @@ class ThreeDTRL(nn.Module):
         if x.shape[1] != prefix + num_patches * num_frames:
             raise ValueError(f"3DTRL got {x.shape[1]} tokens, expected {prefix} + {grid_size[0]}x{grid_size[1]}"
                              f" x {num_frames} frame(s)")
-        cls = x[:, 0] if self.has_cls else None
-        patches = x[:, prefix:]
-        coord, points_cam, rotation, translation, points_world = self.estimator(patches, cls, grid_size, num_frames)
-
+        coord, points_cam, rotation, translation, points_world = self.estimator(x, prefix, grid_size, num_frames)
         if self.cat:
-            emb = self.proj_world(torch.cat([patches, points_world], dim=-1))
+            emb = self.proj_world(torch.cat([x[:, prefix:], points_world], dim=-1))
         else:
             emb = self.pos_emb_world(points_world)
-        pe = None if self.x2d or self.cat else self._full_pe2d(pe2d, num_patches, num_frames)
-        out = x.clone() if pe is None else x + pe
-        out[:, prefix:] += emb
+        cls_emb = self.pos_emb_world_cls if self.has_cls else None
+        if pe2d is not None and not (self.x2d or self.cat):
+            pe_cls, pe_patch = self._split_pe2d(pe2d, num_patches, num_frames)
+            emb = emb + pe_patch
+            if self.has_cls and pe_cls is not None:
+                cls_emb = cls_emb + pe_cls
         if self.has_cls:
-            out[:, :1] += self.pos_emb_world_cls
+            emb = torch.cat([cls_emb.expand(x.shape[0], -1, -1), emb], dim=1)
+        out = x + emb
         if not return_geometry:
             return out
         return out, self._geometry(coord, points_cam, rotation, translation, points_world, grid_size, num_frames)
 
-    def _full_pe2d(self, pe2d: Optional[torch.Tensor], num_patches: int, num_frames: int) -> Optional[torch.Tensor]:
-        """``(1, P + N, D)`` or ``(1, N, D)`` 2D embedding -> ``(1, P + N * T, D)`` in ``(h w t)`` order."""
-        if pe2d is None:
-            return None
+    @staticmethod
+    def _split_pe2d(pe2d: torch.Tensor, num_patches: int, num_frames: int
+                    ) -> Tuple[Optional[torch.Tensor], torch.Tensor]:
+        """``(1, P + N, D)`` or ``(1, N, D)`` -> CLS part ``(1, 1, D)`` (or None) and patch part
+        ``(1, N * T, D)`` repeated over frames in ``(h w t)`` order."""
         patch = pe2d[:, pe2d.shape[1] - num_patches:]
         if num_frames > 1:
             patch = patch.repeat_interleave(num_frames, dim=1)
-        if not self.has_cls:
-            return patch
-        cls = pe2d[:, :1] if pe2d.shape[1] > num_patches else torch.zeros_like(patch[:, :1])
-        return torch.cat([cls, patch], dim=1)
+        return (pe2d[:, :1] if pe2d.shape[1] > num_patches else None), patch
 
     def _geometry(self, coord, points_cam, rotation, translation, points_world, grid_size, num_frames) -> TokenGeometry:
         def per_frame(t: torch.Tensor) -> torch.Tensor:  # (B, N*T, C) in (h w t) order -> (B, T, N, C)

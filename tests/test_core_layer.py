@@ -23,8 +23,8 @@ def test_camera_modes_create_only_what_they_use(mode, submodules):
     camera = CameraEstimator(DIM, mode)
     present = {name for name in ("cls_proj", "token_proj_1", "token_proj_2") if hasattr(camera, name)}
     assert present == submodules
-    patches, cls = torch.randn(3, 5, DIM), torch.randn(3, DIM)
-    rotation, translation = camera(patches, None if mode == "tok" else cls)
+    tokens = torch.randn(3, 6, DIM)
+    rotation, translation = camera(tokens, 0 if mode == "tok" else 1)
     assert rotation.shape == (3, 3, 3) and translation.shape == (3, 1, 3)
     assert all(p.grad is None for p in camera.parameters())
     (rotation.sum() + translation.sum()).backward()
@@ -33,22 +33,39 @@ def test_camera_modes_create_only_what_they_use(mode, submodules):
 
 def test_camera_modes_read_different_inputs():
     torch.manual_seed(0)
-    patches, cls = torch.randn(2, 5, DIM), torch.randn(2, DIM)
-    other_cls = torch.randn(2, DIM)
-    for mode, depends_on_cls, depends_on_patches in [("cls", True, False), ("tok", False, True),
-                                                      ("both-sep", True, True), ("both-avg", True, True)]:
+    tokens = torch.randn(2, 6, DIM)
+    other_cls, other_patches = tokens.clone(), tokens.clone()
+    other_cls[:, 0] = torch.randn(2, DIM)
+    other_patches[:, 1:] *= 2
+    for mode, depends_on_cls, depends_on_patches in [("cls", True, False), ("both-sep", True, True),
+                                                      ("both-avg", True, True)]:
         camera = CameraEstimator(DIM, mode)
-        # make translation informative: it starts as ones(3, 32) @ g
-        base = camera(patches, cls)[1]
-        assert (not torch.allclose(camera(patches, other_cls)[1], base)) == depends_on_cls, mode
-        assert (not torch.allclose(camera(patches * 2, cls)[1], base)) == depends_on_patches, mode
+        base = camera(tokens)[1]
+        assert (not torch.allclose(camera(other_cls)[1], base)) == depends_on_cls, mode
+        assert (not torch.allclose(camera(other_patches)[1], base)) == depends_on_patches, mode
+
+
+def test_camera_token_branch_pools_patches_only_except_in_both_avg():
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 6, DIM)
+    sep = CameraEstimator(DIM, "both-sep")
+    h = sep.cls_proj(tokens[:, 0]) + sep.token_proj_2(sep.token_proj_1(tokens[:, 1:]).mean(1))
+    torch.testing.assert_close(sep(tokens)[1], sep.trans(sep.mix_proj(h)).unsqueeze(1))
+    avg = CameraEstimator(DIM, "both-avg")
+    h = avg.token_proj_2(avg.token_proj_1(tokens).mean(1))
+    torch.testing.assert_close(avg(tokens)[1], avg.trans(avg.mix_proj(h)).unsqueeze(1))
+    tok = CameraEstimator(DIM, "tok")
+    h = tok.token_proj_2(tok.token_proj_1(tokens).mean(1))
+    torch.testing.assert_close(tok(tokens, 0)[1], tok.trans(tok.mix_proj(h)).unsqueeze(1))
+    with pytest.raises(ValueError, match="needs a CLS token"):
+        sep(tokens, 0)
 
 
 def test_camera_init():
     camera = CameraEstimator(DIM, "both-sep")
     assert torch.all(camera.trans.weight == 1) and torch.all(camera.trans.bias == 0)
     video_camera = CameraEstimator(DIM, "both-sep", zero_init_rotation=True)
-    rotation, _ = video_camera(torch.randn(2, 4, DIM), torch.randn(2, DIM))
+    rotation, _ = video_camera(torch.randn(2, 5, DIM))
     torch.testing.assert_close(rotation, torch.eye(3).expand(2, 3, 3))
 
 
@@ -68,7 +85,7 @@ def test_layer_matches_the_spec_formula():
     est = layer.estimator
     depth = est.camera_coord(x[:, 1:])
     p_cam = torch.cat([est.u * depth, est.v * depth, depth], -1)
-    rotation, translation = est.camera_props(x[:, 1:], x[:, 0])
+    rotation, translation = est.camera_props(x)
     p_world = p_cam @ rotation + translation
     e3d = layer.pos_emb_world(p_world)
     expected = x + torch.cat([layer.pos_emb_world_cls.expand(2, -1, -1), e3d], 1) + pe2d
@@ -143,7 +160,8 @@ def test_video_layout_frames_keep_their_own_depth_but_share_one_camera():
     out, geo = layer(_to_video(frames), (2, 2), num_frames=3, return_geometry=True)
     for t in range(3):
         torch.testing.assert_close(geo.depth[:, t], layer.estimator.camera_coord(frames[:, t, 1:])[..., 0])
-    rotation, translation = layer.estimator.camera_props(frames[:, :, 1:].flatten(1, 2), frames[:, 0, 0])
+    clip = torch.cat([frames[:, 0, :1], frames[:, :, 1:].flatten(1, 2)], 1)
+    rotation, translation = layer.estimator.camera_props(clip)
     torch.testing.assert_close(geo.rotation, rotation)
     torch.testing.assert_close(geo.translation, translation)
 
