@@ -1,6 +1,7 @@
 # make demo   - multi-view video alignment on the embedded data (creates .venv on first use)
 # make test   - the test suite
 # make bench  - the model overhead benchmark
+# make figures - renders data, trains two small models if needed, redraws _doc/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
@@ -23,6 +24,9 @@ demo: venv
 
 bench: venv
 	$(PY) benchmarks/bench_models.py
+
+figures: venv
+	$(PY) tools/make_figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
