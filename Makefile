@@ -20,7 +20,11 @@ test: venv
 	$(PY) -m pytest -q tests
 
 demo: venv
-	$(PY) tools/model_check.py
+	$(PY) -m data_pipeline.render_ftpv --out data/ftpv --preset demo --workers 2
+	rm -rf output/demo
+	$(PY) multiview_video_alignment.py --data panda --data_root data/ftpv --train_views 6 --img_size 64 \
+		--epochs 3 --triplets_per_epoch 192 --batch_size 16 --lr 1e-4 --num_workers 1 --device cpu \
+		--output_dir output/demo
 
 bench: venv
 	$(PY) benchmarks/bench_models.py

@@ -1,0 +1,129 @@
+"""Datasets for multi-view video alignment: whole trajectories and time-contrastive triplets.
+
+Frames are decoded and resized once into a uint8 cache (shared memory, so DataLoader workers
+read it without copies); ``cache=False`` re-reads the JPEG files on every access instead.
+Model inputs are made on the device: ``normalize(batch)`` turns uint8 into ImageNet-normalised floats.
+"""
+import itertools
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from utils import UserError
+
+from .ftpv import Trajectory, read_frame, read_frames
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 ``(..., 3, H, W)`` -> float ``(..., 3, H, W)`` scaled to [0, 1] and normalised."""
+    shape = (3, 1, 1)
+    mean_t = torch.tensor(mean, device=images.device).view(shape) * 255.0
+    std_t = torch.tensor(std, device=images.device).view(shape) * 255.0
+    return (images.float() - mean_t) / std_t
+
+
+class TrajectoryDataset(Dataset):
+    """One item per trajectory: uint8 ``(V, T, 3, H, W)``, first-person view first.
+
+    Args:
+        trajectories: opened trajectories (``data_pipeline.open_split``), all with the same views.
+        img_size: side of the square frames the model sees.
+        cache: decode every frame once up front and keep it in memory.
+        threads: decoding threads while filling the cache.
+    """
+
+    def __init__(self, trajectories: Sequence[Trajectory], img_size: int, cache: bool = True,
+                 threads: int = 2, progress: bool = True, desc: str = "decode"):
+        self.trajectories = list(trajectories)
+        self.img_size = img_size
+        self.num_views = len(self.trajectories[0].view_dirs)
+        self._cache: List[torch.Tensor] = []
+        if cache:
+            for traj in tqdm(self.trajectories, desc=desc, unit="traj", disable=not progress, dynamic_ncols=True):
+                self._cache.append(self._read(traj, range(self.num_views), range(traj.num_frames), threads)
+                                   .share_memory_())
+
+    @property
+    def cached(self) -> bool:
+        return bool(self._cache)
+
+    def _read(self, traj: Trajectory, views: Sequence[int], times: Sequence[int], threads: int = 1) -> torch.Tensor:
+        paths = [traj.frame_path(v, t) for v in views for t in times]
+        frames = read_frames(paths, self.img_size, threads)
+        return torch.from_numpy(frames).view(len(views), len(times), 3, self.img_size, self.img_size)
+
+    def __len__(self) -> int:
+        return len(self.trajectories)
+
+    def num_frames(self, index: int) -> int:
+        return self.trajectories[index].num_frames
+
+    def frames(self, index: int, views: Sequence[int], times: Sequence[int]) -> torch.Tensor:
+        """uint8 ``(len(views), len(times), 3, H, W)`` of trajectory ``index``."""
+        if self._cache:
+            return self._cache[index][list(views)][:, list(times)]
+        if len(views) * len(times) == 1:
+            frame = read_frame(self.trajectories[index].frame_path(views[0], times[0]), self.img_size)
+            return torch.from_numpy(frame)[None, None]
+        return self._read(self.trajectories[index], views, times)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self._cache:
+            return self._cache[index]
+        return self._read(self.trajectories[index], range(self.num_views), range(self.num_frames(index)))
+
+
+def sample_positive_negative(anchor: int, length: int, window: int, rng: np.random.Generator) -> Tuple[int, int]:
+    """A positive within ``window`` frames of ``anchor`` (anchor excluded) and a negative farther away."""
+    positives = [t for t in range(max(0, anchor - window), min(length, anchor + window + 1)) if t != anchor]
+    negatives = [t for t in range(length) if abs(t - anchor) > window]
+    return int(rng.choice(positives)), int(rng.choice(negatives))
+
+
+class TripletDataset(Dataset):
+    """Every unordered view pair ``(i, j)`` x every anchor frame of every trajectory.
+
+    An item is ``(frames, times, views)``: uint8 ``frames (2, 3, 3, H, W)`` = (view i, view j) x
+    (anchor, positive, negative) taken at the same ``times (3,)`` in both ``views (2,)``.
+    Positives and negatives are re-drawn every epoch (``set_epoch``), reproducibly from the seed.
+    """
+
+    def __init__(self, trajectories: TrajectoryDataset, window: int, seed: int = 42):
+        self.trajectories = trajectories
+        self.window = window
+        self.seed = seed
+        self.epoch = 0
+        for traj in trajectories.trajectories:
+            if traj.num_frames < 2 * window + 2:
+                raise UserError(f"{traj.path} has {traj.num_frames} frames; a window of {window} needs at least "
+                                f"{2 * window + 2} so that every anchor has a positive and a negative")
+        pairs = list(itertools.combinations(range(trajectories.num_views), 2))
+        self.index = np.array([(k, i, j, a) for k in range(len(trajectories)) for i, j in pairs
+                               for a in range(trajectories.num_frames(k))], dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def times(self, item: int) -> Tuple[int, int, int]:
+        """``(anchor, positive, negative)`` frame indices of ``item`` in the current epoch."""
+        k, _, _, anchor = self.index[item]
+        rng = np.random.default_rng([self.seed, self.epoch, item])
+        positive, negative = sample_positive_negative(int(anchor), self.trajectories.num_frames(int(k)),
+                                                      self.window, rng)
+        return int(anchor), positive, negative
+
+    def __getitem__(self, item: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, i, j, _ = (int(v) for v in self.index[item])
+        times = self.times(item)
+        frames = self.trajectories.frames(k, (i, j), times)
+        return frames, torch.tensor(times), torch.tensor((i, j))

@@ -1,0 +1,190 @@
+"""Reading the First-Third Person View (FTPV) layout: data sets, splits, views and frames.
+
+    <data_root>/<folder>/<trajectory>/fpv/000000.jpg ...              first-person view
+    <data_root>/<folder>/<trajectory>/tpv/view_0000/000000.jpg ...    third-person views
+
+A trajectory's views are ordered first-person first, then ``view_0000``, ``view_0001``, ...
+Every problem with the files is raised as :class:`utils.UserError` naming the file or folder.
+"""
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from utils import UserError
+
+SPLITS = ("train", "val", "test")
+FPV = "fpv"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One FTPV data set: its folder, trajectory ranges per split (``None``: Pouring's pickles),
+    the number of third-person views, the paper's unseen split of them, and the sampling window."""
+    folder: str
+    num_views: int
+    unseen_train_views: Optional[int]
+    window: int
+    ranges: Optional[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]]
+
+
+DATASETS: Dict[str, DatasetSpec] = {
+    "pouring": DatasetSpec("pouring", 1, None, 3, None),
+    "panda": DatasetSpec("Pandav1_Train_Frame", 9, 6, 3, ((0, 10), (10, 15), (15, 20))),
+    "mc": DatasetSpec("MineRLReachGoalGroundStatic-v0_Frame", 8, 5, 3, ((0, 4), (4, 6), (6, 8))),
+    "can": DatasetSpec("can_mh", 4, 3, 2, ((0, 200), (200, 250), (250, 300))),
+    "lift": DatasetSpec("lift_mh", 4, 3, 2, ((0, 200), (200, 250), (250, 300))),
+}
+POURING_VAL_TRAJECTORIES = 10
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One trajectory on disk: its folder, selected view folders (first-person first) and length."""
+    name: str
+    path: str
+    view_dirs: Tuple[str, ...]
+    num_frames: int
+
+    def frame_path(self, view: int, t: int) -> str:
+        return os.path.join(self.view_dirs[view], f"{t:06d}.jpg")
+
+
+# ----------------------------------------------------------------------------- splits and views
+
+def _pouring_names(dataset_dir: str, pickle_name: str) -> List[str]:
+    path = os.path.join(dataset_dir, pickle_name)
+    if not os.path.isfile(path):
+        raise UserError(f"missing split file: {path}")
+    try:
+        with open(path, "rb") as f:
+            records = pickle.load(f)
+        names = [str(r["name"]).split("_real_")[0] for r in records]
+    except Exception as err:  # a damaged or foreign pickle: report it as bad input
+        raise UserError(f"cannot read split file {path}: {type(err).__name__}: {err}") from None
+    return list(dict.fromkeys(names))
+
+
+def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = -1) -> List[str]:
+    """Trajectory folder names of ``split``; ``train_videos > 0`` keeps the first n training videos."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    spec = DATASETS[dataset]
+    if spec.ranges is None:
+        train = _pouring_names(dataset_dir, "train.pkl")
+        if len(train) <= POURING_VAL_TRAJECTORIES:
+            raise UserError(f"{os.path.join(dataset_dir, 'train.pkl')} lists {len(train)} trajectories; "
+                            f"more than {POURING_VAL_TRAJECTORIES} are needed (the last ones are the validation set)")
+        names = {"train": train[:-POURING_VAL_TRAJECTORIES], "val": train[-POURING_VAL_TRAJECTORIES:],
+                 "test": _pouring_names(dataset_dir, "val.pkl")}[split]
+    else:
+        start, stop = spec.ranges[SPLITS.index(split)]
+        names = [f"tr_{i:04d}" for i in range(start, stop)]
+    if split == "train" and train_videos > 0:
+        names = names[:train_videos]
+    return names
+
+
+def count_views(dataset_dir: str, first_trajectory: str) -> int:
+    """Number of third-person views, read from the first trajectory (``view_0000`` .. contiguous)."""
+    tpv = os.path.join(dataset_dir, first_trajectory, "tpv")
+    if not os.path.isdir(tpv):
+        raise UserError(f"missing folder: {tpv}")
+    present = sorted(d for d in os.listdir(tpv) if d.startswith("view_"))
+    expected = [f"view_{v:04d}" for v in range(len(present))]
+    if present != expected:
+        missing = sorted(set(expected) - set(present)) or [present[-1]]
+        raise UserError(f"third-person views of {tpv} are not numbered view_0000..: check {missing[0]}")
+    if not present:
+        raise UserError(f"no third-person views in {tpv}")
+    return len(present)
+
+
+def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
+    """Third-person view indices per split. ``-1`` (seen): all views everywhere; ``k``: train and
+    val on views ``0..k-1``, test on ``k..num_views-1`` (the unseen setting)."""
+    every = list(range(num_views))
+    if train_views == -1:
+        return {"train": every, "val": every, "test": every}
+    if not 1 <= train_views < num_views:
+        raise UserError(f"--train_views must be -1 (seen) or between 1 and {num_views - 1} "
+                        f"for a data set with {num_views} third-person views, got {train_views}")
+    return {"train": every[:train_views], "val": every[:train_views], "test": every[train_views:]}
+
+
+# ----------------------------------------------------------------------------- trajectories
+
+def _count_frames(view_dir: str) -> int:
+    if not os.path.isdir(view_dir):
+        raise UserError(f"missing view folder: {view_dir}")
+    files = sorted(f for f in os.listdir(view_dir) if f.endswith(".jpg"))
+    if not files:
+        raise UserError(f"no frames in {view_dir}")
+    for t, name in enumerate(files):
+        if name != f"{t:06d}.jpg":
+            raise UserError(f"frames of {view_dir} are not numbered 000000.jpg.. contiguously: "
+                            f"expected {t:06d}.jpg, found {name}")
+    return len(files)
+
+
+def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajectory:
+    """Check a trajectory's selected views and return it; third-person ``views`` are indices."""
+    path = os.path.join(dataset_dir, name)
+    if not os.path.isdir(path):
+        raise UserError(f"missing trajectory folder: {path}")
+    view_dirs = [os.path.join(path, FPV)] + [os.path.join(path, "tpv", f"view_{v:04d}") for v in views]
+    counts = [_count_frames(d) for d in view_dirs]
+    for d, n in zip(view_dirs[1:], counts[1:]):
+        if n != counts[0]:
+            raise UserError(f"unequal frame counts: {d} has {n} frames, {view_dirs[0]} has {counts[0]}")
+    return Trajectory(name, path, tuple(view_dirs), counts[0])
+
+
+def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
+               train_videos: int = -1) -> Tuple[List[Trajectory], List[int]]:
+    """The trajectories of ``split`` with the views the setting selects, and those view indices."""
+    if dataset not in DATASETS:
+        raise UserError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
+    dataset_dir = os.path.join(data_root, DATASETS[dataset].folder)
+    if not os.path.isdir(dataset_dir):
+        raise UserError(f"missing data set folder: {dataset_dir}")
+    names = split_names(dataset, dataset_dir, split, train_videos)
+    if not names:
+        raise UserError(f"the {split} split of {dataset_dir} is empty")
+    first = os.path.join(dataset_dir, names[0])
+    if not os.path.isdir(first):
+        raise UserError(f"missing trajectory folder: {first}")
+    num_views = count_views(dataset_dir, names[0])
+    for name in names[1:]:
+        if os.path.isdir(os.path.join(dataset_dir, name)) and count_views(dataset_dir, name) != num_views:
+            raise UserError(f"{os.path.join(dataset_dir, name, 'tpv')} does not have the {num_views} views "
+                            f"of {os.path.join(first, 'tpv')}")
+    views = view_selection(num_views, train_views)[split]
+    return [open_trajectory(dataset_dir, name, views) for name in names], views
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def read_frame(path: str, size: int) -> np.ndarray:
+    """``(3, size, size)`` uint8 RGB frame, resized with bicubic interpolation."""
+    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else None
+    if data is None:
+        raise UserError(f"missing frame: {path}")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise UserError(f"cannot decode image: {path}")
+    if image.shape[:2] != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+
+
+def read_frames(paths: Sequence[str], size: int, threads: int = 1) -> np.ndarray:
+    """``(len(paths), 3, size, size)`` uint8; decoding runs on ``threads`` threads (OpenCV releases the GIL)."""
+    if threads <= 1 or len(paths) < 8:
+        return np.stack([read_frame(p, size) for p in paths])
+    with ThreadPoolExecutor(threads) as pool:
+        return np.stack(list(pool.map(lambda p: read_frame(p, size), paths)))

@@ -1,0 +1,375 @@
+"""Render a First-Third Person View (FTPV) data set of a simulated Panda arm with pybullet.
+
+Each trajectory is a randomised pick-and-place (or reach) episode. One camera rides on the
+Panda's hand (first-person view) and fixed cameras around the table watch the same episode
+(third-person views). Frames are written in the FTPV layout the alignment task reads:
+
+    OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
+    OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
+
+Rendering uses pybullet's CPU TinyRenderer, so it runs anywhere. A trajectory depends only on
+the seed and its index, so the output is the same for any number of worker processes, and a
+re-run keeps trajectories that are already complete (resumable).
+
+    python -m data_pipeline.render_ftpv --out data/ftpv --preset demo
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+
+MANIFEST = "render.json"
+_ARM_JOINTS = tuple(range(7))
+_FINGER_JOINTS = (9, 10)
+_HAND_LINK = 8
+_GRASP_LINK = 11
+_REST_POSE = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
+_WORKSPACE_TARGET = (0.3, 0.0, 0.3)
+_CUBE_HALF = 0.03
+_CUBE_COLOURS = ((0.85, 0.15, 0.15), (0.15, 0.6, 0.2), (0.15, 0.3, 0.85), (0.9, 0.75, 0.1),
+                 (0.75, 0.2, 0.75), (0.1, 0.7, 0.75))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a rendered data set looks like. ``folder`` is the data set folder under ``--out``."""
+    folder: str
+    trajectories: int
+    views: int
+    frames: int
+    size: int
+    jpeg_quality: int = 95
+
+
+PRESETS = {
+    # Shaped like the paper's Pick set: 20 trajectories (split 10/5/5), 9 third-person views;
+    # short episodes so that several CPU trainings fit in an afternoon.
+    "panda": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=10, size=96),
+    # Same layout and splits, fewer and smaller frames: the CPU demo trains on it in minutes.
+    "demo": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=12, size=64),
+}
+
+
+# ----------------------------------------------------------------------------- cameras
+
+def third_person_cameras(num_views: int) -> List[Tuple[float, float, float]]:
+    """``(yaw, pitch, distance)`` of each fixed camera: azimuths spread around the arm,
+    elevations and distances cycling so that no two views look alike."""
+    pitches = (-25.0, -40.0, -55.0)
+    distances = (1.7, 1.5, 1.9)
+    return [(30.0 + 360.0 * k / num_views + 13.0 * (k % 2), pitches[k % 3], distances[(k // 3) % 3])
+            for k in range(num_views)]
+
+
+def _projection(near: float = 0.02, far: float = 5.0, fov: float = 55.0) -> list:
+    import pybullet as p
+    return p.computeProjectionMatrixFOV(fov, 1.0, near, far)
+
+
+def _first_person_view(client: int, robot: int) -> list:
+    """View matrix of a camera fixed to the hand, looking along the gripper towards the fingers."""
+    import pybullet as p
+    position, orientation = p.getLinkState(robot, _HAND_LINK, computeForwardKinematics=True,
+                                           physicsClientId=client)[4:6]
+    rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
+    forward, up = rotation[:, 2], rotation[:, 0]
+    eye = np.asarray(position) - 0.05 * forward + 0.07 * up
+    return p.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), up.tolist(), physicsClientId=client)
+
+
+# ----------------------------------------------------------------------------- scene and motion
+
+class PandaScene:
+    """A Panda on a checkered floor with one cube; poses are set kinematically (no dynamics),
+    which keeps every frame a pure function of the trajectory's parameters."""
+
+    def __init__(self):
+        import pybullet as p
+        import pybullet_data
+        self.p = p
+        self.client = p.connect(p.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        p.loadURDF("plane.urdf", physicsClientId=self.client)
+        self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=self.client)
+        self.cube = p.loadURDF("cube_small.urdf", globalScaling=_CUBE_HALF / 0.025, physicsClientId=self.client)
+        for link in range(-1, p.getNumJoints(self.robot, physicsClientId=self.client)):
+            shade = 0.92 if link % 2 else 0.55
+            colour = (0.2, 0.2, 0.22, 1.0) if link >= _HAND_LINK else (shade, shade, shade, 1.0)
+            p.changeVisualShape(self.robot, link, rgbaColor=colour, physicsClientId=self.client)
+        self.projection = _projection()
+        self.tpv_views: List[list] = []
+
+    def set_cameras(self, cameras: Sequence[Tuple[float, float, float]]) -> None:
+        self.tpv_views = [self.p.computeViewMatrixFromYawPitchRoll(_WORKSPACE_TARGET, dist, yaw, pitch, 0.0, 2,
+                                                                   physicsClientId=self.client)
+                          for yaw, pitch, dist in cameras]
+
+    def set_arm(self, joints: Sequence[float], finger: float) -> None:
+        for j, q in zip(_ARM_JOINTS, joints):
+            self.p.resetJointState(self.robot, j, q, physicsClientId=self.client)
+        for j in _FINGER_JOINTS:
+            self.p.resetJointState(self.robot, j, finger, physicsClientId=self.client)
+
+    def solve_ik(self, position: Sequence[float], yaw: float) -> List[float]:
+        orientation = self.p.getQuaternionFromEuler((math.pi, 0.0, yaw))
+        joints = self.p.calculateInverseKinematics(
+            self.robot, _GRASP_LINK, position, orientation, restPoses=list(_REST_POSE) + [0.0] * 5,
+            maxNumIterations=100, residualThreshold=1e-4, physicsClientId=self.client)
+        return list(joints[:7])
+
+    def grasp_pose(self) -> Tuple[tuple, tuple]:
+        state = self.p.getLinkState(self.robot, _GRASP_LINK, computeForwardKinematics=True,
+                                    physicsClientId=self.client)
+        return state[4], state[5]
+
+    def set_cube(self, position: Sequence[float], orientation: Sequence[float], colour: Sequence[float]) -> None:
+        self.p.resetBasePositionAndOrientation(self.cube, position, orientation, physicsClientId=self.client)
+        self.p.changeVisualShape(self.cube, -1, rgbaColor=(*colour, 1.0), physicsClientId=self.client)
+
+    def render(self, view: list, size: int) -> np.ndarray:
+        """``(size, size, 3)`` uint8 RGB image."""
+        _, _, rgba, _, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=1,
+                                                 lightDirection=(0.6, -0.4, 2.0),
+                                                 renderer=self.p.ER_TINY_RENDERER, physicsClientId=self.client)
+        return np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3]
+
+    def close(self) -> None:
+        self.p.disconnect(physicsClientId=self.client)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Random parameters of one trajectory."""
+    kind: str                          # "pick" (grasp, lift and carry) or "reach" (touch and retreat)
+    cube_xy: Tuple[float, float]
+    cube_yaw: float
+    goal: Tuple[float, float, float]
+    colour: Tuple[float, float, float]
+    start_offset: Tuple[float, ...]
+
+
+def sample_episode(rng: np.random.Generator) -> Episode:
+    radius, angle = rng.uniform(0.4, 0.62), rng.uniform(-0.6, 0.6)
+    goal_radius, goal_angle = rng.uniform(0.35, 0.6), rng.uniform(-0.9, 0.9)
+    return Episode(
+        kind="pick" if rng.random() < 0.75 else "reach",
+        cube_xy=(radius * math.cos(angle), radius * math.sin(angle)),
+        cube_yaw=float(rng.uniform(-math.pi / 4, math.pi / 4)),
+        goal=(goal_radius * math.cos(goal_angle), goal_radius * math.sin(goal_angle), float(rng.uniform(0.2, 0.4))),
+        colour=_CUBE_COLOURS[int(rng.integers(len(_CUBE_COLOURS)))],
+        start_offset=tuple(float(v) for v in rng.uniform(-0.25, 0.25, size=7)),
+    )
+
+
+def _smooth(s: np.ndarray) -> np.ndarray:
+    return s * s * (3.0 - 2.0 * s)
+
+
+def episode_keyframes(scene: PandaScene, episode: Episode) -> List[Tuple[List[float], float, bool]]:
+    """``(joints, finger opening, cube attached)`` at the key moments of the episode."""
+    x, y = episode.cube_xy
+    above, at = (x, y, _CUBE_HALF + 0.15), (x, y, _CUBE_HALF)
+    yaw = episode.cube_yaw
+    start = [q + d for q, d in zip(_REST_POSE, episode.start_offset)]
+    scene.set_arm(start, 0.04)
+    q_above = scene.solve_ik(above, yaw)
+    scene.set_arm(q_above, 0.04)
+    q_at = scene.solve_ik(at, yaw)
+    scene.set_arm(q_at, 0.04)
+    q_goal = scene.solve_ik(episode.goal, yaw)
+    if episode.kind == "pick":
+        return [(start, 0.04, False), (q_above, 0.04, False), (q_at, 0.04, False),
+                (q_at, _CUBE_HALF, True), (q_above, _CUBE_HALF, True), (q_goal, _CUBE_HALF, True)]
+    return [(start, 0.04, False), (q_above, 0.04, False), (q_at, 0.0, False),
+            (q_above, 0.0, False), (q_goal, 0.02, False)]
+
+
+def interpolate(keyframes: List[Tuple[List[float], float, bool]], frames: int
+                ) -> List[Tuple[np.ndarray, float, bool]]:
+    """Resample the key poses into ``frames`` poses with eased motion between key poses."""
+    segments = len(keyframes) - 1
+    out = []
+    for t in np.linspace(0.0, segments, frames):
+        k = min(int(t), segments - 1)
+        s = float(_smooth(np.array(t - k)))
+        (q0, f0, a0), (q1, f1, a1) = keyframes[k], keyframes[k + 1]
+        joints = (1 - s) * np.asarray(q0) + s * np.asarray(q1)
+        out.append((joints, (1 - s) * f0 + s * f1, a1 if s >= 0.5 else a0))
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+def trajectory_name(index: int) -> str:
+    return f"tr_{index:04d}"
+
+
+def frame_name(t: int) -> str:
+    return f"{t:06d}.jpg"
+
+
+def view_dirs(traj_dir: str, num_views: int) -> List[str]:
+    """First-person folder, then the third-person folders."""
+    return [os.path.join(traj_dir, "fpv")] + [os.path.join(traj_dir, "tpv", f"view_{v:04d}")
+                                              for v in range(num_views)]
+
+
+def is_complete(traj_dir: str, preset: Preset) -> bool:
+    """True when every view folder holds exactly the preset's frames."""
+    expected = {frame_name(t) for t in range(preset.frames)}
+    for d in view_dirs(traj_dir, preset.views):
+        if not os.path.isdir(d) or set(os.listdir(d)) != expected:
+            return False
+    return True
+
+
+def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) -> np.ndarray:
+    """``(1 + views, frames, size, size, 3)`` uint8 RGB frames of trajectory ``index``."""
+    rng = np.random.default_rng([seed, index])
+    episode = sample_episode(rng)
+    cube_orientation = scene.p.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
+    cube_rest = (*episode.cube_xy, _CUBE_HALF)
+    poses = interpolate(episode_keyframes(scene, episode), preset.frames)
+    images = np.empty((1 + preset.views, preset.frames, preset.size, preset.size, 3), dtype=np.uint8)
+    grasp_offset = None
+    for t, (joints, finger, attached) in enumerate(poses):
+        scene.set_arm(joints, finger)
+        if attached:
+            hand_pos, hand_orn = scene.grasp_pose()
+            if grasp_offset is None:
+                inv_pos, inv_orn = scene.p.invertTransform(hand_pos, hand_orn)
+                grasp_offset = scene.p.multiplyTransforms(inv_pos, inv_orn, cube_rest, cube_orientation)
+            position, orientation = scene.p.multiplyTransforms(hand_pos, hand_orn, *grasp_offset)
+        else:
+            position, orientation = cube_rest, cube_orientation
+        scene.set_cube(position, orientation, episode.colour)
+        images[0, t] = scene.render(_first_person_view(scene.client, scene.robot), preset.size)
+        for v, view in enumerate(scene.tpv_views):
+            images[1 + v, t] = scene.render(view, preset.size)
+    return images
+
+
+def write_trajectory(images: np.ndarray, traj_dir: str, quality: int) -> None:
+    """Write into a temporary folder and rename it, so an interrupted run leaves no partial trajectory."""
+    tmp = traj_dir + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for view_images, d in zip(images, view_dirs(tmp, images.shape[0] - 1)):
+        os.makedirs(d)
+        for t, rgb in enumerate(view_images):
+            cv2.imwrite(os.path.join(d, frame_name(t)), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    shutil.rmtree(traj_dir, ignore_errors=True)
+    os.replace(tmp, traj_dir)
+
+
+_WORKER_SCENE: Optional[PandaScene] = None
+
+
+def _init_worker(views: int) -> None:
+    global _WORKER_SCENE
+    _WORKER_SCENE = PandaScene()
+    _WORKER_SCENE.set_cameras(third_person_cameras(views))
+
+
+def _render_job(job: Tuple[Preset, int, int, str]) -> int:
+    preset, seed, index, traj_dir = job
+    write_trajectory(render_trajectory(_WORKER_SCENE, preset, seed, index), traj_dir, preset.jpeg_quality)
+    return preset.frames * (1 + preset.views)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def check_manifest(dataset_dir: str, manifest: dict) -> None:
+    """A folder holds one rendering configuration; refuse to mix another one into it."""
+    path = os.path.join(dataset_dir, MANIFEST)
+    if not os.path.isfile(path):
+        if any(name.startswith("tr_") for name in os.listdir(dataset_dir)):
+            raise UserError(f"{dataset_dir} holds trajectories but no {MANIFEST}; render into another --out")
+        return
+    with open(path) as f:
+        try:
+            existing = json.load(f)
+        except json.JSONDecodeError:
+            raise UserError(f"{path} is not valid JSON") from None
+    if existing != manifest:
+        changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
+        raise UserError(f"{dataset_dir} was rendered with other settings ({', '.join(changed)} differ); "
+                        f"use another --out or the same settings")
+
+
+def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, progress: bool = True) -> str:
+    """Render (or complete) ``preset`` under ``out``; returns the data set folder."""
+    dataset_dir = os.path.join(out, preset.folder)
+    os.makedirs(dataset_dir, exist_ok=True)
+    manifest = dict(asdict(preset), seed=seed)
+    check_manifest(dataset_dir, manifest)
+    write_json_atomic(manifest, os.path.join(dataset_dir, MANIFEST))
+    jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
+    todo = [job for job in jobs if not is_complete(job[3], preset)]
+    total = len(jobs) * preset.frames * (1 + preset.views)
+    bar = tqdm(total=total, initial=total - len(todo) * preset.frames * (1 + preset.views), unit="img",
+               desc=f"render {preset.folder}", disable=not progress, dynamic_ncols=True)
+    if workers <= 1:
+        _init_worker(preset.views)
+        for job in todo:
+            bar.update(_render_job(job))
+        _WORKER_SCENE.close()
+    else:
+        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(preset.views,)) as pool:
+            for done in pool.imap_unordered(_render_job, todo):
+                bar.update(done)
+    bar.close()
+    return dataset_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", default="data/ftpv", help="data root; the data set folder is created in it")
+    parser.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the preset's)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per trajectory (default: the preset's)")
+    parser.add_argument("--views", type=int, default=None, help="third-person views (default: the preset's)")
+    parser.add_argument("--trajectories", type=int, default=None, help="trajectories (default: the preset's)")
+    parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--xpar", action="store_true", help="no progress bar")
+    return parser
+
+
+def preset_from_args(args: argparse.Namespace) -> Preset:
+    preset = PRESETS[args.preset]
+    overrides = {k: getattr(args, k) for k in ("size", "frames", "views", "trajectories") if getattr(args, k) is not None}
+    for key, value in overrides.items():
+        if value < 1:
+            raise UserError(f"--{key} must be positive, got {value}")
+    if overrides.get("size", preset.size) < 16:
+        raise UserError("--size must be at least 16 pixels")
+    return replace(preset, **overrides)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    preset = preset_from_args(args)
+    dataset_dir = render_dataset(args.out, preset, args.seed, args.workers, progress=not args.xpar)
+    print(f"{dataset_dir}: {preset.trajectories} trajectories, 1 first-person + {preset.views} third-person "
+          f"views, {preset.frames} frames of {preset.size}x{preset.size}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

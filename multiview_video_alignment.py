@@ -1,0 +1,535 @@
+"""Multi-view video alignment on FTPV data: time-contrastive training of a ViT (with or without 3DTRL).
+
+Frames of the same moment seen from different cameras (and the robot's own first-person
+camera) should embed close together, frames far apart in time far apart. The embedding is
+judged by how well it aligns two synchronised videos (alignment error, cycle error, Kendall's
+tau, averaged over every view pair of every trajectory).
+
+    python multiview_video_alignment.py --data panda --train_views 6 --img_size 64 --lr 1e-4
+    torchrun --nproc_per_node 4 multiview_video_alignment.py --data can ...   # DDP over view pairs
+    python multiview_video_alignment.py --test --output_dir OUT                # evaluate OUT/best.pth
+"""
+import argparse
+import itertools
+import math
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
+
+import numpy as np  # noqa: E402
+import timm  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from torch.utils.data import DataLoader, Sampler  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import model  # noqa: E402  (registers the 3DTRL models with timm)
+from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, TrajectoryDataset, TripletDataset,  # noqa: E402
+                           normalize, open_split)
+from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, run_cli,  # noqa: E402
+                   save_checkpoint_atomic, seed_everything, write_json_atomic)
+
+MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
+GRAD_CLIP = 10.0
+METRICS = ("alignment_error", "cycle_error", "kendalls_tau")
+MODEL_KEYS = ("model", "img_size", "pred_depth", "pred_campos_from")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Multi-view video alignment on FTPV data (3DTRL or plain ViT).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="panda", choices=sorted(DATASETS), help="FTPV data set")
+    p.add_argument("--data_root", default="data/ftpv", help="folder holding the data set folders")
+    p.add_argument("--train_views", type=int, default=-1,
+                   help="-1: seen setting (all views everywhere); k: train/val on third-person views 0..k-1, "
+                        "test on the rest (unseen setting)")
+    p.add_argument("--train_videos", type=int, default=-1, help="keep the first n training videos (-1: all)")
+    p.add_argument("--batch_size", type=int, default=32, help="triplets per step and process")
+    p.add_argument("--model", default="vit_3dtrl_tiny_patch16_224", help="any timm model name")
+    p.add_argument("--pred_depth", type=int, default=1, choices=(0, 1), help="3DTRL: estimate depth (1) or not (0)")
+    p.add_argument("--pred_campos_from", default="both-sep", choices=("both-sep", "both-avg", "cls", "tok"),
+                   help="3DTRL: tokens the camera pose is estimated from")
+    p.add_argument("--pretrained", action="store_true", help="start from locally available timm weights")
+    p.add_argument("--test", nargs="?", const="best", default=None, metavar="CHECKPOINT",
+                   help="only evaluate a checkpoint on the test split (default OUTPUT_DIR/best.pth)")
+    p.add_argument("--lr", type=float, default=1e-6, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--note", default="", help="tag appended to the default output folder name")
+    p.add_argument("--xpar", action="store_true", help="turn progress bars off")
+    p.add_argument("--img_size", type=int, default=224, help="frames are resized to this square size")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--patience", type=int, default=10,
+                   help="stop after this many epochs without a better validation alignment error")
+    p.add_argument("--triplets_per_epoch", type=int, default=0,
+                   help="random subset of the epoch's triplets drawn every epoch (0: all view pairs x anchors)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    p.add_argument("--output_dir", default=None,
+                   help="default output/alignment/<data>_<model>_<seen|unseenK>_seed<seed>[_<note>]")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                   help="continue from a checkpoint (default OUTPUT_DIR/last.pth)")
+    p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--eval_batch_size", type=int, default=128, help="frames per forward pass when evaluating")
+    p.add_argument("--release_loss", action="store_true",
+                   help="the release's loss: view 2's positive and negative are taken from view 1")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for name in ("batch_size", "img_size", "eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    for name in ("epochs", "patience", "num_workers", "triplets_per_epoch"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name} must not be negative, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}")
+    if args.output_dir is None:
+        setting = "seen" if args.train_views == -1 else f"unseen{args.train_views}"
+        name = f"{args.data}_{args.model}_{setting}_seed{args.seed}" + (f"_{args.note}" if args.note else "")
+        args.output_dir = os.path.join("output", "alignment", name)
+
+
+# ----------------------------------------------------------------------------- distributed
+
+class Runtime:
+    """Device and process group. One process unless launched by ``torchrun``."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {device} asked for, but CUDA is not available")
+        if device == "cuda" and self.world > 1:
+            device = f"cuda:{local_rank}"
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise UserError(f"unknown --device {device!r}") from None
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1:
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: Sequence[float]) -> List[float]:
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            dist.destroy_process_group()
+
+
+class EpochSampler(Sampler):
+    """A fresh permutation every epoch (seeded), optionally cut to ``limit`` items, split across ranks
+    in equal shares (wrapping around) so every process runs the same number of steps."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, limit: int = 0):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.total = min(limit, size) if limit else size
+        self.per_rank = math.ceil(self.total / world)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)[:self.total].tolist()
+        order += order[:self.per_rank * self.world - len(order)]
+        return iter(order[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+# ----------------------------------------------------------------------------- model and loss
+
+class Embedder(nn.Module):
+    """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.net = net
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return model.embed(self.net, normalize(images, self.mean, self.std))
+
+
+def create_embedder(cfg: Dict) -> Embedder:
+    """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``."""
+    kwargs = dict(num_classes=0, img_size=cfg["img_size"])
+    if cfg["model"] in model.TRL_MODEL_NAMES:
+        kwargs.update(pred_depth=bool(cfg["pred_depth"]), pred_campos_from=cfg["pred_campos_from"])
+    if not timm.is_model(cfg["model"]):
+        raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
+    try:
+        net = timm.create_model(cfg["model"], pretrained=cfg.get("pretrained", False), **kwargs)
+    except (OSError, RuntimeError) as err:
+        if cfg.get("pretrained"):
+            raise UserError(f"pretrained weights for {cfg['model']} are not available locally: "
+                            f"{str(err).splitlines()[0]}") from None
+        raise
+    data_cfg = net.pretrained_cfg or {}
+    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD))
+
+
+def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool = False) -> torch.Tensor:
+    """Two-view triplet loss on squared Euclidean distances of raw embeddings.
+
+    Args:
+        z: ``(B, 2, 3, D)``: (view 1, view 2) x (anchor, positive, negative).
+        release: the release's variant, where view 2's positive and negative are view 1's.
+
+    Returns:
+        Mean over the batch of ``max(0, d(a1,a2) + d(p1,p2) + d(a1,p1) + d(a2,p2) + d(a1,p2) + d(a2,p1)
+        - d(a1,n2) - d(a2,n1) - d(a1,n1) - d(a2,n2) + margin)``.
+    """
+    a1, p1, n1 = z[:, 0].unbind(1)
+    a2, p2, n2 = z[:, 1].unbind(1)
+    if release:
+        p2, n2 = p1, n1
+
+    def d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).pow(2).sum(-1)
+
+    pull = d(a1, a2) + d(p1, p2) + d(a1, p1) + d(a2, p2) + d(a1, p2) + d(a2, p1)
+    push = d(a1, n2) + d(a2, n1) + d(a1, n1) + d(a2, n2)
+    return F.relu(pull - push + margin).mean()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def embed_trajectory(embedder: Embedder, frames: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
+    """uint8 ``(V, T, 3, H, W)`` -> ``(V, T, D)`` embeddings (on the CPU)."""
+    views, length = frames.shape[:2]
+    flat = frames.flatten(0, 1)
+    out = [embedder(flat[i:i + batch].to(device, non_blocking=True)).float().cpu()
+           for i in range(0, len(flat), batch)]
+    return torch.cat(out).view(views, length, -1)
+
+
+def pair_metrics(z: torch.Tensor) -> List[Tuple[float, float, float]]:
+    """Metrics of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
+    return [(alignment_error(z[i], z[j]), cycle_error(z[i], z[j]), kendalls_tau(z[i], z[j]))
+            for i, j in itertools.combinations(range(len(z)), 2)]
+
+
+@torch.no_grad()
+def evaluate(embedder: Embedder, data: TrajectoryDataset, rt: Runtime, batch: int,
+             progress: bool = False, desc: str = "eval") -> Dict[str, float]:
+    """Mean metrics over every view pair of every trajectory (trajectories split across processes)."""
+    was_training = embedder.training
+    embedder.eval()
+    sums = [0.0, 0.0, 0.0, 0.0]
+    mine = range(rt.rank, len(data), rt.world)
+    for k in tqdm(mine, desc=desc, unit="traj", disable=not progress, leave=False, dynamic_ncols=True):
+        for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
+            for m, v in enumerate(values):
+                sums[m] += v
+            sums[3] += 1
+    sums = rt.all_sum(sums)
+    embedder.train(was_training)
+    return {name: sums[m] / sums[3] for m, name in enumerate(METRICS)}
+
+
+@torch.no_grad()
+def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequence[str], device: torch.device,
+                   batch: int, path: str, max_pairs: int = 12) -> None:
+    """Nearest-neighbour frame index vs frame index for the view pairs of the first test trajectory."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    embedder.eval()
+    z = embed_trajectory(embedder, data[0], device, batch)
+    pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
+    cols = min(4, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    length = z.shape[1]
+    for ax, (i, j) in zip(axes.flat, pairs):
+        nearest = torch.cdist(z[i], z[j]).argmin(1).numpy()
+        ax.plot([0, length - 1], [0, length - 1], color="0.7", lw=1, label="perfect")
+        ax.plot(np.arange(length), nearest, marker="o", ms=3, lw=1, label="nearest neighbour")
+        ax.set_title(f"{view_ids[i]} -> {view_ids[j]}  AE {alignment_error(z[i], z[j]):.3f}", fontsize=9)
+        ax.set_xlabel(f"frame in {view_ids[i]}", fontsize=8)
+        ax.set_ylabel(f"matched frame in {view_ids[j]}", fontsize=8)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"test alignment, {data.trajectories[0].name}")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- training
+
+def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    device: torch.device, release_loss: bool, progress: bool, epoch: int) -> Dict[str, float]:
+    """One pass over the sampler's triplets. Returns mean loss, triplets/s and the share of time
+    spent waiting for data."""
+    embedder.train()
+    loss_meter = AverageMeter()
+    wait, start = 0.0, time.perf_counter()
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False,
+               dynamic_ncols=True)
+    tick = time.perf_counter()
+    samples = 0
+    for frames, _, _ in loader:
+        frames = frames.to(device, non_blocking=True)
+        wait += time.perf_counter() - tick
+        batch = frames.shape[0]
+        z = embedder(frames.flatten(0, 2)).view(batch, 2, 3, -1)
+        loss = time_contrastive_loss(z, release=release_loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(embedder.parameters(), GRAD_CLIP)
+        optimizer.step()
+        loss_meter.update(loss.item(), batch)
+        samples += batch
+        bar.set_postfix(loss=f"{loss_meter.avg:.3f}")
+        bar.update()
+        tick = time.perf_counter()
+    bar.close()
+    elapsed = time.perf_counter() - start
+    return {"train_loss": loss_meter.avg, "triplets_per_s": samples / max(elapsed, 1e-9),
+            "data_wait_share": wait / max(elapsed, 1e-9), "steps": len(loader)}
+
+
+def load_split(args: argparse.Namespace, split: str, train_views: int, progress: bool
+               ) -> Tuple[TrajectoryDataset, List[int]]:
+    trajectories, views = open_split(args.data_root, args.data, split, train_views, args.train_videos)
+    data = TrajectoryDataset(trajectories, args.img_size, cache=True, threads=2, progress=progress,
+                             desc=f"decode {split}")
+    return data, views
+
+
+def view_names(views: Sequence[int]) -> List[str]:
+    return ["fpv"] + [f"view_{v}" for v in views]
+
+
+def load_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or foreign file
+        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+
+
+def model_cfg(args: argparse.Namespace) -> Dict:
+    return {key: getattr(args, key) for key in MODEL_KEYS}
+
+
+def test_sets(args: argparse.Namespace, progress: bool) -> Dict[str, Tuple[TrajectoryDataset, List[int]]]:
+    """``test`` (the setting's test views) and, in the unseen setting, ``test_seen_views``
+    (the same trajectories from the training cameras)."""
+    sets = {"test": load_split(args, "test", args.train_views, progress)}
+    if args.train_views != -1:
+        trajectories, views = open_split(args.data_root, args.data, "test", -1, args.train_videos)
+        train_views = list(range(args.train_views))
+        trajectories = [type(t)(t.name, t.path, t.view_dirs[:1 + args.train_views], t.num_frames)
+                        for t in trajectories]
+        sets["test_seen_views"] = (TrajectoryDataset(trajectories, args.img_size, progress=progress,
+                                                     desc="decode test (seen views)"), train_views)
+    return sets
+
+
+def format_metrics(metrics: Dict[str, float]) -> str:
+    return (f"alignment error {metrics['alignment_error']:.4f}  cycle error {metrics['cycle_error']:.4f}  "
+            f"Kendall's tau {metrics['kendalls_tau']:+.4f}")
+
+
+def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
+    path = os.path.join(args.output_dir, "best.pth") if args.test == "best" else args.test
+    ckpt = load_checkpoint(path)
+    for key in MODEL_KEYS:
+        setattr(args, key, ckpt["model_cfg"][key])
+    embedder = create_embedder(ckpt["model_cfg"]).to(rt.device)
+    embedder.net.load_state_dict(ckpt["model"])
+    progress = rt.main and not args.xpar
+    results = {"checkpoint": path, "epoch": ckpt["epoch"], "views": {}}
+    sets = test_sets(args, progress)
+    for name, (data, views) in sets.items():
+        results[name] = evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
+        results["views"][name] = view_names(views)
+        if rt.main:
+            print(f"{name:16s} {format_metrics(results[name])}")
+    if rt.main:
+        data, views = sets["test"]
+        results["plot"] = os.path.join(args.output_dir, "alignment_test.png")
+        os.makedirs(args.output_dir, exist_ok=True)
+        plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
+        write_json_atomic(results, os.path.join(args.output_dir, "test.json"))
+        print(f"results: {os.path.join(args.output_dir, 'test.json')}\nplot:    {results['plot']}")
+
+
+def train(args: argparse.Namespace, rt: Runtime) -> None:
+    progress = rt.main and not args.xpar
+    spec = DATASETS[args.data]
+    train_data, train_views = load_split(args, "train", args.train_views, progress)
+    val_data, _ = load_split(args, "val", args.train_views, progress)
+    tests = test_sets(args, progress)
+    triplets = TripletDataset(train_data, spec.window, seed=args.seed)
+    sampler = EpochSampler(len(triplets), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
+    loader = DataLoader(triplets, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                        pin_memory=rt.device.type == "cuda", persistent_workers=args.num_workers > 0,
+                        drop_last=False)
+
+    seed_everything(args.seed)
+    embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)
+    optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
+    state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
+
+    last_path, best_path = os.path.join(args.output_dir, "last.pth"), os.path.join(args.output_dir, "best.pth")
+    if args.resume:
+        ckpt = load_checkpoint(last_path if args.resume == "auto" else args.resume)
+        if ckpt["model_cfg"] != model_cfg(args):
+            raise UserError(f"checkpoint was trained with {ckpt['model_cfg']}, not {model_cfg(args)}")
+        embedder.net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+    trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
+    writer = SummaryWriter(os.path.join(args.output_dir, "tb")) if rt.main else None
+
+    def checkpoint(improved: bool) -> None:
+        if not rt.main:
+            return
+        payload = {"model": embedder.net.state_dict(), "model_cfg": model_cfg(args), "epoch": state["epoch"],
+                   "val": state["best"]["val"], "args": vars(args)}
+        if improved:
+            save_checkpoint_atomic(payload, best_path)
+        save_checkpoint_atomic(dict(payload, optimizer=optimizer.state_dict(), state=state), last_path)
+
+    def log(epoch: int, record: Dict) -> None:
+        if writer is None:
+            return
+        for key in ("train_loss", "data_wait_share", "triplets_per_s"):
+            if key in record:
+                writer.add_scalar(f"train/{key}", record[key], epoch)
+        for key, value in record["val"].items():
+            writer.add_scalar(f"val/{key}", value, epoch)
+        writer.flush()
+
+    if state["initial"] is None:
+        val = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
+        state["initial"] = {name: evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
+                            for name, (data, _) in tests.items()}
+        state["initial"]["val"] = val
+        state["history"].append({"epoch": 0, "val": val})
+        state["best"] = {"epoch": 0, "val": val}
+        log(0, state["history"][-1])
+        if rt.main:
+            print(f"epoch 0 (before training): val {format_metrics(val)}")
+        checkpoint(improved=True)
+
+    while state["epoch"] < args.epochs and state["bad_epochs"] < args.patience:
+        epoch = state["epoch"] + 1
+        sampler.set_epoch(epoch)
+        triplets.set_epoch(epoch)
+        start = time.perf_counter()
+        record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args.release_loss,
+                                                    progress, epoch)}
+        record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
+        record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
+        record["seconds"] = time.perf_counter() - start
+        if not math.isfinite(record["train_loss"]):
+            raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
+        improved = record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
+        state["epoch"] = epoch
+        state["history"].append(record)
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if improved:
+            state["best"] = {"epoch": epoch, "val": record["val"]}
+        log(epoch, record)
+        if rt.main:
+            print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val {format_metrics(record['val'])}"
+                  f"{'  (best)' if improved else ''}  [{record['seconds']:.0f}s, "
+                  f"{record['data_wait_share']:.1%} waiting for data]")
+        checkpoint(improved)
+
+    best = load_checkpoint(best_path) if rt.main else None
+    rt.barrier()
+    if not rt.main:
+        best = load_checkpoint(best_path)
+    embedder.net.load_state_dict(best["model"])
+    results = {"test": None, "val": state["best"]["val"], "best_epoch": state["best"]["epoch"],
+               "epochs": state["history"], "initial": state["initial"], "data": args.data,
+               "setting": "seen" if args.train_views == -1 else "unseen", "model": args.model,
+               "views": {"train": view_names(train_views)}, "config": vars(args)}
+    for name, (data, views) in tests.items():
+        results[name] = evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
+        results["views"][name] = view_names(views)
+        if writer is not None:
+            for key, value in results[name].items():
+                writer.add_scalar(f"{name}/{key}", value, state["best"]["epoch"])
+    if rt.main:
+        data, views = tests["test"]
+        results["plot"] = os.path.join(args.output_dir, "alignment_test.png")
+        plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
+        write_json_atomic(results, os.path.join(args.output_dir, "results.json"))
+        writer.close()
+        print_summary(results, args.output_dir)
+
+
+def print_summary(results: Dict, output_dir: str) -> None:
+    """Test metrics before and after training, and where the outputs are."""
+    names = [n for n in ("test_seen_views", "test") if n in results]
+    labels = {"test": "unseen views" if results["setting"] == "unseen" else "all views",
+              "test_seen_views": "seen views"}
+    print(f"\ntest split, best epoch {results['best_epoch']} (val alignment error "
+          f"{results['val']['alignment_error']:.4f}):")
+    print(f"  {'views':14s} {'':8s} {'align. err':>10s} {'cycle err':>10s} {'tau':>8s}")
+    for name in names:
+        for when, metrics in (("before", results["initial"][name]), ("after", results[name])):
+            print(f"  {labels[name]:14s} {when:8s} {metrics['alignment_error']:10.4f} "
+                  f"{metrics['cycle_error']:10.4f} {metrics['kendalls_tau']:+8.4f}")
+    print(f"results: {os.path.join(output_dir, 'results.json')}")
+    print(f"plot:    {results['plot']}")
+    print(f"curves:  tensorboard --logdir {os.path.join(output_dir, 'tb')}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    rt = Runtime(args.device)
+    try:
+        seed_everything(args.seed)
+        if args.test is not None:
+            run_test_only(args, rt)
+        else:
+            train(args, rt)
+    finally:
+        rt.close()
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,186 @@
+"""FTPV layout, splits, renderer and triplet sampling, on a tiny set rendered here."""
+import itertools
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split, split_names, view_selection
+from data_pipeline.render_ftpv import Preset, render_dataset
+from utils import UserError, run_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
+MC = DATASETS["mc"].folder
+
+
+def _listing(folder):
+    return {os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files}
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    """8 trajectories x (fpv + 3 views) x 8 frames of 32 px, laid out as the Minecraft set (split 4/2/2)."""
+    out = tmp_path_factory.mktemp("ftpv")
+    render_dataset(str(out / "render"), TINY, seed=3, workers=1, progress=False)
+    root = out / "root"
+    root.mkdir()
+    shutil.copytree(out / "render" / TINY.folder, root / MC)
+    return out
+
+
+@pytest.fixture()
+def root(rendered, tmp_path):
+    """A private copy of the rendered set to break."""
+    shutil.copytree(rendered / "root", tmp_path / "root")
+    return str(tmp_path / "root")
+
+
+def test_render_layout(rendered):
+    folder = rendered / "render" / TINY.folder
+    files = _listing(str(folder))
+    frames = [f"{t:06d}.jpg" for t in range(8)]
+    for k in range(8):
+        for view in ["fpv"] + [f"tpv/view_{v:04d}" for v in range(3)]:
+            assert {f"tr_{k:04d}/{view}/{f}" for f in frames} <= files
+    assert len(files) == 8 * 4 * 8 + 1  # frames and the render.json manifest
+
+
+def test_render_is_deterministic_and_resumable(rendered, tmp_path):
+    source = rendered / "render" / TINY.folder
+    out = tmp_path / "again"
+    shutil.copytree(source, out / TINY.folder)
+    shutil.rmtree(out / TINY.folder / "tr_0005")
+    os.remove(out / TINY.folder / "tr_0002" / "fpv" / "000003.jpg")
+    kept = out / TINY.folder / "tr_0000" / "fpv" / "000000.jpg"
+    before = os.stat(kept).st_mtime_ns
+    render_dataset(str(out), TINY, seed=3, workers=1, progress=False)
+    assert os.stat(kept).st_mtime_ns == before  # complete trajectories are kept
+    for name in ("tr_0005", "tr_0002"):  # re-rendered ones come out byte-identical
+        for rel in _listing(str(source / name)):
+            assert (source / name / rel).read_bytes() == (out / TINY.folder / name / rel).read_bytes()
+
+
+def test_render_refuses_other_settings(rendered, tmp_path):
+    shutil.copytree(rendered / "render" / TINY.folder, tmp_path / TINY.folder)
+    with pytest.raises(UserError, match="frames differ"):
+        render_dataset(str(tmp_path), Preset(**{**TINY.__dict__, "frames": 9}), seed=3, progress=False)
+
+
+def test_splits_of_every_dataset(tmp_path):
+    assert split_names("panda", "", "train") == [f"tr_{i:04d}" for i in range(10)]
+    assert split_names("panda", "", "test") == [f"tr_{i:04d}" for i in range(15, 20)]
+    assert split_names("mc", "", "val") == ["tr_0004", "tr_0005"]
+    for name in ("can", "lift"):
+        assert len(split_names(name, "", "train")) == 200
+        assert split_names(name, "", "val")[0] == "tr_0200"
+        assert split_names(name, "", "test")[-1] == "tr_0299"
+    assert split_names("can", "", "train", train_videos=5) == [f"tr_{i:04d}" for i in range(5)]
+    train = [{"name": f"pour_{i:02d}_real_cam{c}"} for i in range(15) for c in range(2)]
+    with open(tmp_path / "train.pkl", "wb") as f:
+        pickle.dump(train, f)
+    with open(tmp_path / "val.pkl", "wb") as f:
+        pickle.dump([{"name": "pour_99_real_x"}], f)
+    assert split_names("pouring", str(tmp_path), "train") == [f"pour_{i:02d}" for i in range(5)]
+    assert split_names("pouring", str(tmp_path), "val") == [f"pour_{i:02d}" for i in range(5, 15)]
+    assert split_names("pouring", str(tmp_path), "test") == ["pour_99"]
+    assert split_names("pouring", str(tmp_path), "train", train_videos=2) == ["pour_00", "pour_01"]
+
+
+def test_view_settings():
+    assert view_selection(9, -1)["test"] == list(range(9))
+    assert view_selection(9, 6) == {"train": list(range(6)), "val": list(range(6)), "test": [6, 7, 8]}
+    with pytest.raises(UserError):
+        view_selection(4, 4)
+
+
+def test_open_split_and_trajectory_tensors(root):
+    trajectories, views = open_split(root, "mc", "train", train_views=2)
+    assert [t.name for t in trajectories] == [f"tr_{i:04d}" for i in range(4)] and views == [0, 1]
+    test, test_views = open_split(root, "mc", "test", train_views=2)
+    assert [t.name for t in test] == ["tr_0006", "tr_0007"] and test_views == [2]
+    assert test[0].view_dirs[0].endswith("fpv") and test[0].view_dirs[1].endswith(os.path.join("tpv", "view_0002"))
+    cached = TrajectoryDataset(test, img_size=24, cache=True, progress=False)
+    fresh = TrajectoryDataset(test, img_size=24, cache=False)
+    assert cached[1].shape == (2, 8, 3, 24, 24) and cached[1].dtype == torch.uint8
+    assert torch.equal(cached[1], fresh[1])
+    assert torch.equal(cached.frames(0, [1], [5, 2]), fresh.frames(0, [1], [5, 2]))
+    assert torch.equal(cached.frames(0, [1], [5]), cached[0][1:2, 5:6])
+
+
+def test_triplet_sampling_invariants(root):
+    trajectories, _ = open_split(root, "mc", "train", train_views=-1)
+    data = TrajectoryDataset(trajectories, img_size=16, progress=False)
+    window = DATASETS["mc"].window
+    triplets = TripletDataset(data, window=window, seed=5)
+    expected = {(k, i, j, a) for k in range(4) for i, j in itertools.combinations(range(4), 2) for a in range(8)}
+    assert len(triplets) == len(expected) and {tuple(r) for r in triplets.index.tolist()} == expected
+    draws = []
+    for item in range(len(triplets)):
+        frames, times, views = triplets[item]
+        k, i, j, a = triplets.index[item].tolist()
+        anchor, positive, negative = times.tolist()
+        assert anchor == a and 1 <= abs(positive - anchor) <= window and abs(negative - anchor) > window
+        assert views.tolist() == [i, j] and frames.shape == (2, 3, 3, 16, 16)
+        assert torch.equal(frames, data[k][[i, j]][:, [anchor, positive, negative]])
+        draws.append((positive, negative))
+    assert [triplets.times(n) for n in range(20)] == [triplets.times(n) for n in range(20)]
+    triplets.set_epoch(1)
+    assert [triplets.times(n)[1:] for n in range(len(triplets))] != draws
+
+
+def test_short_trajectory_is_rejected(root):
+    trajectories, _ = open_split(root, "mc", "train")
+    with pytest.raises(UserError, match="needs at least 10"):
+        TripletDataset(TrajectoryDataset(trajectories, 16, progress=False), window=4)
+
+
+def _cli_error(capsys, root, *extra):
+    import multiview_video_alignment as mva
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--xpar",
+                                  "--device", "cpu", "--output_dir", os.path.join(root, "out"), *extra]))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code != 0 and err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_missing_view_is_reported(root, capsys):
+    shutil.rmtree(os.path.join(root, MC, "tr_0002", "tpv", "view_0001"))
+    err = _cli_error(capsys, root)
+    assert os.path.join(MC, "tr_0002", "tpv") in err
+
+
+def test_unequal_frame_counts_are_reported(root, capsys):
+    os.remove(os.path.join(root, MC, "tr_0003", "tpv", "view_0002", "000007.jpg"))
+    err = _cli_error(capsys, root)
+    assert "unequal frame counts" in err and os.path.join(MC, "tr_0003", "tpv", "view_0002") in err
+
+
+def test_corrupt_jpeg_is_reported(root, capsys):
+    bad = os.path.join(root, MC, "tr_0001", "fpv", "000004.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"not a jpeg at all")
+    err = _cli_error(capsys, root)
+    assert "cannot decode image" in err and bad in err
+
+
+def test_missing_folder_exits_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "multiview_video_alignment.py"), "--data", "panda",
+                           "--data_root", str(tmp_path / "nowhere"), "--device", "cpu", "--xpar",
+                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: missing data set folder: {tmp_path / 'nowhere' / 'Pandav1_Train_Frame'}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_cli_bad_flag(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "data_pipeline.render_ftpv", "--out", str(tmp_path),
+                           "--size", "4", "--xpar"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --size must be at least 16 pixels"
+    assert np.array_equal(os.listdir(tmp_path), [])

@@ -1,0 +1,110 @@
+"""The time-contrastive loss, a short training run, resume, results and checkpoint-only testing."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import multiview_video_alignment as mva
+from data_pipeline import TrajectoryDataset, TripletDataset, open_split
+from data_pipeline.render_ftpv import Preset, render_dataset
+from utils import seed_everything
+
+TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
+MC = "MineRLReachGoalGroundStatic-v0_Frame"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ftpv_train")
+    render_dataset(str(out / "render"), TINY, seed=11, workers=1, progress=False)
+    os.makedirs(out / "root")
+    shutil.move(str(out / "render" / TINY.folder), str(out / "root" / MC))
+    return str(out / "root")
+
+
+def _embeddings(rows):
+    """``(B, 2, 3, 2)`` from scalars per (view, frame), second coordinate 0."""
+    z = torch.tensor(rows, dtype=torch.float64).view(len(rows), 2, 3, 1)
+    return torch.cat([z, torch.zeros_like(z)], dim=-1)
+
+
+def test_loss_against_hand_computed_values():
+    # a1 p1 n1 / a2 p2 n2. Row 1, formula of the paper:
+    #   pull = .25 + .25 + 1 + 1 + 2.25 + .25 = 5;  push = 6.25 + 2.25 + 4 + 4 = 16.5;  5 - 16.5 + 30 = 18.5
+    # release variant (p2 := p1, n2 := n1):
+    #   pull = .25 + 0 + 1 + .25 + 1 + .25 = 2.75;  push = 4 + 2.25 + 4 + 2.25 = 12.5;  2.75 - 12.5 + 30 = 20.25
+    # Row 2: far negatives, the hinge is 0 in both variants.
+    z = _embeddings([[[0, 1, 2], [0.5, 1.5, 2.5]], [[0, 0, 10], [0, 0, 10]]])
+    assert mva.time_contrastive_loss(z).item() == pytest.approx((18.5 + 0) / 2)
+    assert mva.time_contrastive_loss(z, release=True).item() == pytest.approx((20.25 + 0) / 2)
+    assert mva.time_contrastive_loss(z[:1], margin=0.0).item() == pytest.approx(0.0)
+
+
+def test_short_training_lowers_the_loss(root):
+    trajectories, _ = open_split(root, "mc", "train")
+    triplets = TripletDataset(TrajectoryDataset(trajectories, 32, progress=False), window=3, seed=0)
+    frames = torch.stack([triplets[i][0] for i in range(0, len(triplets), 12)])
+    seed_everything(0)
+    embedder = mva.create_embedder(dict(model="vit_3dtrl_tiny_patch16_224", img_size=32, pred_depth=1,
+                                        pred_campos_from="both-sep"))
+    optimizer = torch.optim.Adam(embedder.parameters(), lr=1e-3)
+
+    def loss():
+        return mva.time_contrastive_loss(embedder(frames.flatten(0, 2)).view(len(frames), 2, 3, -1))
+
+    losses = []
+    for _ in range(8):
+        value = loss()
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+    assert losses[-1] < losses[0] - 1.0 and min(losses[1:]) < losses[0], losses
+
+
+def _run(root, out, *extra):
+    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
+              "--batch_size", "8", "--triplets_per_epoch", "16", "--device", "cpu", "--xpar",
+              "--output_dir", str(out), *extra])
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)
+
+
+def test_train_resume_results_and_test_only(root, tmp_path, capsys):
+    straight = _run(root, tmp_path / "straight", "--epochs", "2", "--num_workers", "1")
+    assert [e["epoch"] for e in straight["epochs"]] == [0, 1, 2]
+    for name in ("test", "val", "test_seen_views"):
+        assert set(straight[name]) == {"alignment_error", "cycle_error", "kendalls_tau"}
+        assert all(0 <= straight[name][m] <= 1 for m in ("alignment_error", "cycle_error"))
+    assert straight["views"] == {"train": ["fpv", "view_0", "view_1"], "test": ["fpv", "view_2"],
+                                 "test_seen_views": ["fpv", "view_0", "view_1"]}
+    assert os.path.isfile(straight["plot"]) and os.listdir(tmp_path / "straight" / "tb")
+    assert "seen views" in capsys.readouterr().out
+
+    first = _run(root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0")
+    assert [e["epoch"] for e in first["epochs"]] == [0, 1]
+    resumed = _run(root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--resume")
+    assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2]
+    for a, b in zip(straight["epochs"][1:], resumed["epochs"][1:]):  # same numbers as without the break
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val"] == pytest.approx(b["val"], rel=1e-5)
+    assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
+
+    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+              "--output_dir", str(tmp_path / "resumed"), "--test"])
+    with open(tmp_path / "resumed" / "test.json") as f:
+        tested = json.load(f)
+    assert tested["epoch"] == resumed["best_epoch"]
+    assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
+
+
+def test_epoch_sampler_shards_cover_the_epoch():
+    shards = [list(mva.EpochSampler(10, seed=1, rank=r, world=3)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1
+    assert set(sum(shards, [])) == set(range(10))
+    limited = mva.EpochSampler(10, seed=1, limit=4)
+    first = list(limited)
+    limited.set_epoch(1)
+    assert len(first) == 4 and list(limited) != first
