@@ -9,7 +9,8 @@ from backbone import TokenGeometry
 from .swin_3dtrl import Swin_3DTRL
 from .three_d_trl import ThreeDTRL
 from .tnt_3dtrl import TNT_3DTRL
-from .vit import ViT, embed
+from ._factory import embed
+from .vit import ViT
 from .vit_3dtrl import ViT_3DTRL
 
 TRL_MODEL_NAMES = (

@@ -36,16 +36,41 @@ def _filter_and_report(filter_fn: Callable, state_dict: dict, model: torch.nn.Mo
 
 
 def build_3dtrl_model(model_cls: type, variant: str, pretrained: bool, filter_fn: Callable,
-                      feature_cfg: dict, **kwargs):
-    """Build a 3DTRL model with timm's builder; pretrained weights load the backbone part."""
+                      default_out_indices, **kwargs):
+    """Build a 3DTRL model with timm's builder; pretrained weights load the backbone part.
+
+    ``features_only`` models use the model's own ``forward_intermediates``, so 3DTRL is on
+    their path too.
+    """
     trl = trl_kwargs(kwargs)
+    out_indices = kwargs.pop("out_indices", default_out_indices)
     return build_model_with_cfg(
         model_cls, variant, pretrained,
         pretrained_filter_fn=partial(_filter_and_report, filter_fn),
         pretrained_strict=False,
-        feature_cfg=feature_cfg,
+        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
         **trl, **kwargs,
     )
+
+
+def embed(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pooled pre-logits features of any timm classifier: CLS token for ViT/TnT, token mean for Swin.
+
+    Args:
+        images: ``(B, 3, H, W)``.
+
+    Returns:
+        ``(B, D)``.
+    """
+    return net.forward_head(net.forward_features(images), pre_logits=True)
+
+
+class EmbeddingMixin:
+    """``forward_embedding``: images -> pooled features, the embedding the alignment task uses."""
+
+    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(B, D)``."""
+        return embed(self, x)
 
 
 def format_token_intermediates(intermediates: List[torch.Tensor], num_prefix_tokens: int,

@@ -14,13 +14,13 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
-from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg
+from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["Swin_3DTRL"]
 
 
-class Swin_3DTRL(SwinTransformer):
+class Swin_3DTRL(EmbeddingMixin, SwinTransformer):
     """Swin Transformer with a 3D Token Representation Layer.
 
     Args:
@@ -90,16 +90,11 @@ class Swin_3DTRL(SwinTransformer):
             x = self.norm(x)
         return x, intermediates
 
-    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, C)`` mean-pooled features."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
 
 
 def _create_swin_3dtrl(variant: str, pretrained: bool = False, **kwargs) -> Swin_3DTRL:
-    depths = kwargs.get("depths", (1, 1, 3, 1))
-    out_indices = kwargs.pop("out_indices", tuple(range(len(depths))))
-    return build_3dtrl_model(Swin_3DTRL, variant, pretrained, checkpoint_filter_fn,
-                             dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+    stages = tuple(range(len(kwargs.get("depths", (1, 1, 3, 1)))))
+    return build_3dtrl_model(Swin_3DTRL, variant, pretrained, checkpoint_filter_fn, stages, **kwargs)
 
 
 default_cfgs = generate_default_cfgs({

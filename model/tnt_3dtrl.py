@@ -11,13 +11,13 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.tnt import TNT, checkpoint_filter_fn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
+from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["TNT_3DTRL"]
 
 
-class TNT_3DTRL(TNT):
+class TNT_3DTRL(EmbeddingMixin, TNT):
     """TnT with a 3D Token Representation Layer on the patch embeddings.
 
     Args:
@@ -85,15 +85,10 @@ class TNT_3DTRL(TNT):
             return intermediates
         return self.norm(patch_embed), intermediates
 
-    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, D)`` pooled features (the CLS token by default)."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
 
 
 def _create_tnt_3dtrl(variant: str, pretrained: bool = False, **kwargs) -> TNT_3DTRL:
-    out_indices = kwargs.pop("out_indices", 3)
-    return build_3dtrl_model(TNT_3DTRL, variant, pretrained, checkpoint_filter_fn,
-                             dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+    return build_3dtrl_model(TNT_3DTRL, variant, pretrained, checkpoint_filter_fn, 3, **kwargs)
 
 
 default_cfgs = generate_default_cfgs({

@@ -10,34 +10,18 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from ._factory import derived_cfg
+from ._factory import EmbeddingMixin, derived_cfg
 
-__all__ = ["ViT", "embed"]
+__all__ = ["ViT"]
 
 
-class ViT(VisionTransformer):
+class ViT(EmbeddingMixin, VisionTransformer):
     """timm ViT without 3DTRL."""
 
     def forward_features(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False,
                          return_geometry: bool = False):
         x = super().forward_features(x, attn_mask=attn_mask, is_causal=is_causal)
         return (x, None) if return_geometry else x
-
-    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, D)`` pooled features (the CLS token by default)."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
-
-
-def embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Pooled pre-logits features of any timm classifier: CLS token for ViT/TnT, token mean for Swin.
-
-    Args:
-        images: ``(B, 3, H, W)``.
-
-    Returns:
-        ``(B, D)``.
-    """
-    return model.forward_head(model.forward_features(images), pre_logits=True)
 
 
 def _create_vit(variant: str, pretrained: bool = False, **kwargs) -> ViT:

@@ -15,13 +15,13 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
+from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["ViT_3DTRL"]
 
 
-class ViT_3DTRL(VisionTransformer):
+class ViT_3DTRL(EmbeddingMixin, VisionTransformer):
     """ViT with a 3D Token Representation Layer.
 
     Args:
@@ -107,15 +107,10 @@ class ViT_3DTRL(VisionTransformer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, D)`` pooled features (the CLS token by default)."""
-        return self.forward_head(self.forward_features(x), pre_logits=True)
 
 
 def _create_vit_3dtrl(variant: str, pretrained: bool = False, **kwargs) -> ViT_3DTRL:
-    out_indices = kwargs.pop("out_indices", 3)
-    return build_3dtrl_model(ViT_3DTRL, variant, pretrained, checkpoint_filter_fn,
-                             dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+    return build_3dtrl_model(ViT_3DTRL, variant, pretrained, checkpoint_filter_fn, 3, **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
