@@ -65,7 +65,7 @@ class Preset:
 
 
 PRESETS = {
-    "tiny": Preset(episodes_per_action=2, val_episodes_per_action=1, num_frames=8, size=48, num_cameras=3),
+    "tiny": Preset(episodes_per_action=2, val_episodes_per_action=1, num_frames=8, size=40, num_cameras=3),
     "small": Preset(episodes_per_action=24, val_episodes_per_action=4, num_frames=16, size=80, num_cameras=5),
     "medium": Preset(episodes_per_action=60, val_episodes_per_action=10, num_frames=16, size=112, num_cameras=5),
 }
@@ -171,9 +171,6 @@ class Scene:
         self.cube = pybullet.loadURDF("cube_small.urdf", globalScaling=CUBE_HALF / 0.025, physicsClientId=self.client)
         self.limits = [self.p.getJointInfo(self.robot, j, physicsClientId=self.client)[8:10] for j in ARM_JOINTS]
 
-    def close(self) -> None:
-        self.p.disconnect(self.client)
-
     def reset(self, rng: np.random.Generator) -> None:
         for joint, angle in zip(ARM_JOINTS, REST_POSE):
             self.p.resetJointState(self.robot, joint, angle, physicsClientId=self.client)
@@ -245,6 +242,16 @@ def list_episodes(preset: Preset) -> List[Episode]:
     return episodes
 
 
+_SCENE = []
+
+
+def _process_scene() -> Scene:
+    """One scene per process, reused by its episodes (every episode resets what it changes)."""
+    if not _SCENE:
+        _SCENE.append(Scene())
+    return _SCENE[0]
+
+
 def render_episode(args) -> int:
     """Render one episode from every camera (skipped when all its videos exist); returns its index."""
     out, episode, preset, seed = args
@@ -255,18 +262,15 @@ def render_episode(args) -> int:
     rng = np.random.default_rng([seed, episode.index])
     script = script_action(ACTIONS[episode.action], preset.num_frames, rng)
     jitters = rng.uniform([-8, -5, -0.08], [8, 5, 0.08], size=(len(cameras), 3))
-    scene = Scene()
-    try:
-        scene.reset(rng)
-        for _ in range(4):  # let inverse kinematics settle into the first pose
-            scene.pose(script["ee"][0], script["grip"][0], script["cube"][0])
-        frames = [[] for _ in cameras]
-        for t in range(preset.num_frames):
-            scene.pose(script["ee"][t], script["grip"][t], script["cube"][t])
-            for cam, camera in enumerate(cameras):
-                frames[cam].append(scene.render(camera, preset.size, jitters[cam]))
-    finally:
-        scene.close()
+    scene = _process_scene()
+    scene.reset(rng)
+    for _ in range(4):  # let inverse kinematics settle into the first pose
+        scene.pose(script["ee"][0], script["grip"][0], script["cube"][0])
+    frames = [[] for _ in cameras]
+    for t in range(preset.num_frames):
+        scene.pose(script["ee"][t], script["grip"][t], script["cube"][t])
+        for cam, camera in enumerate(cameras):
+            frames[cam].append(scene.render(camera, preset.size, jitters[cam]))
     for cam_frames, path in zip(frames, paths):
         write_video(cam_frames, path)
     return episode.index

@@ -1,0 +1,207 @@
+"""Action recognition data and training: the rendered Panda set, clip sampling, multi-view test,
+one epoch of the demo config (resumed, repeated, on two processes) and bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACTION = os.path.join(REPO, "action_recognition")
+sys.path.insert(0, ACTION)
+
+from timesformer.config import load_config  # noqa: E402
+from timesformer.dataset import VideoDataset, clip_indices, decode_frames, frame_count, spatial_crop  # noqa: E402
+from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,  # noqa: E402
+                                split_lists)
+from utils import UserError  # noqa: E402
+
+DEMO = os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml")
+sys.path.insert(0, os.path.join(ACTION, "tools"))
+import run_net  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("actions") / "tiny")
+    render_dataset(out, "tiny", seed=0, workers=1, progress=False)
+    return out
+
+
+def read_all(path):
+    capture, frames = cv2.VideoCapture(path), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return np.stack(frames)
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+
+def demo_args(data, out, *extra):
+    return ["--cfg", DEMO, "DATA.PATH_TO_DATA_DIR", data, "OUTPUT_DIR", out, "LOG.PROGRESS", "False",
+            "DATA_LOADER.NUM_WORKERS", "0", *extra]
+
+
+# ----------------------------------------------------------------------------- rendered set
+
+def test_rendered_set_is_cross_view_deterministic_and_resumable(tiny_set, tmp_path):
+    preset = PRESETS["tiny"]
+    lists = {s: open(os.path.join(tiny_set, f"{s}.csv")).read().split("\n")[:-1] for s in ("train", "val", "test")}
+    assert {s: len(v) for s, v in lists.items()} == {"train": 12, "val": 12, "test": 12}
+    test_cam = f"_c{preset.num_cameras - 1}.mp4"
+    assert all(test_cam in line for line in lists["test"])
+    assert not any(test_cam in line for line in lists["train"] + lists["val"])
+    assert sorted({int(line.split()[1]) for line in lists["test"]}) == list(range(6))
+    video = os.path.join(tiny_set, lists["test"][0].split()[0])
+    frames = read_all(video)
+    assert frames.shape == (preset.num_frames, preset.size, preset.size, 3) and frames.std() > 10
+
+    mtimes = {p: os.path.getmtime(os.path.join(tiny_set, p)) for p, _ in split_lists(preset)["test"]}
+    render_dataset(tiny_set, "tiny", seed=0, progress=False)                 # resume: nothing re-rendered
+    assert mtimes == {p: os.path.getmtime(os.path.join(tiny_set, p)) for p in mtimes}
+    with pytest.raises(UserError, match="rendered with preset tiny and seed 0"):
+        render_dataset(tiny_set, "tiny", seed=1, progress=False)
+
+    episode = next(e for e in list_episodes(preset) if episode_paths(e, preset.num_cameras)[-1] in video)
+    render_episode((str(tmp_path), episode, preset, 0))                      # same seed, same pixels
+    np.testing.assert_array_equal(read_all(os.path.join(str(tmp_path), os.path.relpath(video, tiny_set))), frames)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def test_clip_indices_clamp_short_videos():
+    np.testing.assert_array_equal(clip_indices(8, 4, 4, 0), [0, 4, 7, 7])
+    np.testing.assert_array_equal(clip_indices(100, 4, 8, 10), [10, 18, 26, 34])
+
+
+def test_decode_picks_requested_frames(tiny_set):
+    path = os.path.join(tiny_set, open(os.path.join(tiny_set, "train.csv")).readline().split()[0])
+    every = read_all(path)
+    assert frame_count(path) == len(every)
+    np.testing.assert_array_equal(decode_frames(path, [5, 0, 7, 7, 30]), every[[5, 0, 7, 7, 7]])
+
+
+def test_train_clips_are_seeded_per_epoch_and_item(tiny_set):
+    cfg = load_config(DEMO, ["DATA.PATH_TO_DATA_DIR", tiny_set])
+    data = VideoDataset(cfg, "train")
+    clip, label, index = data[3]
+    assert clip.shape == (3, 4, 64, 64) and clip.dtype == torch.float32 and index == 3
+    assert label == int(open(os.path.join(tiny_set, "train.csv")).read().split("\n")[3].split()[1])
+    assert torch.equal(data[3][0], clip)
+    data.set_epoch(1)
+    assert not torch.equal(data[3][0], clip)
+
+
+def test_three_crops_cover_the_long_side(tiny_set):
+    path = os.path.join(tiny_set, open(os.path.join(tiny_set, "test.csv")).readline().split()[0])
+    frames = np.stack([cv2.resize(f, (48, 32)) for f in read_all(path)])      # a wide (32 x 48) clip
+    crops = [spatial_crop(frames, 32, i, 3) for i in range(3)]
+    for crop, left in zip(crops, (0, 8, 16)):
+        np.testing.assert_array_equal(crop, frames[:, :, left:left + 32])
+    np.testing.assert_array_equal(spatial_crop(frames, 32, 0, 1), crops[1])
+    np.testing.assert_array_equal(spatial_crop(frames.transpose(0, 2, 1, 3), 32, 2, 3),
+                                  frames.transpose(0, 2, 1, 3)[:, 16:48])
+
+
+def test_test_views_enumerate_clips_and_crops(tiny_set):
+    cfg = load_config(DEMO, ["DATA.PATH_TO_DATA_DIR", tiny_set, "TEST.NUM_ENSEMBLE_VIEWS", "2",
+                             "DATA.SAMPLING_RATE", "1"])
+    data = VideoDataset(cfg, "test")
+    assert data.views_per_video == 6 and len(data) == 12 * 6
+    items = [data[i] for i in range(6, 12)]
+    assert {item[2] for item in items} == {1} and {item[1] for item in items} == {data.labels[1]}
+    assert not torch.equal(items[0][0], items[3][0])          # two temporal positions: frames 1-4 and 3-6
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_demo_config_trains_and_tests_one_epoch(tiny_set, tmp_path):
+    out = str(tmp_path / "run")
+    run_net.main(demo_args(tiny_set, out))
+    results = json.load(open(os.path.join(out, "results.json")))
+    test = results["test"]
+    assert test["num_videos"] == 12 and test["views_per_video"] == 3
+    assert 0 <= test["top1"] <= test["top5"] <= 100 and 0 <= test["mean_class_acc"] <= 100
+    assert len(results["train"]) == 1 and np.isfinite(results["train"][0]["loss"])
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["checkpoint_epoch_00001.pyth"]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(out, "tensorboard")))
+
+
+SMALL = ("TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1", "TEST.ENABLE", "False")
+
+
+def test_training_resumes_and_repeats(tiny_set, tmp_path):
+    out = str(tmp_path / "run")
+    run_net.main(demo_args(tiny_set, out, *SMALL))
+    first = json.load(open(os.path.join(out, "stats.json")))
+    run_net.main(demo_args(tiny_set, out, *SMALL, "SOLVER.MAX_EPOCH", "2"))       # resumes at epoch 2
+    history = json.load(open(os.path.join(out, "stats.json")))
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == first[0]
+
+    again = str(tmp_path / "again")                                            # same seed, same numbers
+    run_net.main(demo_args(tiny_set, again, *SMALL))
+    repeat = json.load(open(os.path.join(again, "stats.json")))[0]
+    assert {k: v for k, v in repeat.items() if k != "seconds"} == {k: v for k, v in first[0].items() if k != "seconds"}
+
+
+def test_two_cpu_processes_with_gloo(tiny_set, tmp_path):
+    out = str(tmp_path / "ddp")
+    run_net.main(demo_args(tiny_set, out, *SMALL, "NUM_GPUS", "2", "TRAIN.EVAL_PERIOD", "0", "TEST.ENABLE", "True"))
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["world_size"] == 2 and results["test"]["num_videos"] == 12
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def copy_lists(tiny_set, tmp_path):
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    for split in ("train", "val", "test"):
+        with open(os.path.join(tiny_set, f"{split}.csv")) as src, open(os.path.join(data, f"{split}.csv"), "w") as dst:
+            dst.writelines(f"{os.path.join(tiny_set, line.split()[0])} {line.split()[1]}\n" for line in src)
+    return data
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing list", "video list not found"),
+    ("missing video", "video not found"),
+    ("label out of range", "label 6 out of range"),
+    ("unknown key", "unknown config key: SOLVER.LEARNING_RATE"),
+])
+def test_bad_input_is_one_line_error(tiny_set, tmp_path, problem, message):
+    data = copy_lists(tiny_set, tmp_path)
+    extra = []
+    if problem == "missing list":
+        os.remove(os.path.join(data, "val.csv"))
+    elif problem == "missing video":
+        with open(os.path.join(data, "train.csv"), "a") as f:
+            f.write("no/such/video.mp4 1\n")
+    elif problem == "label out of range":
+        with open(os.path.join(data, "test.csv"), "a") as f:
+            f.write(open(os.path.join(data, "test.csv")).readline().split()[0] + " 6\n")
+    else:
+        extra = ["SOLVER.LEARNING_RATE", "0.1"]
+    out = str(tmp_path / "out")
+    with pytest.raises(UserError, match=message) as err:
+        run_net.main(demo_args(data, out, *extra))
+    assert "\n" not in str(err.value)
+    assert not os.path.exists(out)
+
+
+def test_unreadable_video_exits_with_one_line(tiny_set, tmp_path):
+    data = copy_lists(tiny_set, tmp_path)
+    broken = str(tmp_path / "broken.mp4")
+    with open(broken, "wb") as f:
+        f.write(b"\x00not a video" * 64)
+    with open(os.path.join(data, "train.csv"), "w") as f:
+        f.write(f"{broken} 0\n" * 8)
+    proc = subprocess.run([sys.executable, os.path.join(ACTION, "tools", "run_net.py"),
+                           *demo_args(data, str(tmp_path / "out"), "DATA_LOADER.NUM_WORKERS", "1")],
+                          capture_output=True, text=True, cwd=REPO)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines[-1] == f"error: cannot decode video: {broken}", proc.stderr
+    assert not any("Traceback" in line for line in lines)
