@@ -32,5 +32,17 @@ bench: venv
 figures: venv
 	$(PY) tools/make_figures.py
 
+# make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
+.PHONY: imagenet-demo
+imagenet-demo: venv
+	$(PY) tools/render_objects.py --out data/objects_small --preset small
+	rm -rf output/imagenet_demo
+	bash i1k.sh 2 data/objects_small -c i1k_configs/vit_3dtrl_1k_scratch.yaml --epochs 1 --warmup-epochs 0 \
+		--cooldown-epochs 0 --img-size 64 -b 32 -j 1 --output output/imagenet_demo --experiment vit_3dtrl
+	$(PY) imagenet_val.py data/objects_small --checkpoint output/imagenet_demo/vit_3dtrl/last.pth.tar -j 1 \
+		--results-file output/imagenet_demo/val.json
+	$(PY) imagenet_val.py data/objects_small --checkpoint output/imagenet_demo/vit_3dtrl/last.pth.tar -j 1 \
+		--perturbed --results-file output/imagenet_demo/val_perturbed.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache

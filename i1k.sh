@@ -42,7 +42,7 @@ else
 fi
 
 # Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.
-"$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only >/dev/null
+WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only >/dev/null
 
 if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
     RDZV=(--standalone)

@@ -222,6 +222,13 @@ def create_datasets(args: argparse.Namespace):
     return train, val, sorted(class_to_idx, key=class_to_idx.get)
 
 
+def check_batches(args: argparse.Namespace, num_images: int) -> None:
+    """Training drops the last incomplete batch, so every process needs at least one full batch."""
+    if num_images // args.world_size < args.batch_size:
+        raise UserError(f"--batch-size {args.batch_size} per process is larger than the {num_images} training "
+                        f"images shared by {args.world_size} process(es): no full batch per epoch")
+
+
 def create_model(args: argparse.Namespace, num_classes: int) -> torch.nn.Module:
     return build_classifier(args.model, num_classes, img_size=args.img_size, trl_depth=args.trl_depth, cat=args.cat,
                             pretrained=args.pretrained, model_kwargs=args.model_kwargs,
@@ -379,11 +386,12 @@ def write_args(out_dir: str, args: argparse.Namespace) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.check_only:
-        args.world_size, args.rank, args.distributed = 1, 0, False
+    if args.check_only:  # WORLD_SIZE: the number of processes the run will have (set by i1k.sh)
+        args.world_size, args.rank, args.distributed = int(os.environ.get("WORLD_SIZE", 1)), 0, False
         out_dir = experiment_dir(args)
-        _, _, class_names = create_datasets(args)
+        dataset_train, _, class_names = create_datasets(args)
         create_model(args, args.num_classes or len(class_names))
+        check_batches(args, len(dataset_train))
         print(f"ok: {len(class_names)} classes in {args.data_dir}, model {args.model}, output {out_dir}")
         return
     device = setup_distributed(args)
@@ -430,11 +438,9 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     if args.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    check_batches(args, len(dataset_train))
     loader_train, loader_val = create_loaders(args, dataset_train, dataset_val, data_config, device)
     updates_per_epoch = len(loader_train)
-    if updates_per_epoch == 0:
-        raise UserError(f"--batch-size {args.batch_size} on {args.world_size} process(es) is larger than the "
-                        f"{len(dataset_train)} training images: no full batch per epoch")
     mixup = create_mixup(args, num_classes)
     loss_fn = train_loss_fn(args, mixup).to(device)
     scheduler, num_epochs = create_scheduler_v2(optimizer, **scheduler_kwargs(args),

@@ -181,10 +181,12 @@ def bad_inputs(tmp_path):
         "class mismatch": ([make_folder(tmp_path / "mm", ["a", "b"], ["a", "c"])], "class folders differ"),
         "unknown model": ([make_folder(tmp_path / "ok", ["a"], ["a"]), "--model", "vit_nonexistent"],
                           "unknown model"),
+        "batch too large": ([make_folder(tmp_path / "few", ["a"], ["a"]), "-b", "2"], "no full batch"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing folder", "empty folder", "empty class", "class mismatch", "unknown model"])
+@pytest.mark.parametrize("case", ["missing folder", "empty folder", "empty class", "class mismatch", "unknown model",
+                                  "batch too large"])
 def test_bad_input_in_process(case, tmp_path):
     argv, message = bad_inputs(tmp_path)[case]
     with pytest.raises(UserError, match=message):
@@ -244,3 +246,25 @@ def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):
     trained = json.loads((run_dir / "metrics.json").read_text())["epochs"][0]
     assert float(match.group(1)) == pytest.approx(trained["eval_top1"], abs=1e-3)
     assert json.loads(out.read_text())["top5"] == pytest.approx(float(match.group(2)), abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- rendered data
+
+def test_render_is_deterministic_and_resumable(objects, tmp_path):
+    out = str(tmp_path / "again")
+    render_objects.main(["--out", out, "--preset", "tiny", "--workers", "2", "--no-progress"])
+    files = sorted(glob.glob(os.path.join(objects, "*", "*", "*.png")))
+    assert len(files) == 3 * (8 + 4)
+    victim = os.path.join(out, "val", "duck", "00002.png")
+    os.remove(victim)
+    render_objects.main(["--out", out, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    for path in files:
+        copy = os.path.join(out, os.path.relpath(path, objects))
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(copy)))
+    assert Image.open(victim).size == (32, 32)
+    record = json.loads(open(os.path.join(out, "render.json")).read())
+    assert record["complete"] and record["class_names"] == ["duck", "teddy", "r2d2"]
+    train, val = record["views"]["train"]["elevation"], record["views"]["val"]["elevation"]
+    assert train[1] < val[0]  # validation viewpoints lie outside the training range
+    with pytest.raises(UserError, match="other settings"):
+        render_objects.main(["--out", out, "--preset", "tiny", "--seed", "1", "--no-progress"])

@@ -14,6 +14,7 @@ Every image is a function of (seed, split, class, index) only, so the output is 
 any ``--workers``; existing images are kept, so an interrupted run resumes where it stopped.
 """
 import argparse
+import contextlib
 import hashlib
 import math
 import os
@@ -121,16 +122,32 @@ def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, v
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
+@contextlib.contextmanager
+def silenced_stdout():
+    """Silence the C-level stdout (pybullet's URDF importer prints warnings for links without inertia)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def render_chunk(job: Tuple[str, str, str, List[int], int, int]) -> int:
     """Render images ``indices`` of one class and split; returns how many were written."""
     out, split, name, indices, size, seed = job
-    import pybullet as pb
-    import pybullet_data
+    with silenced_stdout():  # pybullet announces its build time on import
+        import pybullet as pb
+        import pybullet_data
     client = pb.connect(pb.DIRECT)
     try:
         pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
         urdf, scale = OBJECTS[name]
-        body = pb.loadURDF(urdf, globalScaling=scale, useFixedBase=True, physicsClientId=client)
+        with silenced_stdout():
+            body = pb.loadURDF(urdf, globalScaling=scale, useFixedBase=True, physicsClientId=client)
         centre, radius = object_bounds(pb, client, body)
         folder = os.path.join(out, split, name)
         os.makedirs(folder, exist_ok=True)
@@ -169,6 +186,13 @@ def check_existing(out: str, record: dict) -> None:
         raise UserError(f"{out} holds a rendering with other settings ({path}); choose another --out")
 
 
+def write_record(out: str, record: dict, complete: bool) -> None:
+    """``render.json``: the settings, class names and camera ranges; ``complete`` once all images exist."""
+    write_json_atomic(dict(record, class_names=list(OBJECTS)[:record["classes"]], fov_deg=FOV_DEG,
+                           views={k: asdict(v) for k, v in VIEWS.items()}, complete=complete),
+                      os.path.join(out, "render.json"))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder (gets train/ and val/)")
@@ -191,8 +215,7 @@ def main(argv=None) -> None:
     record = dict(preset=args.preset, size=size, seed=args.seed, **{k: v for k, v in asdict(preset).items() if k != "size"})
     os.makedirs(args.out, exist_ok=True)
     check_existing(args.out, record)
-    write_json_atomic(dict(record, classes=list(OBJECTS)[:preset.classes], fov_deg=FOV_DEG, complete=False,
-                           views={k: asdict(v) for k, v in VIEWS.items()}), os.path.join(args.out, "render.json"))
+    write_record(args.out, record, complete=False)
     jobs = pending_jobs(args.out, preset, size, args.seed, chunk=16)
     total = sum(len(job[3]) for job in jobs)
     with tqdm(total=total, desc="render", unit="img", disable=args.no_progress) as bar:
@@ -203,8 +226,7 @@ def main(argv=None) -> None:
             with ProcessPoolExecutor(args.workers) as pool:
                 for done in pool.map(render_chunk, jobs):
                     bar.update(done)
-    write_json_atomic(dict(record, classes=list(OBJECTS)[:preset.classes], fov_deg=FOV_DEG, complete=True,
-                           views={k: asdict(v) for k, v in VIEWS.items()}), os.path.join(args.out, "render.json"))
+    write_record(args.out, record, complete=True)
     print(f"{args.out}: {preset.classes} classes, {preset.train_per_class} train and "
           f"{preset.val_per_class} val images per class at {size} px")
 
