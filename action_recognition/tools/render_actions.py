@@ -28,6 +28,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} exists and is not a folder")
     counts = render_dataset(args.out, args.preset, args.seed, args.workers, progress=not args.no_progress)
     print(f"wrote {args.out}: " + ", ".join(f"{split} {n} clips" for split, n in counts.items()))
 

@@ -75,7 +75,7 @@ def main(argv=None) -> None:
         try:
             mp.spawn(run, args=(cfg, init_method), nprocs=processes, join=True)
         except mp.ProcessRaisedException as err:
-            raise UserError(str(err).strip().splitlines()[-1]) from None
+            raise UserError(str(err).strip().splitlines()[-1].split("UserError: ", 1)[-1]) from None
         except mp.ProcessExitedException as err:
             raise UserError(f"a training process exited with code {err.exit_code}") from None
 
