@@ -139,9 +139,8 @@ def silenced_stdout():
 def render_chunk(job: Tuple[str, str, str, List[int], int, int]) -> int:
     """Render images ``indices`` of one class and split; returns how many were written."""
     out, split, name, indices, size, seed = job
-    with silenced_stdout():  # pybullet announces its build time on import
-        import pybullet as pb
-        import pybullet_data
+    import pybullet as pb
+    import pybullet_data
     client = pb.connect(pb.DIRECT)
     try:
         pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
