@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="output/visualize", help="folder the figures are written to")
     p.add_argument("--display_size", type=int, default=128, help="side of the images in the figures")
     p.add_argument("--fps", type=float, default=4.0, help="frames per second of the video GIFs")
-    p.add_argument("--turn_frames", type=int, default=24, help="frames of the rotating 3D GIF")
+    p.add_argument("--turn_frames", type=int, default=20, help="frames of the rotating 3D GIF")
     p.add_argument("--batch_size", type=int, default=32, help="frames per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
@@ -118,7 +118,8 @@ def write_tokens(rec: Recovered, names: Sequence[str], instant: int, out: str, t
     colours = rec.patch_colours[:, instant].reshape(-1, 3)
     title = f"{len(points)} tokens of {', '.join(names)} (frame {instant}) in the world frame"
     plots.save_png(plots.tokens_figure(points, colours, (-60, 0, 60, 120), title), os.path.join(out, "tokens3d.png"))
-    turn = [plots.tokens_figure(points, colours, (-60 + 360 * k / turn_frames,), "tokens in 3D", panel=3.0)
+    turn = [plots.tokens_figure(points, colours, (-60 + 360 * k / turn_frames,), "tokens in 3D",
+                                panel=plots.TURN_PANEL)
             for k in tqdm(range(turn_frames), desc="tokens3d.gif", disable=not progress, leave=False)]
     plots.save_gif(turn, os.path.join(out, "tokens3d.gif"), fps=12)
     return ["tokens3d.png", "tokens3d.gif"]

@@ -77,7 +77,8 @@ def test_writes_every_figure_with_expected_sizes(video_out):
     assert open_image(video_out / "cameras.png").size == (round(2 * 3.0 * plots.DPI), round(3.4 * plots.DPI))
     assert open_image(video_out / "alignment.png").size == (round(2.6 * VIEWS * plots.DPI), round(2.8 * plots.DPI))
     assert gif_frames(video_out / "depth.gif") == (FRAMES, {(round(1.6 * views * plots.DPI), 350)})
-    assert gif_frames(video_out / "tokens3d.gif") == (TURN, {(300, 345)})
+    turn_size = (round(plots.TURN_PANEL * plots.DPI), round((plots.TURN_PANEL + 0.45) * plots.DPI))
+    assert gif_frames(video_out / "tokens3d.gif") == (TURN, {turn_size})
     assert gif_frames(video_out / "alignment.gif") == (FRAMES, {(round(1.7 * 4 * plots.DPI), 205)})
 
 

@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 DEPTH_CMAP = "viridis"
 VIEW_COLOURS = plt.get_cmap("tab10").colors
 DPI = 100
+TURN_PANEL = 2.6  # inches per side of a rotating-GIF frame
 
 
 # ----------------------------------------------------------------------------- writing
@@ -50,9 +51,9 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 
 def save_gif(frames: Sequence[np.ndarray], path: str, fps: float) -> None:
-    """Write ``(H, W, 3)`` uint8 frames as a looping GIF with one shared 128-colour palette, atomically."""
+    """Write ``(H, W, 3)`` uint8 frames as a looping GIF with one shared 64-colour palette, atomically."""
     strip = Image.fromarray(np.concatenate(frames, axis=0))
-    palette = strip.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = strip.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     duration = int(round(1000 / fps))
     atomic_save(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
