@@ -400,9 +400,10 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     tests = test_sets(args, progress)
     triplets = TripletDataset(train_data, spec.window, seed=args.seed)
     sampler = EpochSampler(len(triplets), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
+    # Workers are started afresh every epoch so that they see the epoch's triplet draws
+    # (the frame cache lives in shared memory, so this copies nothing).
     loader = DataLoader(triplets, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                        pin_memory=rt.device.type == "cuda", persistent_workers=args.num_workers > 0,
-                        drop_last=False)
+                        pin_memory=rt.device.type == "cuda", persistent_workers=False)
 
     seed_everything(args.seed)
     embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)

@@ -34,14 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=["vit_plain_tiny_patch16_224", "vit_3dtrl_tiny_patch16_224"],
                    help="baseline first")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--settings", nargs="+", default=["seen", "unseen"], choices=("seen", "unseen"),
+                   help="settings to run and tabulate (separate invocations can share the work)")
     p.add_argument("--unseen_train_views", type=int, default=6, help="--train_views of the unseen setting")
     p.add_argument("--img_size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--triplets_per_epoch", type=int, default=128)
+    p.add_argument("--triplets_per_epoch", type=int, default=96)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per training run (one wastes least on a busy machine)")
     p.add_argument("--xpar", action="store_true", help="no progress bars")
     return p
 
@@ -66,7 +70,8 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         if args.xpar:
             cmd.append("--xpar")
         print(f"== {setting} {model} seed {seed}", flush=True)
-        if subprocess.run(cmd).returncode != 0:
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        if subprocess.run(cmd, env=env).returncode != 0:
             raise UserError(f"training failed: {' '.join(cmd)}")
     with open(results) as f:
         return json.load(f)
@@ -93,7 +98,7 @@ def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     table: Dict[str, Dict] = {}
-    for setting in ("seen", "unseen"):
+    for setting in args.settings:
         table[setting] = {}
         for model in args.models:
             runs = [train_run(args, setting, model, seed) for seed in args.seeds]
