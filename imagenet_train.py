@@ -14,6 +14,7 @@ epochs, as in timm. ``--output/<experiment>/`` receives ``last.pth.tar``, ``mode
 import argparse
 import contextlib
 import csv
+import json
 import logging
 import math
 import os
@@ -357,7 +358,6 @@ def load_history(out_dir: str, start_epoch: int) -> List[dict]:
     path = os.path.join(out_dir, "metrics.json")
     if not os.path.isfile(path):
         return []
-    import json
     with open(path) as f:
         return [row for row in json.load(f).get("epochs", []) if row["epoch"] < start_epoch]
 

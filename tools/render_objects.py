@@ -16,6 +16,7 @@ any ``--workers``; existing images are kept, so an interrupted run resumes where
 import argparse
 import contextlib
 import hashlib
+import json
 import math
 import os
 import sys
@@ -178,7 +179,6 @@ def check_existing(out: str, record: dict) -> None:
     path = os.path.join(out, "render.json")
     if not os.path.isfile(path):
         return
-    import json
     with open(path) as f:
         previous = json.load(f)
     if {k: previous.get(k) for k in record} != record:
