@@ -10,6 +10,7 @@ tau, averaged over every view pair of every trajectory).
     python multiview_video_alignment.py --test --output_dir OUT                # evaluate OUT/best.pth
 """
 import argparse
+import dataclasses
 import itertools
 import math
 import os
@@ -356,8 +357,7 @@ def test_sets(args: argparse.Namespace, progress: bool) -> Dict[str, Tuple[Traje
     if args.train_views != -1:
         trajectories, views = open_split(args.data_root, args.data, "test", -1, args.train_videos)
         train_views = list(range(args.train_views))
-        trajectories = [type(t)(t.name, t.path, t.view_dirs[:1 + args.train_views], t.num_frames)
-                        for t in trajectories]
+        trajectories = [dataclasses.replace(t, view_dirs=t.view_dirs[:1 + args.train_views]) for t in trajectories]
         sets["test_seen_views"] = (TrajectoryDataset(trajectories, args.img_size, progress=progress,
                                                      desc="decode test (seen views)"), train_views)
     return sets

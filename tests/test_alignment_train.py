@@ -2,6 +2,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from utils import seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +111,24 @@ def test_epoch_sampler_shards_cover_the_epoch():
     first = list(limited)
     limited.set_epoch(1)
     assert len(first) == 4 and list(limited) != first
+
+
+def test_torchrun_two_processes_match_single_process_evaluation(root, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           os.path.join(ROOT, "multiview_video_alignment.py"), "--data", "mc", "--data_root", root,
+           "--img_size", "32", "--train_views", "2", "--lr", "1e-3", "--batch_size", "8",
+           "--triplets_per_epoch", "32", "--epochs", "1", "--device", "cpu", "--xpar", "--num_workers", "0",
+           "--output_dir", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    assert [e["epoch"] for e in results["epochs"]] == [0, 1]
+    assert results["epochs"][1]["steps"] == 2  # 32 triplets, 8 per step, split over 2 processes
+    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+              "--output_dir", str(out), "--test"])
+    with open(out / "test.json") as f:
+        tested = json.load(f)
+    assert tested["test"] == pytest.approx(results["test"], rel=1e-5)  # sharded evaluation = whole evaluation
