@@ -14,7 +14,7 @@ model when none is given) once over every frame, and writes into ``--out``:
     geometry.npz   the recovered depth, world points and cameras; summary.json: what was written
 
     python visualize.py --checkpoint output/figures/3dtrl/best.pth \\
-        --baseline output/figures/baseline/best.pth --trajectory data/ftpv/Pandav1_Train_Frame/tr_0015
+        --baseline output/figures/baseline/best.pth --trajectory data/ftpv_figures/Pandav1_Train_Frame/tr_0015
     python visualize.py --images a.jpg b.jpg --img_size 224          # random init, still images
 """
 import argparse
@@ -71,6 +71,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--fps must be positive, got {args.fps}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {args.device} asked for, but CUDA is not available")
+    if args.baseline and args.label == args.baseline_label:
+        raise UserError(f"--label and --baseline_label must differ, both are {args.label!r}")
     if args.images and args.baseline:
         raise UserError("--baseline compares video alignments: it needs --trajectory")
 

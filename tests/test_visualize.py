@@ -148,6 +148,7 @@ def test_diagram_and_nearest_frames():
     (["--model", "vit_plain_tiny_patch16_224"], "has no 3DTRL layer"),
     (["--instant", "99"], "--instant must be in 0..3"),
     (["--views", "7"], "has third-person views 0..1, not 7"),
+    (["--baseline", "b.pth", "--baseline_label", "3DTRL"], "--label and --baseline_label must differ"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trajectory, capsys, argv, message):
     out = tmp_path / "out"
