@@ -22,9 +22,9 @@ test: venv
 demo: venv
 	$(PY) -m data_pipeline.render_ftpv --out data/ftpv --preset demo --workers 2
 	rm -rf output/demo
-	$(PY) multiview_video_alignment.py --data panda --data_root data/ftpv --train_views 6 --img_size 64 \
-		--epochs 3 --triplets_per_epoch 192 --batch_size 16 --lr 1e-4 --num_workers 1 --device cpu \
-		--output_dir output/demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) multiview_video_alignment.py --data panda --data_root data/ftpv \
+		--train_views 6 --img_size 64 --epochs 4 --triplets_per_epoch 256 --batch_size 16 --lr 1e-4 \
+		--num_workers 1 --device cpu --output_dir output/demo
 
 bench: venv
 	$(PY) benchmarks/bench_models.py
