@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", default="output/bench/alignment_data.json")
     args = parser.parse_args()
     torch.manual_seed(0)
-    preset = Preset(MC.folder, trajectories=8, views=3, frames=10, size=args.render_size)
+    preset = Preset(MC.folder, trajectories=12, views=3, frames=12, size=args.render_size)
     tmp = tempfile.mkdtemp(prefix="bench_ftpv_")
     try:
         figures = {"cpu_threads": torch.get_num_threads(), "settings": vars(args)}
