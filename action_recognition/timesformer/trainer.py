@@ -11,6 +11,7 @@ import os
 import time
 from typing import Dict, Optional
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -47,10 +48,25 @@ def init_process(local_rank: int, cfg, init_method: str) -> torch.device:
     device = torch.device("cuda", local_rank) if use_cuda(cfg) else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_threads(cfg))
     if world_size(cfg) > 1:
         backend = cfg.DIST_BACKEND or ("nccl" if device.type == "cuda" else "gloo")
         dist.init_process_group(backend, init_method=init_method, world_size=world_size(cfg), rank=rank)
     return device
+
+
+def cpu_threads(cfg) -> int:
+    """Threads per CPU training process: the cores left by the loader workers, shared by the processes
+    (more threads than cores makes PyTorch's CPU kernels many times slower)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(cfg.NUM_GPUS, 1) - cfg.DATA_LOADER.NUM_WORKERS)
+
+
+def worker_init(_: int) -> None:
+    """Loader workers decode one clip at a time: one thread each."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def rank() -> int:
@@ -83,7 +99,7 @@ def build_loader(cfg, split: str, dataset: Optional[VideoDataset] = None) -> Dat
     return DataLoader(shard, batch_size=per_process, sampler=sampler, shuffle=False,
                       num_workers=cfg.DATA_LOADER.NUM_WORKERS, pin_memory=cfg.DATA_LOADER.PIN_MEMORY and use_cuda(cfg),
                       drop_last=split == "train" and len(dataset) >= per_process * replicas,
-                      persistent_workers=False)
+                      worker_init_fn=worker_init)
 
 
 def one_line(err: UserError) -> UserError:
