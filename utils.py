@@ -188,8 +188,22 @@ def _squared_distances(z1: torch.Tensor, z2: torch.Tensor, chunk_elems: int = 1 
 
 
 def _nearest(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """For every row of ``z1`` the index of its nearest row of ``z2`` (first index on ties)."""
-    return _squared_distances(z1, z2).argmin(dim=1)
+    """For every row of ``z1`` the index of its nearest row of ``z2`` (first index on ties).
+
+    Distances come from one matrix product (``|a|^2 + |b|^2 - 2 a.b``). Rows whose best match
+    is not clear of the runner-up by more than that expansion's rounding error are recomputed
+    as ``sum((a - b)^2)``, so the result is the one a plain loop gives, ties included.
+    """
+    z1, z2 = z1.detach().float(), z2.detach().float()
+    sq1, sq2 = z1.square().sum(1, keepdim=True), z2.square().sum(1)
+    dist = torch.addmm(sq1 + sq2, z1, z2.T, alpha=-2)
+    best, nearest = dist.min(dim=1, keepdim=True)
+    tolerance = 1e-4 * (sq1 + sq2.max())
+    unclear = ((dist <= best + tolerance).sum(dim=1) > 1).nonzero().squeeze(1)
+    nearest = nearest.squeeze(1)
+    if len(unclear):
+        nearest[unclear] = _squared_distances(z1[unclear], z2).argmin(dim=1)
+    return nearest
 
 
 def alignment_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
@@ -213,7 +227,6 @@ def kendalls_tau(z1: torch.Tensor, z2: torch.Tensor) -> float:
     if length < 2:
         raise ValueError("kendalls_tau needs at least two frames")
     nn_idx = _nearest(z1, z2)
-    upper = torch.triu(torch.ones(length, length, dtype=torch.bool, device=nn_idx.device), diagonal=1)
-    concordant = ((nn_idx[:, None] < nn_idx[None, :]) & upper).sum().item()
+    concordant = (nn_idx[:, None] < nn_idx[None, :]).triu(diagonal=1).sum().item()
     total = length * (length - 1) // 2
     return (concordant - (total - concordant)) / total

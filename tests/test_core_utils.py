@@ -40,9 +40,13 @@ def _pairs():
     yield base.repeat_interleave(3, dim=0), base.repeat(3, 1)
     yield torch.zeros(9, 2), torch.randint(0, 2, (9, 2), generator=g).float()
     yield torch.randint(0, 3, (30, 2), generator=g).float(), torch.randint(0, 3, (30, 2), generator=g).float()
+    # exact ties between random float rows, and embeddings far from the origin
+    rows = torch.randn(10, 7, generator=g)
+    yield torch.randn(15, 7, generator=g), torch.cat([rows, rows])
+    yield 1e3 + torch.randn(12, 5, generator=g), 1e3 + torch.randn(12, 5, generator=g)
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(7))
 def test_metrics_equal_plain_loops(index):
     z1, z2 = list(_pairs())[index]
     expected = _loop_metrics(z1, z2)
