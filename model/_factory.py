@@ -1,4 +1,4 @@
-"""Helpers shared by the 3DTRL model families: pretrained configs, building, feature outputs."""
+"""Shared building blocks of the 3DTRL model families: pretrained configs, building, feature outputs."""
 import logging
 from functools import partial
 from typing import Callable, List, Tuple

@@ -22,7 +22,7 @@ def _listing(folder):
     return {os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """8 trajectories x (fpv + 3 views) x 8 frames of 32 px, laid out as the Minecraft set (split 4/2/2)."""
     out = tmp_path_factory.mktemp("ftpv")

@@ -23,7 +23,7 @@ SMALL_MODEL = ["--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32", "--m
 QUICK = ["-b", "4", "-j", "0", "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress", "--lr", "1e-3"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def objects(tmp_path_factory):
     """The tiny rendered ImageFolder: 3 classes, 8 train and 4 val images each, 32 px."""
     out = str(tmp_path_factory.mktemp("objects"))
