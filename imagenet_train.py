@@ -39,7 +39,7 @@ from tqdm import tqdm
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from classification.data import check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
-from utils import AverageMeter, UserError, run_cli, seed_everything, write_json_atomic
+from utils import AverageMeter, UserError, atomic_write, run_cli, seed_everything, write_json_atomic
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -366,20 +366,22 @@ def write_records(out_dir: str, history: List[dict], summary: dict) -> None:
     """``metrics.json`` and ``summary.csv``, both replaced atomically."""
     write_json_atomic(dict(summary, epochs=history), os.path.join(out_dir, "metrics.json"))
     fields = list(dict.fromkeys(key for row in history for key in row))
-    tmp = os.path.join(out_dir, ".tmp-summary.csv")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, os.path.join(out_dir, "summary.csv"))
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(history)
+    atomic_write(os.path.join(out_dir, "summary.csv"), write_csv)
 
 
 def write_args(out_dir: str, args: argparse.Namespace) -> None:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
-    tmp = os.path.join(out_dir, ".tmp-args.yaml")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(values, f, sort_keys=True)
-    os.replace(tmp, os.path.join(out_dir, "args.yaml"))
+
+    def write_yaml(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            yaml.safe_dump(values, f, sort_keys=True)
+    atomic_write(os.path.join(out_dir, "args.yaml"), write_yaml)
 
 
 # ----------------------------------------------------------------------------- main

@@ -35,7 +35,7 @@ from tqdm import tqdm  # noqa: E402
 import model  # noqa: E402  (registers the 3DTRL models with timm)
 from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, TrajectoryDataset, TripletDataset,  # noqa: E402
                            normalize, open_split)
-from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, run_cli,  # noqa: E402
+from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, nearest_frames, run_cli,  # noqa: E402
                    save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
@@ -274,7 +274,7 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
     length = z.shape[1]
     for ax, (i, j) in zip(axes.flat, pairs):
-        nearest = torch.cdist(z[i], z[j]).argmin(1).numpy()
+        nearest = nearest_frames(z[i], z[j]).numpy()
         ax.plot([0, length - 1], [0, length - 1], color="0.7", lw=1, label="perfect")
         ax.plot(np.arange(length), nearest, marker="o", ms=3, lw=1, label="nearest neighbour")
         ax.set_title(f"{view_ids[i]} -> {view_ids[j]}  AE {alignment_error(z[i], z[j]):.3f}", fontsize=9)

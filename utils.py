@@ -149,13 +149,18 @@ class AverageMeter:
 
 # ----------------------------------------------------------------------------- atomic files
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    Readers never see a half-written file; on failure nothing is left behind.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -165,7 +170,7 @@ def _atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 def save_checkpoint_atomic(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
@@ -174,7 +179,7 @@ def write_json_atomic(obj: Any, path: str) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 # ----------------------------------------------------------------------------- alignment metrics
@@ -187,7 +192,7 @@ def _squared_distances(z1: torch.Tensor, z2: torch.Tensor, chunk_elems: int = 1 
     return torch.cat([((z1[i:i + rows, None] - z2[None]) ** 2).sum(-1) for i in range(0, len(z1), rows)])
 
 
-def _nearest(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+def nearest_frames(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """For every row of ``z1`` the index of its nearest row of ``z2`` (first index on ties).
 
     Distances come from one matrix product (``|a|^2 + |b|^2 - 2 a.b``). Rows whose best match
@@ -208,14 +213,14 @@ def _nearest(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
 
 def alignment_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
     """Mean ``|i - NN(i)| / l`` over frames ``i`` of ``z1`` ``(l, D)`` matched into ``z2`` ``(l, D)``."""
-    nn_idx = _nearest(z1, z2)
+    nn_idx = nearest_frames(z1, z2)
     frames = torch.arange(len(z1), device=nn_idx.device)
     return (frames - nn_idx).abs().sum().item() / len(z1) / len(z1)
 
 
 def cycle_error(z1: torch.Tensor, z2: torch.Tensor) -> float:
     """Mean ``|i - NN_21(NN_12(i))| / l``: how far a frame lands after a round trip through ``z2``."""
-    back = _nearest(z2, z1)[_nearest(z1, z2)]
+    back = nearest_frames(z2, z1)[nearest_frames(z1, z2)]
     frames = torch.arange(len(z1), device=back.device)
     return (frames - back).abs().sum().item() / len(z1) / len(z1)
 
@@ -226,7 +231,7 @@ def kendalls_tau(z1: torch.Tensor, z2: torch.Tensor) -> float:
     length = len(z1)
     if length < 2:
         raise ValueError("kendalls_tau needs at least two frames")
-    nn_idx = _nearest(z1, z2)
+    nn_idx = nearest_frames(z1, z2)
     concordant = (nn_idx[:, None] < nn_idx[None, :]).triu(diagonal=1).sum().item()
     total = length * (length - 1) // 2
     return (concordant - (total - concordant)) / total

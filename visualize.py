@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from utils import UserError, alignment_error, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, alignment_error, atomic_write, run_cli, write_json_atomic  # noqa: E402
 from visualization import frames as frame_io  # noqa: E402
 from visualization import plots  # noqa: E402
 from visualization.inference import Recovered, has_3dtrl, load_embedder, nearest_frames, recover  # noqa: E402
@@ -174,7 +174,7 @@ def write_geometry(rec: Recovered, names: Sequence[str], out: str) -> None:
             np.savez_compressed(f, depth=rec.depth, points_world=rec.points_world, rotation=rec.rotation,
                                 translation=rec.translation, patch_colours=rec.patch_colours,
                                 views=np.array(names))
-    plots.atomic_save(os.path.join(out, "geometry.npz"), save)
+    atomic_write(os.path.join(out, "geometry.npz"), save)
 
 
 # ----------------------------------------------------------------------------- main

@@ -10,6 +10,7 @@ from tqdm import tqdm
 import model
 from data_pipeline import normalize
 from multiview_video_alignment import Embedder, create_embedder, load_checkpoint
+import utils
 from utils import UserError, seed_everything
 
 
@@ -107,7 +108,6 @@ def recover(embedder: Embedder, frames: np.ndarray, batch_size: int = 32, device
 
 
 def nearest_frames(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
-    """For every frame of ``z1 (l1, D)`` the index of its nearest frame in ``z2 (l2, D)``
-    (squared Euclidean distance, first index on ties, as the alignment metrics count)."""
-    distances = ((z1[:, None].astype(np.float32) - z2[None].astype(np.float32)) ** 2).sum(-1)
-    return distances.argmin(1)
+    """For every frame of ``z1 (l1, D)`` the index of its nearest frame in ``z2 (l2, D)``,
+    as the alignment metrics count it (``utils.nearest_frames``)."""
+    return utils.nearest_frames(torch.from_numpy(np.asarray(z1)), torch.from_numpy(np.asarray(z2))).numpy()

@@ -4,8 +4,6 @@ Images are uint8 ``(S, S, 3)`` arrays. 3D plots show a world point ``(x, y, z)``
 ``(x, z, -y)``: the camera-frame ``y`` axis points down the image, so a camera with ``R = I``
 looks along the plot's depth axis with its image upright.
 """
-import os
-import tempfile
 from typing import Dict, Sequence, Tuple
 
 import matplotlib
@@ -14,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from utils import atomic_write  # noqa: E402
 
 DEPTH_CMAP = "viridis"
 VIEW_COLOURS = plt.get_cmap("tab10").colors
@@ -31,23 +31,9 @@ def figure_to_array(fig: plt.Figure) -> np.ndarray:
     return image
 
 
-def atomic_save(path: str, save) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
-
-
 def save_png(image: np.ndarray, path: str) -> None:
     """Write ``(H, W, 3)`` uint8 as an optimised PNG, atomically."""
-    atomic_save(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG", optimize=True))
+    atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG", optimize=True))
 
 
 def save_gif(frames: Sequence[np.ndarray], path: str, fps: float) -> None:
@@ -56,7 +42,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str, fps: float) -> None:
     palette = strip.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     duration = int(round(1000 / fps))
-    atomic_save(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                                                   duration=duration, loop=0, optimize=True, disposal=1))
 
 
