@@ -19,12 +19,16 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest -q tests
 
+# Every run writes a new folder (output/demo/<time>); nothing earlier is replaced or deleted.
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+DEMO_OUT ?= output/demo/$(STAMP)
+IMAGENET_DEMO_OUT ?= output/imagenet_demo/$(STAMP)
+
 demo: venv
 	$(PY) -m data_pipeline.render_ftpv --out data/ftpv --preset demo --workers 2
-	rm -rf output/demo
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) multiview_video_alignment.py --data panda --data_root data/ftpv \
 		--train_views 6 --img_size 64 --epochs 4 --triplets_per_epoch 256 --batch_size 16 --lr 1e-4 \
-		--num_workers 1 --device cpu --output_dir output/demo
+		--num_workers 1 --device cpu --output_dir $(DEMO_OUT)
 
 bench: venv
 	$(PY) benchmarks/bench_models.py
@@ -36,13 +40,12 @@ figures: venv
 .PHONY: imagenet-demo
 imagenet-demo: venv
 	$(PY) tools/render_objects.py --out data/objects_small --preset small
-	rm -rf output/imagenet_demo
 	bash i1k.sh 2 data/objects_small -c i1k_configs/vit_3dtrl_1k_scratch.yaml --epochs 1 --warmup-epochs 0 \
-		--cooldown-epochs 0 --img-size 64 -b 32 -j 1 --output output/imagenet_demo --experiment vit_3dtrl
-	$(PY) imagenet_val.py data/objects_small --checkpoint output/imagenet_demo/vit_3dtrl/last.pth.tar -j 1 \
-		--results-file output/imagenet_demo/val.json
-	$(PY) imagenet_val.py data/objects_small --checkpoint output/imagenet_demo/vit_3dtrl/last.pth.tar -j 1 \
-		--perturbed --results-file output/imagenet_demo/val_perturbed.json
+		--cooldown-epochs 0 --img-size 64 -b 32 -j 1 --output $(IMAGENET_DEMO_OUT) --experiment vit_3dtrl
+	$(PY) imagenet_val.py data/objects_small --checkpoint $(IMAGENET_DEMO_OUT)/vit_3dtrl/last.pth.tar -j 1 \
+		--results-file $(IMAGENET_DEMO_OUT)/val.json
+	$(PY) imagenet_val.py data/objects_small --checkpoint $(IMAGENET_DEMO_OUT)/vit_3dtrl/last.pth.tar -j 1 \
+		--perturbed --results-file $(IMAGENET_DEMO_OUT)/val_perturbed.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -37,10 +37,21 @@ def ensure_torchvision_importable():
     try:
         ctypes.CDLL(extension)
     except OSError:
-        library = torch.library.Library("torchvision", "DEF")
-        library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        # A fragment, not a definition, of the namespace: another library may have opened it already,
+        # and an operator it defined already is left as it is.
+        library = torch.library.Library("torchvision", "FRAGMENT")
+        for name in ("nms", "qnms"):
+            if not _has_operator(name):
+                library.define(f"{name}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         _LIBRARIES.append(library)
+
+
+def _has_operator(name: str) -> bool:
+    try:
+        getattr(torch.ops.torchvision, name)
+        return True
+    except (AttributeError, RuntimeError):
+        return False
 
 
 ensure_torchvision_importable()

@@ -24,6 +24,7 @@ from functools import partial
 from typing import Callable, Dict, List, Optional
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -37,9 +38,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
-from classification.data import check_image_folder, patch_randaugment_posterize
+from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
-from utils import AverageMeter, UserError, atomic_write, run_cli, seed_everything, write_json_atomic
+from utils import (AverageMeter, UserError, atomic_write, load_checkpoint_file, prepare_output_dir, run_cli,
+                   seed_everything, stop_with_launcher, write_json_atomic)
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -157,10 +159,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for flag in ("batch_size", "epochs"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.resume and not os.path.isfile(args.resume):
-        raise UserError(f"--resume checkpoint not found: {args.resume}")
-    if args.initial_checkpoint and not os.path.isfile(args.initial_checkpoint):
-        raise UserError(f"--initial-checkpoint not found: {args.initial_checkpoint}")
+    for flag, path in (("--resume", args.resume), ("--initial-checkpoint", args.initial_checkpoint)):
+        if path and not isinstance(load_checkpoint_file(path, f"{flag} checkpoint"), dict):
+            raise UserError(f"{flag} {path} is not a checkpoint or state dict")
     if not args.experiment:
         args.experiment = os.path.splitext(os.path.basename(args.config))[0] if args.config else args.model
     return args
@@ -174,6 +175,7 @@ def setup_distributed(args: argparse.Namespace) -> torch.device:
     args.rank = int(os.environ.get("RANK", 0))
     args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
     args.distributed = args.world_size > 1
+    stop_with_launcher()
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{args.local_rank}" if cuda else "cpu")
     if cuda:
@@ -213,12 +215,15 @@ def experiment_dir(args: argparse.Namespace) -> str:
 
 def create_datasets(args: argparse.Namespace):
     """timm datasets for train and val, after checking the folders; also returns the class names."""
-    if not args.dataset:
+    if not args.dataset:  # an ImageFolder root: unreadable images stop the run, naming the file
         check_image_folder(args.data_dir, args.train_split, args.val_split)
-    train = create_dataset(args.dataset, root=args.data_dir, split=args.train_split, is_training=True,
-                           batch_size=args.batch_size, seed=args.seed)
-    val = create_dataset(args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
-                         batch_size=args.batch_size)
+        train = StrictImageFolder(os.path.join(args.data_dir, args.train_split))
+        val = StrictImageFolder(os.path.join(args.data_dir, args.val_split))
+    else:
+        train = create_dataset(args.dataset, root=args.data_dir, split=args.train_split, is_training=True,
+                               batch_size=args.batch_size, seed=args.seed)
+        val = create_dataset(args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
+                             batch_size=args.batch_size)
     class_to_idx = train.reader.class_to_idx
     return train, val, sorted(class_to_idx, key=class_to_idx.get)
 
@@ -240,7 +245,7 @@ def create_loaders(args, dataset_train, dataset_val, data_config: dict, device: 
     prefetch = device.type == "cuda" and not args.no_prefetcher
     common = dict(input_size=data_config["input_size"], mean=data_config["mean"], std=data_config["std"],
                   num_workers=args.workers, distributed=args.distributed, pin_memory=args.pin_mem,
-                  device=device, use_prefetcher=prefetch, persistent_workers=args.workers > 0)
+                  device=device, use_prefetcher=prefetch, persistent_workers=False)
     train = create_loader(
         dataset_train, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
         re_mode=args.remode, re_count=args.recount, scale=args.scale, ratio=args.ratio, hflip=args.hflip,
@@ -416,7 +421,11 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
 
     model = create_model(args, num_classes)
     if args.initial_checkpoint:
-        load_checkpoint(model, args.initial_checkpoint)
+        try:
+            load_checkpoint(model, args.initial_checkpoint)
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise UserError(f"--initial-checkpoint {args.initial_checkpoint} does not fit {args.model}: "
+                            f"{str(err).splitlines()[0]}") from None
     _logger.info("%s: %.2fM parameters, %d classes, %d processes on %s", args.model,
                  sum(p.numel() for p in model.parameters()) / 1e6, num_classes, args.world_size, device.type)
     data_config = resolve_data_config(vars(args), model=model, verbose=args.rank == 0)
@@ -429,14 +438,14 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     start_epoch = args.start_epoch or 0
     if args.resume:
         resumed = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
-                                    loss_scaler=loss_scaler, log_info=args.rank == 0, weights_only=False)
+                                    loss_scaler=loss_scaler, log_info=args.rank == 0)
         start_epoch = resumed if args.start_epoch is None and resumed is not None else start_epoch
     model_ema = None
     if args.model_ema:
         model_ema = ModelEmaV3(model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
                                device="cpu" if args.model_ema_force_cpu else None)
         if args.resume:
-            load_checkpoint(model_ema.module, args.resume, use_ema=True, weights_only=False)
+            load_checkpoint(model_ema.module, args.resume, use_ema=True)
     if args.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -458,7 +467,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     saver, writer, history = None, None, []
     if args.rank == 0:
         from torch.utils.tensorboard import SummaryWriter  # slow import, not needed by --check-only
-        os.makedirs(out_dir, exist_ok=True)
+        prepare_output_dir(out_dir)
         saver = CheckpointSaver(model, optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
                                 checkpoint_dir=out_dir, recovery_dir=out_dir, max_history=args.checkpoint_hist,
                                 decreasing=args.eval_metric == "loss")
@@ -472,6 +481,9 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
 
     num_updates = start_epoch * updates_per_epoch
     for epoch in range(start_epoch, num_epochs):
+        # Every random draw of an epoch follows from (seed, rank, epoch), so a resumed run repeats
+        # the epochs of the uninterrupted one (loader workers are started afresh every epoch).
+        seed_everything(int(np.random.SeedSequence([args.seed, args.rank, epoch]).generate_state(1)[0]))
         if args.distributed and hasattr(loader_train.sampler, "set_epoch"):
             loader_train.sampler.set_epoch(epoch)
         train_metrics, num_updates = train_one_epoch(

@@ -17,15 +17,15 @@ import time
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
-from timm.data import create_dataset, create_loader, resolve_data_config
+from timm.data import create_loader, resolve_data_config
 from timm.models import load_checkpoint
 from timm.utils import accuracy
 from tqdm import tqdm
 
 from classification.cli import CliParser, ParseKwargs
-from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, class_folders
+from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders
 from classification.models import build_classifier
-from utils import UserError, run_cli, write_json_atomic
+from utils import UserError, load_checkpoint_file, run_cli, write_json_atomic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,12 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_training_args(path: str) -> dict:
-    """The training arguments stored by imagenet_train.py (empty for a bare state dict)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001  (any unreadable file is a user error here)
-        raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
-    stored = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    """The training arguments stored by imagenet_train.py (empty for a bare state dict). The file is
+    read with tensors and plain data only, so nothing in it can run code."""
+    checkpoint = load_checkpoint_file(path)
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{path} is not a checkpoint or state dict (it holds a {type(checkpoint).__name__})")
+    stored = checkpoint.get("args")
     return dict(vars(stored)) if isinstance(stored, argparse.Namespace) else dict(stored or {})
 
 
@@ -101,8 +101,8 @@ def main(argv=None) -> None:
         (trained.get("model_kwargs") if same_model else None),
         global_pool=trained.get("gp") if same_model else None)
     try:
-        load_checkpoint(net, args.checkpoint, use_ema=args.use_ema, weights_only=False)
-    except (RuntimeError, KeyError) as err:
+        load_checkpoint(net, args.checkpoint, use_ema=args.use_ema)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise UserError(f"{args.checkpoint} does not fit {name}: {str(err).splitlines()[0]}") from None
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
              crop_pct=args.crop_pct or (trained.get("crop_pct") if same_model else None),
              interpolation=args.interpolation or (trained.get("interpolation") if same_model else "")),
         model=net)
-    dataset = create_dataset("", root=folder, split="", search_split=False, is_training=False)
+    dataset = StrictImageFolder(folder)
     if trained_classes:
         order = sorted(dataset.reader.class_to_idx, key=dataset.reader.class_to_idx.get)
         if order != list(trained_classes):

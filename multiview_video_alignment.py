@@ -5,7 +5,9 @@ camera) should embed close together, frames far apart in time far apart. The emb
 judged by how well it aligns two synchronised videos (alignment error, cycle error, Kendall's
 tau, averaged over every view pair of every trajectory).
 
-    python multiview_video_alignment.py --data panda --train_views 6 --img_size 64 --lr 1e-4
+    python multiview_video_alignment.py --data panda --model vit_3dtrl             # the release's recipe
+    python multiview_video_alignment.py --data panda --train_views 6 --img_size 64 --patch_size 8 \
+        --depth 6 --trl_depth 2 --loss npairs --lr 5e-4 --epochs 40                    # learns on a CPU
     torchrun --nproc_per_node 4 multiview_video_alignment.py --data can ...   # DDP over view pairs
     python multiview_video_alignment.py --test --output_dir OUT                # evaluate OUT/best.pth
 """
@@ -33,15 +35,21 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import model  # noqa: E402  (registers the 3DTRL models with timm)
-from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, TrajectoryDataset, TripletDataset,  # noqa: E402
-                           normalize, open_split)
-from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, nearest_frames, run_cli,  # noqa: E402
-                   save_checkpoint_atomic, seed_everything, write_json_atomic)
+from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipPairDataset, TrajectoryDataset,  # noqa: E402
+                           TripletDataset, normalize, open_split)
+from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, kendalls_tau_b,  # noqa: E402
+                   load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
 GRAD_CLIP = 10.0
-METRICS = ("alignment_error", "cycle_error", "kendalls_tau")
-MODEL_KEYS = ("model", "img_size", "pred_depth", "pred_campos_from")
+METRICS = ("alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b")
+# What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed.
+MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
+                  "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False}
+# The README's and the release's short names.
+MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
+                 "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
+LOSSES = ("triplet", "npairs")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -56,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "test on the rest (unseen setting)")
     p.add_argument("--train_videos", type=int, default=-1, help="keep the first n training videos (-1: all)")
     p.add_argument("--batch_size", type=int, default=32, help="triplets per step and process")
-    p.add_argument("--model", default="vit_3dtrl_tiny_patch16_224", help="any timm model name")
+    p.add_argument("--model", default="vit_3dtrl_tiny_patch16_224",
+                   help="any timm model name, or vit_3dtrl (ViT-T + 3DTRL) / deit_tcn (the same ViT without it)")
+    p.add_argument("--patch_size", type=int, default=0, help="ViT patch size (0: the model's)")
+    p.add_argument("--depth", type=int, default=0, help="ViT blocks (0: the model's)")
+    p.add_argument("--global_pool", default="", choices=("", "token", "avg"),
+                   help="ViT embedding: the CLS token (token) or the mean of the patch tokens (avg); '': the model's")
+    p.add_argument("--trl_depth", type=int, default=0,
+                   help="3DTRL: index of the block it is inserted before (0: the model's, 4 of 12)")
     p.add_argument("--pred_depth", type=int, default=1, choices=(0, 1), help="3DTRL: estimate depth (1) or not (0)")
     p.add_argument("--pred_campos_from", default="both-sep", choices=("both-sep", "both-avg", "cls", "tok"),
                    help="3DTRL: tokens the camera pose is estimated from")
@@ -80,20 +95,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from a checkpoint (default OUTPUT_DIR/last.pth)")
     p.add_argument("--num_workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--eval_batch_size", type=int, default=128, help="frames per forward pass when evaluating")
+    p.add_argument("--loss", default="triplet", choices=LOSSES,
+                   help="triplet: the release's time-contrastive triplet loss on raw embeddings; npairs: the "
+                        "multi-view n-pairs (InfoNCE) loss on L2-normalised embeddings over time-aligned clips "
+                        "of two views (same instant = positive, the clip's other instants = negatives)")
     p.add_argument("--release_loss", action="store_true",
-                   help="the release's loss: view 2's positive and negative are taken from view 1")
+                   help="triplet loss as in the release: view 2's positive and negative are taken from view 1")
+    p.add_argument("--temperature", type=float, default=0.1, help="npairs: softmax temperature")
+    p.add_argument("--clip_frames", type=int, default=0,
+                   help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into an --output_dir that holds a finished run, replacing it")
+    # The release's multi-GPU flags: processes are started with torchrun here.
+    p.add_argument("--distributed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--gpus", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--address", default="localhost", help=argparse.SUPPRESS)
+    p.add_argument("--port", default="64751", help=argparse.SUPPRESS)
     return p
 
 
-def check_args(args: argparse.Namespace) -> None:
+def torchrun_hint(args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """The torchrun command equivalent to the release's ``--distributed 1 --gpus N`` launch."""
+    skip = {"--distributed", "--gpus", "--address", "--port"}
+    rest, drop = [], False
+    for token in argv:
+        if drop:
+            drop = False
+            continue
+        name = token.split("=")[0]
+        if name in skip:
+            drop = "=" not in token
+            continue
+        rest.append(token)
+    return (f"torchrun --nproc_per_node {args.gpus} --master_addr {args.address} --master_port {args.port} "
+            f"multiview_video_alignment.py {' '.join(rest)}").strip()
+
+
+def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    if args.distributed:
+        raise UserError(f"--distributed is launched with torchrun here: {torchrun_hint(args, argv)}")
+    args.model = MODEL_ALIASES.get(args.model, args.model)
     for name in ("batch_size", "img_size", "eval_batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ("epochs", "patience", "num_workers", "triplets_per_epoch"):
+    for name in ("epochs", "patience", "num_workers", "triplets_per_epoch", "patch_size", "depth", "trl_depth",
+                 "clip_frames"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
+    for name in ("lr", "temperature"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.release_loss and args.loss != "triplet":
+        raise UserError("--release_loss is a variant of --loss triplet")
     if args.output_dir is None:
         setting = "seen" if args.train_views == -1 else f"unseen{args.train_views}"
         name = f"{args.data}_{args.model}_{setting}_seed{args.seed}" + (f"_{args.note}" if args.note else "")
@@ -169,22 +222,29 @@ class EpochSampler(Sampler):
 # ----------------------------------------------------------------------------- model and loss
 
 class Embedder(nn.Module):
-    """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token."""
+    """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token
+    (L2-normalised when ``unit`` is set, as the n-pairs loss trains it)."""
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], unit: bool = False):
         super().__init__()
         self.net = net
         self.mean, self.std = tuple(mean), tuple(std)
+        self.unit = unit
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return model.embed(self.net, normalize(images, self.mean, self.std))
+        z = model.embed(self.net, normalize(images, self.mean, self.std))
+        return F.normalize(z, dim=-1) if self.unit else z
 
 
 def create_embedder(cfg: Dict) -> Embedder:
-    """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``."""
+    """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``, with the
+    patch size, depth and 3DTRL position of ``cfg`` where they are set (non-zero)."""
     kwargs = dict(num_classes=0, img_size=cfg["img_size"])
+    kwargs.update({key: cfg[key] for key in ("patch_size", "depth", "global_pool") if cfg.get(key)})
     if cfg["model"] in model.TRL_MODEL_NAMES:
         kwargs.update(pred_depth=bool(cfg["pred_depth"]), pred_campos_from=cfg["pred_campos_from"])
+        if cfg.get("trl_depth"):
+            kwargs["trl_depth"] = cfg["trl_depth"]
     if not timm.is_model(cfg["model"]):
         raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
     try:
@@ -194,8 +254,15 @@ def create_embedder(cfg: Dict) -> Embedder:
             raise UserError(f"pretrained weights for {cfg['model']} are not available locally: "
                             f"{str(err).splitlines()[0]}") from None
         raise
+    except (TypeError, ValueError, AssertionError) as err:
+        raise UserError(f"cannot build {cfg['model']} with {kwargs}: {str(err).splitlines()[0]}") from None
+    try:
+        model.check_input_size(net, cfg["img_size"])
+    except ValueError as err:
+        raise UserError(f"--img_size: {err}") from None
     data_cfg = net.pretrained_cfg or {}
-    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD))
+    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD),
+                    unit=bool(cfg.get("normalize_embedding")))
 
 
 def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool = False) -> torch.Tensor:
@@ -222,6 +289,23 @@ def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool
     return F.relu(pull - push + margin).mean()
 
 
+def npairs_loss(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Multi-view n-pairs (InfoNCE) loss over time-aligned clips of two views.
+
+    Args:
+        z: ``(B, 2, L, D)`` L2-normalised embeddings: (view 1, view 2) x the clip's L instants.
+
+    Returns:
+        Mean over clips, instants and both directions of the cross-entropy of
+        ``softmax_j(z1[i] . z2[j] / temperature)`` against ``j = i`` (and the same from view 2 to view 1).
+    """
+    logits = torch.einsum("bid,bjd->bij", z[:, 0], z[:, 1]) / temperature
+    length = z.shape[2]
+    target = torch.arange(length, device=z.device).repeat(z.shape[0])
+    return 0.5 * (F.cross_entropy(logits.flatten(0, 1), target)
+                  + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target))
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
@@ -234,10 +318,10 @@ def embed_trajectory(embedder: Embedder, frames: torch.Tensor, device: torch.dev
     return torch.cat(out).view(views, length, -1)
 
 
-def pair_metrics(z: torch.Tensor) -> List[Tuple[float, float, float]]:
-    """Metrics of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
-    return [(alignment_error(z[i], z[j]), cycle_error(z[i], z[j]), kendalls_tau(z[i], z[j]))
-            for i, j in itertools.combinations(range(len(z)), 2)]
+def pair_metrics(z: torch.Tensor) -> List[Tuple[float, ...]]:
+    """``METRICS`` of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
+    return [(alignment_error(z[i], z[j]), cycle_error(z[i], z[j]), kendalls_tau(z[i], z[j]),
+             kendalls_tau_b(z[i], z[j])) for i, j in itertools.combinations(range(len(z)), 2)]
 
 
 @torch.no_grad()
@@ -246,16 +330,16 @@ def evaluate(embedder: Embedder, data: TrajectoryDataset, rt: Runtime, batch: in
     """Mean metrics over every view pair of every trajectory (trajectories split across processes)."""
     was_training = embedder.training
     embedder.eval()
-    sums = [0.0, 0.0, 0.0, 0.0]
+    sums = [0.0] * (len(METRICS) + 1)
     mine = range(rt.rank, len(data), rt.world)
     for k in tqdm(mine, desc=desc, unit="traj", disable=not progress, leave=False, dynamic_ncols=True):
         for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
             for m, v in enumerate(values):
                 sums[m] += v
-            sums[3] += 1
+            sums[-1] += 1
     sums = rt.all_sum(sums)
     embedder.train(was_training)
-    return {name: sums[m] / sums[3] for m, name in enumerate(METRICS)}
+    return {name: sums[m] / sums[-1] for m, name in enumerate(METRICS)}
 
 
 @torch.no_grad()
@@ -293,10 +377,17 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
 
 # ----------------------------------------------------------------------------- training
 
+def batch_loss(z: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """``z (B, 2, K, D)``: triplets (K = 3) or clips (K = L) of two views -> the loss ``--loss`` names."""
+    if args.loss == "npairs":
+        return npairs_loss(z, args.temperature)
+    return time_contrastive_loss(z, release=args.release_loss)
+
+
 def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, release_loss: bool, progress: bool, epoch: int) -> Dict[str, float]:
-    """One pass over the sampler's triplets. Returns mean loss, triplets/s and the share of time
-    spent waiting for data."""
+                    device: torch.device, args: argparse.Namespace, progress: bool, epoch: int) -> Dict[str, float]:
+    """One pass over the sampler's items (triplets or clips). Returns mean loss, items/s and the
+    share of time spent waiting for data."""
     embedder.train()
     loss_meter = AverageMeter()
     wait, start = 0.0, time.perf_counter()
@@ -308,8 +399,8 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
         frames = frames.to(device, non_blocking=True)
         wait += time.perf_counter() - tick
         batch = frames.shape[0]
-        z = embedder(frames.flatten(0, 2)).view(batch, 2, 3, -1)
-        loss = time_contrastive_loss(z, release=release_loss)
+        z = embedder(frames.flatten(0, 2)).view(*frames.shape[:3], -1)
+        loss = batch_loss(z, args)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(embedder.parameters(), GRAD_CLIP)
@@ -338,16 +429,26 @@ def view_names(views: Sequence[int]) -> List[str]:
 
 
 def load_checkpoint(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or foreign file
-        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+    """A checkpoint of this script (tensors and plain data only: nothing in the file can run code)."""
+    ckpt = load_checkpoint_file(path)
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py")
+    return ckpt
 
 
 def model_cfg(args: argparse.Namespace) -> Dict:
-    return {key: getattr(args, key) for key in MODEL_KEYS}
+    """What rebuilds the model: ``MODEL_DEFAULTS``' keys from the arguments."""
+    cfg = {key: getattr(args, key) for key in MODEL_DEFAULTS if key != "normalize_embedding"}
+    cfg["normalize_embedding"] = args.loss == "npairs"
+    return cfg
+
+
+def checkpoint_model_cfg(ckpt: dict, path: str) -> Dict:
+    """The model config stored in a checkpoint of this script (older ones lack the newer keys)."""
+    cfg = ckpt.get("model_cfg") if isinstance(ckpt, dict) else None
+    if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(ckpt.get("model"), dict):
+        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py (no model and model_cfg)")
+    return {key: cfg.get(key, default) for key, default in MODEL_DEFAULTS.items()}
 
 
 def test_sets(args: argparse.Namespace, progress: bool) -> Dict[str, Tuple[TrajectoryDataset, List[int]]]:
@@ -371,9 +472,10 @@ def format_metrics(metrics: Dict[str, float]) -> str:
 def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
     path = os.path.join(args.output_dir, "best.pth") if args.test == "best" else args.test
     ckpt = load_checkpoint(path)
-    for key in MODEL_KEYS:
-        setattr(args, key, ckpt["model_cfg"][key])
-    embedder = create_embedder(ckpt["model_cfg"]).to(rt.device)
+    cfg = checkpoint_model_cfg(ckpt, path)
+    for key in MODEL_DEFAULTS:
+        setattr(args, key, cfg[key])
+    embedder = create_embedder(cfg).to(rt.device)
     embedder.net.load_state_dict(ckpt["model"])
     progress = rt.main and not args.xpar
     results = {"checkpoint": path, "epoch": ckpt["epoch"], "views": {}}
@@ -386,7 +488,7 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
     if rt.main:
         data, views = sets["test"]
         results["plot"] = os.path.join(args.output_dir, "alignment_test.png")
-        os.makedirs(args.output_dir, exist_ok=True)
+        prepare_output_dir(args.output_dir)
         plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
         write_json_atomic(results, os.path.join(args.output_dir, "test.json"))
         print(f"results: {os.path.join(args.output_dir, 'test.json')}\nplot:    {results['plot']}")
@@ -398,7 +500,10 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     train_data, train_views = load_split(args, "train", args.train_views, progress)
     val_data, _ = load_split(args, "val", args.train_views, progress)
     tests = test_sets(args, progress)
-    triplets = TripletDataset(train_data, spec.window, seed=args.seed)
+    if args.loss == "npairs":
+        triplets = ClipPairDataset(train_data, args.clip_frames, seed=args.seed)
+    else:
+        triplets = TripletDataset(train_data, spec.window, seed=args.seed)
     sampler = EpochSampler(len(triplets), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
     # Workers are started afresh every epoch so that they see the epoch's triplet draws
     # (the frame cache lives in shared memory, so this copies nothing).
@@ -411,10 +516,17 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
 
     last_path, best_path = os.path.join(args.output_dir, "last.pth"), os.path.join(args.output_dir, "best.pth")
+    if not args.resume and not args.overwrite and os.path.isfile(last_path):
+        raise UserError(f"{args.output_dir} already holds a run: pass --resume to continue it, --overwrite to "
+                        f"replace it, or another --output_dir")
+    if rt.main:
+        prepare_output_dir(args.output_dir)
     if args.resume:
-        ckpt = load_checkpoint(last_path if args.resume == "auto" else args.resume)
-        if ckpt["model_cfg"] != model_cfg(args):
-            raise UserError(f"checkpoint was trained with {ckpt['model_cfg']}, not {model_cfg(args)}")
+        resume_path = last_path if args.resume == "auto" else args.resume
+        ckpt = load_checkpoint(resume_path)
+        if checkpoint_model_cfg(ckpt, resume_path) != model_cfg(args) or "state" not in ckpt:
+            raise UserError(f"{resume_path} was trained with {checkpoint_model_cfg(ckpt, resume_path)}, "
+                            f"not {model_cfg(args)}, or holds no training state")
         embedder.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
@@ -457,7 +569,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         sampler.set_epoch(epoch)
         triplets.set_epoch(epoch)
         start = time.perf_counter()
-        record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args.release_loss,
+        record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
                                                     progress, epoch)}
         record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
         record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
@@ -519,8 +631,9 @@ def print_summary(results: Dict, output_dir: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    check_args(args)
+    check_args(args, argv)
     rt = Runtime(args.device)
     try:
         seed_everything(args.seed)

@@ -53,13 +53,13 @@ def bench_loader(triplets: TripletDataset, batch: int, workers: int, epochs: int
 
 def bench_training(triplets: TripletDataset, args: argparse.Namespace) -> dict:
     seed_everything(0)
-    embedder = mva.create_embedder(dict(model=args.model, img_size=args.img_size, pred_depth=1,
-                                        pred_campos_from="both-sep"))
+    embedder = mva.create_embedder(dict(mva.MODEL_DEFAULTS, model=args.model, img_size=args.img_size))
+    loss_args = argparse.Namespace(loss="triplet", release_loss=False)
     optimizer = torch.optim.Adam(embedder.parameters(), lr=1e-4)
     loader = make_loader(triplets, args.batch_size, args.num_workers, limit=args.steps * args.batch_size)
     mva.train_one_epoch(embedder, make_loader(triplets, args.batch_size, 0, limit=args.batch_size), optimizer,
-                        torch.device("cpu"), False, False, 0)  # warm-up step
-    return mva.train_one_epoch(embedder, loader, optimizer, torch.device("cpu"), False, False, 1)
+                        torch.device("cpu"), loss_args, False, 0)  # warm-up step
+    return mva.train_one_epoch(embedder, loader, optimizer, torch.device("cpu"), loss_args, False, 1)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""ImageFolder checks and the seeded viewpoint perturbation (random perspective warp, black fill)."""
+"""ImageFolder checks, a folder dataset that stops on unreadable images, and the seeded viewpoint
+perturbation (random perspective warp, black fill)."""
 import hashlib
 import os
 from typing import List, Sequence, Tuple
@@ -6,6 +7,7 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+from timm.data import ImageDataset
 from torch.utils.data import Dataset
 
 from utils import UserError
@@ -49,6 +51,31 @@ def check_image_folder(root: str, train_split: str = "train", val_split: str = "
         raise UserError(f"class folders differ between {train_split}/ and {val_split}/ in {root}: "
                         f"only in {train_split}: {_short(only_train)}; only in {val_split}: {_short(only_val)}")
     return train
+
+
+class StrictImageFolder(ImageDataset):
+    """timm's ImageFolder dataset (``root/<class>/<image>``, the same classes, order and transforms),
+    except that an unreadable image stops the run with an error naming the file, where timm logs it
+    and silently returns the next image in its place.
+
+    Items are ``(transformed image, class index)``.
+    """
+
+    def __init__(self, root: str):
+        super().__init__(root, reader="", input_img_mode="RGB")
+
+    def __getitem__(self, index: int) -> Tuple[object, int]:
+        source, target = self.reader[index][:2]
+        try:
+            img = Image.open(source).convert(self.input_img_mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise UserError(f"cannot decode image {self.reader.filename(index, absolute=True)}: "
+                            f"{type(err).__name__}") from None
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
 
 
 def _short(names: Sequence[str], limit: int = 5) -> str:

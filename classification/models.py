@@ -5,6 +5,7 @@ import timm
 import torch
 
 import model as trl_models
+from model import check_input_size
 from utils import UserError
 
 
@@ -30,6 +31,11 @@ def build_classifier(name: str, num_classes: int, img_size: Optional[int] = None
     elif trl_depth is not None or cat:
         raise UserError(f"--trl-depth/--npl-depth/--cat apply to 3DTRL models only, not to '{name}'")
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        net = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
     except (TypeError, ValueError, AssertionError) as err:
         raise UserError(f"cannot build '{name}' with {kwargs}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    try:
+        check_input_size(net, net.pretrained_cfg.get("input_size", (3, 224, 224))[-1] if img_size is None else img_size)
+    except ValueError as err:
+        raise UserError(f"image size: {err}") from None
+    return net

@@ -1,4 +1,5 @@
-"""Datasets for multi-view video alignment: whole trajectories and time-contrastive triplets.
+"""Datasets for multi-view video alignment: whole trajectories, time-contrastive triplets and
+time-aligned clips of view pairs (for the multi-view n-pairs loss).
 
 Frames are decoded and resized once into a uint8 cache (shared memory, so DataLoader workers
 read it without copies); ``cache=False`` re-reads the JPEG files on every access instead.
@@ -127,3 +128,45 @@ class TripletDataset(Dataset):
         times = self.times(item)
         frames = self.trajectories.frames(k, (i, j), times)
         return frames, torch.tensor(times), torch.tensor((i, j))
+
+
+class ClipPairDataset(Dataset):
+    """Every unordered view pair ``(i, j)`` of every trajectory, as ``clip_frames`` time-aligned frames.
+
+    An item is ``(frames, times, views)``: uint8 ``frames (2, L, 3, H, W)`` = (view i, view j) x
+    the same ``L`` sorted ``times (L,)`` in both ``views (2,)``. When a trajectory is longer than
+    ``L`` the times are a random subset, drawn anew every epoch (``set_epoch``) from the seed.
+
+    Args:
+        clip_frames: frames per clip; 0 or more than the shortest trajectory: the shortest length.
+    """
+
+    def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, seed: int = 42):
+        self.trajectories = trajectories
+        shortest = min(trajectories.num_frames(k) for k in range(len(trajectories)))
+        self.clip_frames = min(clip_frames, shortest) if clip_frames > 0 else shortest
+        if self.clip_frames < 2:
+            raise UserError(f"clips need at least 2 frames; the shortest trajectory has {shortest}")
+        self.seed = seed
+        self.epoch = 0
+        pairs = list(itertools.combinations(range(trajectories.num_views), 2))
+        self.index = np.array([(k, i, j) for k in range(len(trajectories)) for i, j in pairs], dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def times(self, item: int) -> List[int]:
+        """The clip's sorted frame indices of ``item`` in the current epoch."""
+        length = self.trajectories.num_frames(int(self.index[item][0]))
+        if length == self.clip_frames:
+            return list(range(length))
+        rng = np.random.default_rng([self.seed, self.epoch, item])
+        return sorted(int(t) for t in rng.choice(length, self.clip_frames, replace=False))
+
+    def __getitem__(self, item: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        k, i, j = (int(v) for v in self.index[item])
+        times = self.times(item)
+        return self.trajectories.frames(k, (i, j), times), torch.tensor(times), torch.tensor((i, j))

@@ -7,7 +7,6 @@ A trajectory's views are ordered first-person first, then ``view_0000``, ``view_
 Every problem with the files is raised as :class:`utils.UserError` naming the file or folder.
 """
 import os
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from utils import UserError
+from utils import UserError, load_plain_pickle
 
 SPLITS = ("train", "val", "test")
 FPV = "fpv"
@@ -60,11 +59,10 @@ def _pouring_names(dataset_dir: str, pickle_name: str) -> List[str]:
     path = os.path.join(dataset_dir, pickle_name)
     if not os.path.isfile(path):
         raise UserError(f"missing split file: {path}")
+    records = load_plain_pickle(path)
     try:
-        with open(path, "rb") as f:
-            records = pickle.load(f)
         names = [str(r["name"]).split("_real_")[0] for r in records]
-    except Exception as err:  # a damaged or foreign pickle: report it as bad input
+    except (TypeError, KeyError, IndexError) as err:  # a foreign pickle: report it as bad input
         raise UserError(f"cannot read split file {path}: {type(err).__name__}: {err}") from None
     return list(dict.fromkeys(names))
 

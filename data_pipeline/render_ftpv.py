@@ -1,8 +1,9 @@
 """Render a First-Third Person View (FTPV) data set of a simulated Panda arm with pybullet.
 
 Each trajectory is a randomised pick-and-place (or reach) episode. One camera rides on the
-Panda's hand (first-person view) and fixed cameras around the table watch the same episode
-(third-person views). Frames are written in the FTPV layout the alignment task reads:
+Panda's hand (first-person view) and fixed cameras around the arm watch the same episode
+(third-person views) from about a metre, so the arm fills much of every frame; the floor is
+plain, so what changes over time (the arm and the cube) is what a frame shows most. Frames are written in the FTPV layout the alignment task reads:
 
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
@@ -30,7 +31,7 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
 
 MANIFEST = "render.json"
 _ARM_JOINTS = tuple(range(7))
@@ -38,7 +39,8 @@ _FINGER_JOINTS = (9, 10)
 _HAND_LINK = 8
 _GRASP_LINK = 11
 _REST_POSE = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
-_WORKSPACE_TARGET = (0.3, 0.0, 0.3)
+_WORKSPACE_TARGET = (0.35, 0.0, 0.25)
+_FLOOR_RGBA = (0.55, 0.55, 0.5, 1.0)
 _CUBE_HALF = 0.03
 _CUBE_COLOURS = ((0.85, 0.15, 0.15), (0.15, 0.6, 0.2), (0.15, 0.3, 0.85), (0.9, 0.75, 0.1),
                  (0.75, 0.2, 0.75), (0.1, 0.7, 0.75))
@@ -53,14 +55,16 @@ class Preset:
     frames: int
     size: int
     jpeg_quality: int = 95
+    shadows: bool = False
 
 
 PRESETS = {
     # Shaped like the paper's Pick set: 20 trajectories (split 10/5/5), 9 third-person views;
     # short episodes so that several CPU trainings fit in an afternoon.
-    "panda": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=10, size=96),
-    # Same layout and splits, fewer and smaller frames: the CPU demo trains on it in minutes.
-    "demo": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=12, size=64),
+    "panda": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=20, size=96, shadows=True),
+    # Same layout and splits, smaller frames without shadows (half the rendering time): the CPU
+    # demo renders and trains on it in minutes.
+    "demo": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=20, size=64),
 }
 
 
@@ -69,8 +73,8 @@ PRESETS = {
 def third_person_cameras(num_views: int) -> List[Tuple[float, float, float]]:
     """``(yaw, pitch, distance)`` of each fixed camera: azimuths spread around the arm,
     elevations and distances cycling so that no two views look alike."""
-    pitches = (-25.0, -40.0, -55.0)
-    distances = (1.7, 1.5, 1.9)
+    pitches = (-20.0, -35.0, -50.0)
+    distances = (1.0, 0.9, 1.1)
     return [(30.0 + 360.0 * k / num_views + 13.0 * (k % 2), pitches[k % 3], distances[(k // 3) % 3])
             for k in range(num_views)]
 
@@ -103,7 +107,8 @@ class PandaScene:
         self.p = p
         self.client = p.connect(p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
-        p.loadURDF("plane.urdf", physicsClientId=self.client)
+        plane = p.loadURDF("plane.urdf", physicsClientId=self.client)
+        p.changeVisualShape(plane, -1, textureUniqueId=-1, rgbaColor=_FLOOR_RGBA, physicsClientId=self.client)
         self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=self.client)
         self.cube = p.loadURDF("cube_small.urdf", globalScaling=_CUBE_HALF / 0.025, physicsClientId=self.client)
         for link in range(-1, p.getNumJoints(self.robot, physicsClientId=self.client)):
@@ -140,9 +145,9 @@ class PandaScene:
         self.p.resetBasePositionAndOrientation(self.cube, position, orientation, physicsClientId=self.client)
         self.p.changeVisualShape(self.cube, -1, rgbaColor=(*colour, 1.0), physicsClientId=self.client)
 
-    def render(self, view: list, size: int) -> np.ndarray:
+    def render(self, view: list, size: int, shadows: bool = False) -> np.ndarray:
         """``(size, size, 3)`` uint8 RGB image."""
-        _, _, rgba, _, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=1,
+        _, _, rgba, _, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=int(shadows),
                                                  lightDirection=(0.6, -0.4, 2.0),
                                                  renderer=self.p.ER_TINY_RENDERER, physicsClientId=self.client)
         return np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3]
@@ -237,6 +242,18 @@ def is_complete(traj_dir: str, preset: Preset) -> bool:
     return True
 
 
+def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
+    """Paths under ``traj_dir`` that are not frames this renderer writes (an incomplete trajectory
+    holding only its own frames is re-rendered; one with anything else is left alone)."""
+    ours = {os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames)}
+    folders = {traj_dir, os.path.join(traj_dir, "tpv"), *view_dirs(traj_dir, preset.views)}
+    found = []
+    for parent, dirs, files in os.walk(traj_dir):
+        found += [os.path.join(parent, d) for d in dirs if os.path.join(parent, d) not in folders]
+        found += [os.path.join(parent, f) for f in files if os.path.join(parent, f) not in ours]
+    return sorted(found)
+
+
 def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) -> np.ndarray:
     """``(1 + views, frames, size, size, 3)`` uint8 RGB frames of trajectory ``index``."""
     rng = np.random.default_rng([seed, index])
@@ -257,14 +274,15 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
         else:
             position, orientation = cube_rest, cube_orientation
         scene.set_cube(position, orientation, episode.colour)
-        images[0, t] = scene.render(_first_person_view(scene.client, scene.robot), preset.size)
+        images[0, t] = scene.render(_first_person_view(scene.client, scene.robot), preset.size, preset.shadows)
         for v, view in enumerate(scene.tpv_views):
-            images[1 + v, t] = scene.render(view, preset.size)
+            images[1 + v, t] = scene.render(view, preset.size, preset.shadows)
     return images
 
 
 def write_trajectory(images: np.ndarray, traj_dir: str, quality: int) -> None:
-    """Write into a temporary folder and rename it, so an interrupted run leaves no partial trajectory."""
+    """Write into a temporary folder and rename it, so an interrupted run leaves no partial trajectory.
+    An existing ``traj_dir`` holds only this renderer's frames (checked by :func:`foreign_files`)."""
     tmp = traj_dir + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     for view_images, d in zip(images, view_dirs(tmp, images.shape[0] - 1)):
@@ -295,9 +313,7 @@ def _render_job(job: Tuple[Preset, int, int, str]) -> int:
 def check_manifest(dataset_dir: str, manifest: dict) -> None:
     """A folder holds one rendering configuration; refuse to mix another one into it."""
     path = os.path.join(dataset_dir, MANIFEST)
-    if not os.path.isfile(path):
-        if any(name.startswith("tr_") for name in os.listdir(dataset_dir)):
-            raise UserError(f"{dataset_dir} holds trajectories but no {MANIFEST}; render into another --out")
+    if not os.path.isfile(path):  # a new or empty folder (refuse_foreign_folder has refused any other)
         return
     with open(path) as f:
         try:
@@ -313,12 +329,18 @@ def check_manifest(dataset_dir: str, manifest: dict) -> None:
 def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, progress: bool = True) -> str:
     """Render (or complete) ``preset`` under ``out``; returns the data set folder."""
     dataset_dir = os.path.join(out, preset.folder)
-    os.makedirs(dataset_dir, exist_ok=True)
+    refuse_foreign_folder(dataset_dir, MANIFEST)
+    prepare_output_dir(dataset_dir)
     manifest = dict(asdict(preset), seed=seed)
     check_manifest(dataset_dir, manifest)
-    write_json_atomic(manifest, os.path.join(dataset_dir, MANIFEST))
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]
+    for job in todo:
+        foreign = foreign_files(job[3], preset)
+        if foreign:
+            raise UserError(f"{job[3]} holds files this renderer does not write ({foreign[0]}); "
+                            f"move them away (nothing in the folder is replaced) or render into another --out")
+    write_json_atomic(manifest, os.path.join(dataset_dir, MANIFEST))
     total = len(jobs) * preset.frames * (1 + preset.views)
     bar = tqdm(total=total, initial=total - len(todo) * preset.frames * (1 + preset.views), unit="img",
                desc=f"render {preset.folder}", disable=not progress, dynamic_ncols=True)

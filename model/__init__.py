@@ -9,7 +9,7 @@ from backbone import TokenGeometry
 from .swin_3dtrl import Swin_3DTRL
 from .three_d_trl import ThreeDTRL
 from .tnt_3dtrl import TNT_3DTRL
-from ._factory import embed
+from ._factory import check_input_size, embed
 from .vit import ViT
 from .vit_3dtrl import ViT_3DTRL
 
@@ -22,4 +22,4 @@ TRL_MODEL_NAMES = (
     "tnt_3dtrl_s_patch16_224", "tnt_3dtrl_b_patch16_224",
 )
 
-__all__ = ["ThreeDTRL", "TokenGeometry", "ViT_3DTRL", "Swin_3DTRL", "TNT_3DTRL", "ViT", "embed", "TRL_MODEL_NAMES"]
+__all__ = ["check_input_size", "ThreeDTRL", "TokenGeometry", "ViT_3DTRL", "Swin_3DTRL", "TNT_3DTRL", "ViT", "embed", "TRL_MODEL_NAMES"]

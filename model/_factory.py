@@ -96,3 +96,19 @@ def check_trl_depth(trl_depth: int, num_positions: int, what: str) -> None:
     if not 0 <= trl_depth < num_positions:
         raise ValueError(f"trl_depth={trl_depth} out of range: the model has {num_positions} {what}")
 
+
+
+def check_input_size(net: torch.nn.Module, img_size: int) -> None:
+    """Run one blank ``(1, 3, img_size, img_size)`` image through ``net``; raises ``ValueError`` with
+    the reason when the model cannot take that size (e.g. smaller than its patch)."""
+    grid = getattr(getattr(net, "patch_embed", None), "grid_size", None)
+    if grid is not None and min(grid) < 1:
+        raise ValueError(f"{img_size} px is smaller than one patch of the model")
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, 3, img_size, img_size))
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise ValueError(f"{img_size} px does not fit the model: {str(err).splitlines()[0]}") from None
+    finally:
+        net.train(was_training)

@@ -79,7 +79,7 @@ def test_train_resume_results_and_test_only(root, tmp_path, capsys):
     straight = _run(root, tmp_path / "straight", "--epochs", "2", "--num_workers", "1")
     assert [e["epoch"] for e in straight["epochs"]] == [0, 1, 2]
     for name in ("test", "val", "test_seen_views"):
-        assert set(straight[name]) == {"alignment_error", "cycle_error", "kendalls_tau"}
+        assert set(straight[name]) == {"alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b"}
         assert all(0 <= straight[name][m] <= 1 for m in ("alignment_error", "cycle_error"))
     assert straight["views"] == {"train": ["fpv", "view_0", "view_1"], "test": ["fpv", "view_2"],
                                  "test_seen_views": ["fpv", "view_0", "view_1"]}

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
 
 # class name -> (URDF inside pybullet_data, global scaling)
 OBJECTS: Dict[str, Tuple[str, float]] = {
@@ -212,7 +212,8 @@ def main(argv=None) -> None:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     record = dict(preset=args.preset, size=size, seed=args.seed, **{k: v for k, v in asdict(preset).items() if k != "size"})
-    os.makedirs(args.out, exist_ok=True)
+    refuse_foreign_folder(args.out, "render.json")
+    prepare_output_dir(args.out)
     check_existing(args.out, record)
     write_record(args.out, record, complete=False)
     jobs = pending_jobs(args.out, preset, size, args.seed, chunk=16)

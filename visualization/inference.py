@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 import model
 from data_pipeline import normalize
-from multiview_video_alignment import Embedder, create_embedder, load_checkpoint
+from multiview_video_alignment import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
 import utils
 from utils import UserError, seed_everything
 
@@ -44,19 +44,17 @@ def load_embedder(checkpoint: Optional[str], model_name: str, img_size: int, see
     """The network of an alignment checkpoint, or a randomly initialised ``model_name`` when
     ``checkpoint`` is None. Returns the embedder (eval mode) and its model config."""
     if checkpoint is None:
-        cfg = {"model": model_name, "img_size": img_size, "pred_depth": 1, "pred_campos_from": "both-sep"}
+        cfg = dict(MODEL_DEFAULTS, model=model_name, img_size=img_size)
         seed_everything(seed)
         return create_embedder(cfg).eval(), cfg
     ckpt = load_checkpoint(checkpoint)
-    if "model_cfg" not in ckpt or "model" not in ckpt:
-        raise UserError(f"{checkpoint} is not a checkpoint of multiview_video_alignment.py (no model_cfg)")
-    embedder = create_embedder(ckpt["model_cfg"])
+    cfg = checkpoint_model_cfg(ckpt, checkpoint)
+    embedder = create_embedder(cfg)
     try:
         embedder.net.load_state_dict(ckpt["model"])
     except RuntimeError as err:
-        raise UserError(f"{checkpoint}: weights do not fit {ckpt['model_cfg']['model']}: "
-                        f"{str(err).splitlines()[0]}") from None
-    return embedder.eval(), dict(ckpt["model_cfg"])
+        raise UserError(f"{checkpoint}: weights do not fit {cfg['model']}: {str(err).splitlines()[0]}") from None
+    return embedder.eval(), cfg
 
 
 def has_3dtrl(embedder: Embedder) -> bool:
@@ -69,7 +67,8 @@ def forward_batch(embedder: Embedder, images: torch.Tensor) -> Tuple[torch.Tenso
     from one forward pass."""
     net = embedder.net
     tokens, geometry = net.forward_features(normalize(images, embedder.mean, embedder.std), return_geometry=True)
-    return net.forward_head(tokens, pre_logits=True), geometry
+    z = net.forward_head(tokens, pre_logits=True)
+    return (F.normalize(z, dim=-1) if embedder.unit else z), geometry
 
 
 def patch_colours(images: torch.Tensor, grid_size: Tuple[int, int]) -> torch.Tensor:

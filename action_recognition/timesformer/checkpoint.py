@@ -4,10 +4,9 @@ import os
 import re
 from typing import Optional
 
-import torch
 from torch import nn
 
-from utils import UserError, save_checkpoint_atomic
+from utils import UserError, load_checkpoint_file, save_checkpoint_atomic
 
 
 def checkpoint_dir(output_dir: str) -> str:
@@ -43,13 +42,9 @@ def save_checkpoint(output_dir: str, model: nn.Module, optimizer, epoch: int, cf
 
 
 def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file on the CPU, with a one-line error when it is missing or unreadable."""
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001  (any unpickling failure means a bad file)
-        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}") from None
+    """Load a checkpoint file on the CPU (tensors and plain data only), with a one-line error when it is
+    missing, unreadable or holds anything that could run code."""
+    return load_checkpoint_file(path)
 
 
 def resume(path: str, model: nn.Module, optimizer) -> int:

@@ -154,5 +154,11 @@ def check_config(cfg: Config) -> None:
         raise UserError(f"MODEL.LOSS_FUNC must be cross_entropy, got {cfg.MODEL.LOSS_FUNC!r}")
     if cfg.MODEL.NUM_CLASSES < 1 or cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:
         raise UserError("MODEL.NUM_CLASSES, DATA.NUM_FRAMES and DATA.SAMPLING_RATE must be positive")
+    for key in ("SOLVER.MAX_EPOCH", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TRAIN.CHECKPOINT_PERIOD"):
+        section, name = key.split(".")
+        if cfg[section][name] < 1:
+            raise UserError(f"{key} must be at least 1, got {cfg[section][name]}")
+    if cfg.SOLVER.BASE_LR <= 0:
+        raise UserError(f"SOLVER.BASE_LR must be positive, got {cfg.SOLVER.BASE_LR}")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")

@@ -66,6 +66,18 @@ def frame_count(path: str) -> int:
         capture.release()
 
 
+def check_readable(videos: Sequence[Tuple[str, int]]) -> None:
+    """Open every video and decode its first frame; a :class:`UserError` names the first that fails."""
+    for path, _ in videos:
+        capture = cv2.VideoCapture(path)
+        try:
+            ok = capture.isOpened() and capture.read()[0]
+        finally:
+            capture.release()
+        if not ok:
+            raise UserError(f"cannot decode video {path}")
+
+
 def decode_frames(path: str, indices: Sequence[int]) -> np.ndarray:
     """``(len(indices), H, W, 3)`` uint8 RGB frames at ``indices`` (repeats allowed).
 

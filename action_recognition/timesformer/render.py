@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils import UserError, write_json_atomic
+from utils import UserError, prepare_output_dir, refuse_foreign_folder, write_json_atomic
 
 ACTIONS = ("reach", "push", "lift", "wave", "circle", "wipe")
 HOME = np.array([0.35, 0.0, 0.45])
@@ -303,6 +303,7 @@ def render_dataset(out: str, preset_name: str = "small", seed: int = 0, workers:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     meta_path = os.path.join(out, "meta.json")
+    refuse_foreign_folder(out, "meta.json")
     meta = {"classes": list(ACTIONS), "cameras": [asdict(c) for c in cameras_for(preset)],
             "test_camera": preset.num_cameras - 1, "preset": preset_name, "seed": seed, "fps": FPS,
             **asdict(preset)}
@@ -312,7 +313,7 @@ def render_dataset(out: str, preset_name: str = "small", seed: int = 0, workers:
         if (old.get("preset"), old.get("seed")) != (preset_name, seed):
             raise UserError(f"{out} holds a data set rendered with preset {old.get('preset')} and seed "
                             f"{old.get('seed')}; use another --out or the same --preset/--seed")
-    os.makedirs(out, exist_ok=True)
+    prepare_output_dir(out)
     write_json_atomic(meta, meta_path)
     jobs = [(out, episode, preset, seed) for episode in list_episodes(preset)]
     bar = tqdm(total=len(jobs), desc="render episodes", unit="ep", disable=not progress)

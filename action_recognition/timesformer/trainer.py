@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -205,6 +205,18 @@ def wrap(model, device):
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def changed_keys(old: Dict, new: Dict, prefix: str = "") -> List[str]:
+    """Dotted keys whose values differ between two nested config dicts, as ``KEY old -> new``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
 def train(cfg, model, device, writer) -> Dict:
     """Train for ``SOLVER.MAX_EPOCH`` epochs (resuming from the last checkpoint); returns the history."""
     optimizer = build_optimizer(model, cfg)
@@ -212,9 +224,14 @@ def train(cfg, model, device, writer) -> Dict:
     last = cu.last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last:
         start = cu.resume(last, model, optimizer)
-        history = cu.read_checkpoint(last).get("history", [])
+        stored = cu.read_checkpoint(last)
+        history = stored.get("history", [])
         if is_main():
             log.info("resumed from %s (epoch %d)", last, start)
+            changed = changed_keys(stored.get("cfg") or {}, cfg.to_dict())
+            if changed:
+                log.warning("warning: the config differs from the one %s was trained with: %s", last,
+                            ", ".join(changed))
     net = wrap(model, device)
     train_loader = build_loader(cfg, "train")
     val_loader = build_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
@@ -226,12 +243,12 @@ def train(cfg, model, device, writer) -> Dict:
             val = evaluate(net, val_loader, cfg, device, "val")
             stats.update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mean_class_acc")})
         stats["seconds"] = time.time() - tic
-        history.append(stats)
+        history.append({key: float(value) if isinstance(value, np.floating) else value for key, value in stats.items()})
         if is_main():
             for key, value in stats.items():
                 if key not in ("epoch", "seconds") and writer is not None:
                     writer.add_scalar(f"epoch/{key}", value, epoch + 1)
-            log.info("epoch %s", " ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+            log.info("epoch %d: %s", epoch + 1, " ".join(f"{k} {v:.4g}" for k, v in stats.items() if k != "epoch"))
             if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
                 cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch + 1, cfg, history=history)
             write_json_atomic(history, os.path.join(cfg.OUTPUT_DIR, "stats.json"))

@@ -73,6 +73,8 @@ def load_state(model: TimeSformer, state: Dict[str, torch.Tensor], source: str) 
             raise UserError(f"{source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
     unexpected = sorted(k for k in state if k not in own)
     state = {k: v for k, v in state.items() if k in own}
+    if not state:
+        raise UserError(f"{source}: none of its {len(unexpected)} tensors has a name of this model's weights")
     missing = sorted(model.load_state_dict(state, strict=False).missing_keys)
     log.info("loaded %s: %d tensors, %d left at init, %d ignored", source, len(state), len(missing), len(unexpected))
     return missing, unexpected

@@ -20,9 +20,10 @@ import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from timesformer.config import load_config  # noqa: E402
-from timesformer.dataset import VideoDataset  # noqa: E402
+from timesformer.dataset import VideoDataset, check_readable  # noqa: E402
 from timesformer.trainer import run, world_size  # noqa: E402
-from utils import UserError, run_cli  # noqa: E402
+from timesformer.checkpoint import checkpoint_dir  # noqa: E402
+from utils import UserError, load_checkpoint_file, prepare_output_dir, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,12 +47,14 @@ def check_inputs(cfg) -> None:
     splits = (["train"] + (["val"] if cfg.TRAIN.EVAL_PERIOD > 0 else [])) if cfg.TRAIN.ENABLE else []
     splits += ["test"] if cfg.TEST.ENABLE else []
     for split in splits:
-        VideoDataset(cfg, split)
+        dataset = VideoDataset(cfg, split)
+        if split != "train":  # found now, not after the whole training (training reads its videos at once)
+            check_readable(dataset.videos)
     for key, path in (("TIMESFORMER.PRETRAINED_MODEL", cfg.TIMESFORMER.PRETRAINED_MODEL),
                       ("TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH),
                       ("TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH)):
-        if path and not os.path.isfile(path):
-            raise UserError(f"{key} not found: {path}")
+        if path:
+            load_checkpoint_file(path, key)  # missing, unreadable or unsafe: one line, before any process starts
     if cfg.NUM_GPUS > 0 and torch.cuda.is_available() and cfg.NUM_GPUS > torch.cuda.device_count():
         raise UserError(f"NUM_GPUS {cfg.NUM_GPUS} but only {torch.cuda.device_count()} GPU(s) visible")
 
@@ -66,7 +69,8 @@ def main(argv=None) -> None:
     if cfg.NUM_SHARDS > 1 and not args.init_method:
         raise UserError("a multi-node run (NUM_SHARDS > 1) needs --init_method tcp://HOST:PORT")
     check_inputs(cfg)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    prepare_output_dir(cfg.OUTPUT_DIR)
+    prepare_output_dir(checkpoint_dir(cfg.OUTPUT_DIR))
     init_method = args.init_method or f"tcp://127.0.0.1:{free_port()}"
     processes = max(cfg.NUM_GPUS, 1)
     if world_size(cfg) == 1:
