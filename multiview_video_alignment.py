@@ -301,6 +301,11 @@ def npairs_loss(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """
     logits = torch.einsum("bid,bjd->bij", z[:, 0], z[:, 1]) / temperature
     length = z.shape[2]
+    w = int(os.environ.get("NPW", "0"))
+    if w:
+        t = torch.arange(length, device=z.device)
+        gap = (t[:, None] - t[None]).abs()
+        logits = logits.masked_fill((gap > 0) & (gap <= w), float("-inf"))
     target = torch.arange(length, device=z.device).repeat(z.shape[0])
     return 0.5 * (F.cross_entropy(logits.flatten(0, 1), target)
                   + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target))

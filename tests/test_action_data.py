@@ -134,11 +134,14 @@ def test_demo_config_trains_and_tests_one_epoch(tiny_set, tmp_path):
 SMALL = ("TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1", "TEST.ENABLE", "False")
 
 
-def test_training_resumes_and_repeats(tiny_set, tmp_path):
+def test_training_resumes_and_repeats(tiny_set, tmp_path, caplog):
     out = str(tmp_path / "run")
     run_net.main(demo_args(tiny_set, out, *SMALL))
     first = json.load(open(os.path.join(out, "stats.json")))
-    run_net.main(demo_args(tiny_set, out, *SMALL, "SOLVER.MAX_EPOCH", "2"))       # resumes at epoch 2
+    with caplog.at_level("INFO"):
+        run_net.main(demo_args(tiny_set, out, *SMALL, "SOLVER.MAX_EPOCH", "2"))   # resumes at epoch 2
+    assert "SOLVER.MAX_EPOCH 1 -> 2" in caplog.text                           # what changed is named
+    assert "epoch 2: loss" in caplog.text and "epoch epoch" not in caplog.text
     history = json.load(open(os.path.join(out, "stats.json")))
     assert [h["epoch"] for h in history] == [1, 2] and history[0] == first[0]
 
@@ -205,3 +208,16 @@ def test_unreadable_video_exits_with_one_line(tiny_set, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and lines[-1] == f"error: cannot decode video: {broken}", proc.stderr
     assert not any("Traceback" in line for line in lines)
+
+
+def test_corrupt_test_video_is_found_before_training(tiny_set, tmp_path):
+    data = copy_lists(tiny_set, tmp_path)
+    broken = str(tmp_path / "broken.mp4")
+    with open(broken, "wb") as f:
+        f.write(b"\x00not a video" * 64)
+    with open(os.path.join(data, "test.csv"), "a") as f:
+        f.write(f"{broken} 0\n")
+    out = str(tmp_path / "out")
+    with pytest.raises(UserError, match=f"cannot decode video {broken}"):
+        run_net.main(demo_args(data, out))
+    assert not os.path.exists(out)

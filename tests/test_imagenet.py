@@ -3,6 +3,8 @@ import glob
 import json
 import os
 import re
+import shutil
+import sys
 import subprocess
 
 import numpy as np
@@ -268,3 +270,86 @@ def test_render_is_deterministic_and_resumable(objects, tmp_path):
     assert train[1] < val[0]  # validation viewpoints lie outside the training range
     with pytest.raises(UserError, match="other settings"):
         render_objects.main(["--out", out, "--preset", "tiny", "--seed", "1", "--no-progress"])
+
+
+# ----------------------------------------------------------------------------- trust
+
+def test_corrupt_image_stops_val_and_training_naming_it(objects, tmp_path):
+    data = tmp_path / "objects"
+    shutil.copytree(objects, data)
+    victim = sorted(glob.glob(str(data / "val" / "*" / "*.png")))[0]
+    with open(victim, "wb") as f:
+        f.write(np.random.default_rng(0).bytes(512))
+    ckpt = train_quick(objects, tmp_path, "c")
+    with pytest.raises(UserError, match=f"cannot decode image {re.escape(victim)}"):
+        imagenet_val.main([str(data), "--checkpoint", ckpt, "-j", "0", "--no-progress"])
+    result = run_script(sys.executable, "imagenet_val.py", str(data), "--checkpoint", ckpt, "-j", "1",
+                        "--no-progress")
+    assert victim in result.stderr and result.returncode == 2
+    with pytest.raises(UserError, match="cannot decode image"):
+        train_quick(str(data), tmp_path, "c2")
+
+
+def test_resume_reproduces_the_uninterrupted_run(objects, tmp_path):
+    extra = ["--aa", "rand-m15-n2-mstd1.0-inc1", "--mixup", "0.5", "-j", "1"]
+    imagenet_train.main([objects, *SMALL_MODEL, *QUICK, *extra, "--output", str(tmp_path), "--experiment", "full",
+                         "--epochs", "2"])
+    imagenet_train.main([objects, *SMALL_MODEL, *QUICK, *extra, "--output", str(tmp_path), "--experiment", "cut",
+                         "--epochs", "1"])
+    last = str(tmp_path / "cut" / "last.pth.tar")
+    imagenet_train.main([objects, *SMALL_MODEL, *QUICK, *extra, "--output", str(tmp_path), "--experiment", "cut",
+                         "--epochs", "2", "--resume", last])
+    full, cut = (json.loads((tmp_path / n / "metrics.json").read_text())["epochs"] for n in ("full", "cut"))
+    keys = ("train_loss", "eval_loss", "eval_top1")
+    assert [{k: r[k] for k in keys} for r in full] == [{k: r[k] for k in keys} for r in cut]
+
+
+def test_bad_checkpoints_and_sizes_are_one_line(objects, tmp_path):
+    ckpt = train_quick(objects, tmp_path, "b")
+    truncated = str(tmp_path / "truncated.pth.tar")
+    with open(ckpt, "rb") as src, open(truncated, "wb") as dst:
+        dst.write(src.read()[:5000])
+    result = run_script("bash", "i1k.sh", "1", objects, *SMALL_MODEL, *QUICK, "--resume", truncated,
+                        "--output", str(tmp_path / "o"))
+    assert "cannot read --resume checkpoint" in result.stderr
+    tensor_file = str(tmp_path / "tensor.pth")
+    torch.save(torch.ones(3), tensor_file)
+    with pytest.raises(UserError, match="not a checkpoint or state dict"):
+        imagenet_val.main([objects, "--checkpoint", tensor_file])
+    with pytest.raises(UserError, match="not a checkpoint or state dict"):
+        imagenet_train.main([objects, *SMALL_MODEL, "--initial-checkpoint", tensor_file, "--check-only"])
+    with pytest.raises(UserError, match="smaller than one patch"):
+        imagenet_train.main([objects, "--model", "vit_tiny_patch16_224", "--img-size", "7", "--check-only",
+                             "--output", str(tmp_path / "seven")])
+    assert not (tmp_path / "seven").exists()
+
+
+def _processes_running(needle: str):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_kill_9_of_i1k_sh_stops_its_workers(objects, tmp_path):
+    import signal
+    import time
+    out = str(tmp_path / "killed")
+    proc = subprocess.Popen(["bash", "i1k.sh", "1", objects, *SMALL_MODEL, *QUICK, "--epochs", "200",
+                             "--output", out], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not glob.glob(os.path.join(out, "*", "last.pth.tar")):
+        time.sleep(0.5)
+    workers = [pid for pid in _processes_running(out) if pid != proc.pid]
+    assert workers, "the worker did not start"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and _processes_running(out):
+        time.sleep(0.5)
+    assert not _processes_running(out)

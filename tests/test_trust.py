@@ -1,0 +1,257 @@
+"""Trust: no file a user gives runs code, bad input is one line with nothing half-made, no user file is
+deleted, interrupted saves leave nothing behind (ImageNet-specific cases are in test_imagenet.py)."""
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import multiview_video_alignment as mva
+from data_pipeline.ftpv import split_names
+from data_pipeline.render_ftpv import Preset, render_dataset
+from tools import render_objects
+from utils import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
+                   save_checkpoint_atomic)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACTION = os.path.join(REPO, "action_recognition")
+sys.path.insert(0, ACTION)
+
+from timesformer.checkpoint import read_checkpoint  # noqa: E402
+from timesformer.config import load_config  # noqa: E402
+from timesformer.render import render_dataset as render_actions  # noqa: E402
+from timesformer.trainer import changed_keys  # noqa: E402
+from timesformer.weights import load_state  # noqa: E402
+
+TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
+MC = "MineRLReachGoalGroundStatic-v0_Frame"
+
+
+class Payload:
+    """Unpickling this runs ``touch MARKER``: the attack a checkpoint file can carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ftpv_trust")
+    render_dataset(str(out / "render"), TINY, seed=5, workers=1, progress=False)
+    os.makedirs(out / "root")
+    shutil.move(str(out / "render" / TINY.folder), str(out / "root" / MC))
+    return str(out / "root")
+
+
+def _align(root, out, *extra):
+    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
+              "--batch_size", "8", "--triplets_per_epoch", "8", "--epochs", "1", "--device", "cpu", "--xpar",
+              "--num_workers", "0", "--output_dir", str(out), *extra])
+
+
+# ----------------------------------------------------------------------------- 1. no code runs from a file
+
+def _payload_checkpoint(tmp_path, **plain):
+    marker = tmp_path / "code_ran"
+    path = str(tmp_path / "evil.pth")
+    torch.save({**plain, "extra": Payload(marker)}, path)
+    return path, marker
+
+
+def test_checkpoint_payload_never_runs(tmp_path, root):
+    from visualization.inference import load_embedder
+    import imagenet_train
+    import imagenet_val
+
+    path, marker = _payload_checkpoint(tmp_path, model={}, model_cfg={"model": "vit_3dtrl_tiny_patch16_224"},
+                                       model_state={}, state_dict={})
+    loads = [
+        lambda: load_checkpoint_file(path),
+        lambda: mva.main(["--test", path, "--data", "mc", "--data_root", root, "--output_dir", str(tmp_path / "t")]),
+        lambda: load_embedder(path, "vit_3dtrl_tiny_patch16_224", 32, 0),
+        lambda: read_checkpoint(path),
+        lambda: imagenet_val.main([str(tmp_path), "--checkpoint", path]),
+        lambda: imagenet_train.parse_args([str(tmp_path), "--resume", path]),
+        lambda: imagenet_train.parse_args([str(tmp_path), "--initial-checkpoint", path]),
+    ]
+    for load in loads:
+        with pytest.raises(UserError, match="could run code"):
+            load()
+    assert not marker.exists()
+    # the same file through the command line: one line, exit 2, nothing ran
+    proc = subprocess.run([sys.executable, "imagenet_val.py", str(tmp_path), "--checkpoint", path], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "posix.system" in proc.stderr
+    assert not marker.exists()
+
+
+def test_own_and_public_checkpoint_contents_still_load(tmp_path):
+    import argparse
+    path = str(tmp_path / "ok.pth")
+    save_checkpoint_atomic({"state_dict": {"w": torch.ones(2)}, "args": argparse.Namespace(model="m", lr=0.1),
+                            "history": [{"loss": np.float64(1.5), "n": np.int64(3)}], "epoch": 2, "cfg": "A: 1"},
+                           path)
+    loaded = load_checkpoint_file(path)
+    assert loaded["args"].model == "m" and float(loaded["history"][0]["loss"]) == 1.5
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
+
+
+def test_pouring_split_pickle_with_payload_is_refused(tmp_path):
+    marker = tmp_path / "code_ran"
+    dataset = tmp_path / "pouring"
+    os.makedirs(dataset)
+    with open(dataset / "val.pkl", "wb") as f:
+        pickle.dump([{"name": "pour_99_real_0"}], f)
+    with open(dataset / "train.pkl", "wb") as f:
+        pickle.dump([{"name": f"pour_{i}_real_0", "x": Payload(marker)} for i in range(12)], f)
+    with pytest.raises(UserError, match="could run code"):
+        split_names("pouring", str(dataset), "train")
+    assert not marker.exists()
+    with open(dataset / "train.pkl", "wb") as f:  # plain data still reads
+        pickle.dump([{"name": f"pour_{i}_real_0", "n": 1.5, "t": (1, 2)} for i in range(12)], f)
+    assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
+    assert load_plain_pickle(str(dataset / "train.pkl"))[0]["t"] == (1, 2)
+
+
+# ----------------------------------------------------------------------------- 5. finished runs are kept
+
+def test_finished_alignment_run_is_not_overwritten(root, tmp_path):
+    out = tmp_path / "run"
+    _align(root, out)
+    before = (out / "best.pth").read_bytes(), (out / "results.json").read_text()
+    with pytest.raises(UserError, match="already holds a run"):
+        _align(root, out)
+    assert ((out / "best.pth").read_bytes(), (out / "results.json").read_text()) == before
+    _align(root, out, "--overwrite", "--seed", "3")
+    assert json.loads((out / "results.json").read_text())["config"]["seed"] == 3
+
+
+# ----------------------------------------------------------------------------- 6. typed action configs
+
+@pytest.mark.parametrize("key, value, message", [
+    ("SOLVER.BASE_LR", "abc", "SOLVER.BASE_LR must be a float"),
+    ("TRAIN.BATCH_SIZE", "x", "TRAIN.BATCH_SIZE must be a int"),
+    ("SOLVER.MAX_EPOCH", "three", "SOLVER.MAX_EPOCH must be a int"),
+    ("TRL.ENABLE", "maybe", "TRL.ENABLE must be true or false"),
+    ("SOLVER.MAX_EPOCH", "-1", "SOLVER.MAX_EPOCH must be at least 1"),
+    ("SOLVER.BASE_LR", "0", "SOLVER.BASE_LR must be positive"),
+    ("SOLVER.BASE_LR", "!!python/object/apply:os.system ['true']", "not a plain YAML value"),
+])
+def test_action_config_values_are_typed(key, value, message):
+    with pytest.raises(UserError, match=message):
+        load_config(os.path.join(ACTION, "configs", "TimeSformer_demo_cpu.yaml"), [key, value])
+    assert load_config(None, ["SOLVER.BASE_LR", "1"]).SOLVER.BASE_LR == 1.0  # an int where a float goes
+
+
+def test_changed_hyper_parameters_are_named():
+    old = {"SOLVER": {"BASE_LR": 0.005, "MAX_EPOCH": 15}, "OUTPUT_DIR": "a"}
+    new = {"SOLVER": {"BASE_LR": 0.01, "MAX_EPOCH": 15}, "OUTPUT_DIR": "a"}
+    assert changed_keys(old, new) == ["SOLVER.BASE_LR 0.005 -> 0.01"]
+    assert changed_keys(old, old) == []
+
+
+def test_pretrained_model_matching_nothing_is_refused():
+    from timesformer.model import build_model
+    cfg = load_config(os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml"),
+                      ["TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1"])
+    with pytest.raises(UserError, match="none of its 2 tensors"):
+        load_state(build_model(cfg), {"foo.weight": torch.ones(1), "bar": torch.ones(1)}, "other.pth")
+
+
+# ----------------------------------------------------------------------------- 7. one line, nothing half-made
+
+def test_alignment_bad_inputs_are_one_line(root, tmp_path):
+    other = str(tmp_path / "other.pth")
+    torch.save({"state_dict": {}, "epoch": 1}, other)  # a checkpoint of another task
+    with pytest.raises(UserError, match="not a checkpoint of multiview_video_alignment.py"):
+        mva.main(["--test", other, "--data", "mc", "--data_root", root])
+    with pytest.raises(UserError, match="smaller than one patch"):
+        _align(root, tmp_path / "small", "--img_size", "7")
+    assert not (tmp_path / "small").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        _align(root, tmp_path / "file" / "out")
+    with pytest.raises(UserError, match="torchrun --nproc_per_node 4 .* --data mc"):
+        mva.main(["--distributed", "1", "--gpus", "4", "--data", "mc"])
+
+
+def test_user_error_from_a_loader_worker_is_one_line(capsys):
+    wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File \"x.py\", line 1\nutils.UserError: cannot decode image a.png: OSError")
+
+    def main():
+        raise wrapped
+    with pytest.raises(SystemExit):
+        run_cli(main)
+    assert capsys.readouterr().err == "error: cannot decode image a.png: OSError\n"
+
+
+# ----------------------------------------------------------------------------- 8. nothing of the user's deleted
+
+def test_ftpv_renderer_keeps_user_files(root, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(os.path.join(root, MC), out / TINY.folder)
+    user_file = out / TINY.folder / "tr_0001" / "fpv" / "notes.txt"
+    user_file.write_text("mine")
+    with pytest.raises(UserError, match="notes.txt"):
+        render_dataset(str(out), TINY, seed=5, workers=1, progress=False)
+    assert user_file.read_text() == "mine"
+    foreign = tmp_path / "foreign"
+    os.makedirs(foreign / TINY.folder / "my_stuff")
+    with pytest.raises(UserError, match="did not write"):
+        render_dataset(str(foreign), TINY, seed=5, workers=1, progress=False)
+    assert os.listdir(foreign / TINY.folder) == ["my_stuff"]
+
+
+def test_action_and_object_renderers_refuse_user_folders(tmp_path):
+    user = tmp_path / "mine"
+    os.makedirs(user / "train" / "cat")
+    (user / "train.csv").write_text("my list\n")
+    with pytest.raises(UserError, match="did not write"):
+        render_actions(str(user), "tiny", seed=0, workers=1, progress=False)
+    with pytest.raises(UserError, match="did not write"):
+        render_objects.main(["--out", str(user), "--preset", "tiny", "--workers", "1", "--no-progress"])
+    assert (user / "train.csv").read_text() == "my list\n" and os.listdir(user / "train") == ["cat"]
+
+
+def test_demo_targets_delete_nothing():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        recipes = [line for line in f if line.startswith("\t")]
+    assert not [line for line in recipes if "rm -rf" in line and "output" in line]
+
+
+# ----------------------------------------------------------------------------- 9. no leftovers
+
+def test_stale_temporaries_are_removed_on_the_next_start(root, tmp_path):
+    out = tmp_path / "run"
+    os.makedirs(out)
+    (out / ".tmp-abc123last.pth").write_bytes(b"half a checkpoint")
+    (out / "mine.txt").write_text("kept")
+    prepare_output_dir(str(out))
+    assert sorted(os.listdir(out)) == ["mine.txt"]
+    (out / ".tmp-xyzbest.pth").write_bytes(b"half")
+    _align(root, out)
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+
+
+# ----------------------------------------------------------------------------- 10. smaller
+
+def test_compat_with_an_existing_torchvision_namespace():
+    code = ("import ctypes, torch\n"
+            "lib = torch.library.Library('torchvision', 'DEF')\n"
+            "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
+            "def refuse(*a, **k):\n    raise OSError('extension does not load')\n"
+            "ctypes.CDLL = refuse\n"
+            "import compat\n"
+            "assert hasattr(torch.ops.torchvision, 'qnms')\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
