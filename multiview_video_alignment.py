@@ -35,7 +35,7 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import model  # noqa: E402  (registers the 3DTRL models with timm)
-from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipPairDataset, TrajectoryDataset,  # noqa: E402
+from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
                            TripletDataset, normalize, open_split)
 from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, kendalls_tau_b,  # noqa: E402
                    load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.1, help="npairs: softmax temperature")
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
+    p.add_argument("--views_per_clip", type=int, default=2,
+                   help="npairs: views per clip, every ordered pair of them a term of the loss (0: all views)")
     p.add_argument("--overwrite", action="store_true",
                    help="train into an --output_dir that holds a finished run, replacing it")
     # The release's multi-GPU flags: processes are started with torchrun here.
@@ -139,7 +141,7 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     for name in ("epochs", "patience", "num_workers", "triplets_per_epoch", "patch_size", "depth", "trl_depth",
-                 "clip_frames"):
+                 "clip_frames", "views_per_clip"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name} must not be negative, got {getattr(args, name)}")
     for name in ("lr", "temperature"):
@@ -290,25 +292,22 @@ def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool
 
 
 def npairs_loss(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """Multi-view n-pairs (InfoNCE) loss over time-aligned clips of two views.
+    """Multi-view n-pairs (InfoNCE) loss over time-aligned clips of K views.
 
     Args:
-        z: ``(B, 2, L, D)`` L2-normalised embeddings: (view 1, view 2) x the clip's L instants.
+        z: ``(B, K, L, D)`` L2-normalised embeddings: K views x the clip's L instants.
 
     Returns:
-        Mean over clips, instants and both directions of the cross-entropy of
-        ``softmax_j(z1[i] . z2[j] / temperature)`` against ``j = i`` (and the same from view 2 to view 1).
+        Mean over clips, ordered view pairs ``(v, w), v != w`` and instants ``i`` of the cross-entropy
+        of ``softmax_j(z[v, i] . z[w, j] / temperature)`` against ``j = i``. With K = 2 this is the
+        two-view loss in both directions.
     """
-    logits = torch.einsum("bid,bjd->bij", z[:, 0], z[:, 1]) / temperature
-    length = z.shape[2]
-    w = int(os.environ.get("NPW", "0"))
-    if w:
-        t = torch.arange(length, device=z.device)
-        gap = (t[:, None] - t[None]).abs()
-        logits = logits.masked_fill((gap > 0) & (gap <= w), float("-inf"))
-    target = torch.arange(length, device=z.device).repeat(z.shape[0])
-    return 0.5 * (F.cross_entropy(logits.flatten(0, 1), target)
-                  + F.cross_entropy(logits.transpose(1, 2).flatten(0, 1), target))
+    batch, views, length, _ = z.shape
+    logits = torch.einsum("bvid,bwjd->bvwij", z, z) / temperature
+    pairs = ~torch.eye(views, dtype=torch.bool, device=z.device)
+    logits = logits[:, pairs]                                   # (B, K(K-1), L, L)
+    target = torch.arange(length, device=z.device).expand(*logits.shape[:2], length)
+    return F.cross_entropy(logits.flatten(0, 2), target.flatten())
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -348,6 +347,39 @@ def evaluate(embedder: Embedder, data: TrajectoryDataset, rt: Runtime, batch: in
 
 
 @torch.no_grad()
+def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[int], device: torch.device,
+                   batch: int, max_trajectories: int = 5) -> Dict[str, float]:
+    """What 3DTRL recovers on (the first trajectories of) a split: spread of pseudo-depth over the
+    tokens of an image, of the rotation angle and translation over the images, and, where the data
+    has ground truth, the depth rank correlation and the relative-rotation error (degrees)."""
+    from visualization import geometry_eval
+    from visualization.inference import recover
+
+    names = view_names(views, padded=True)
+    was_training = embedder.training
+    embedder.eval()
+    scores, depth_std, rotations, translations = geometry_eval.GeometryScores(), [], [], []
+    for k in range(min(len(data), max_trajectories)):
+        rec = recover(embedder, data[k].numpy(), batch, str(device))
+        depth_std.append(rec.depth.reshape(-1, rec.depth[0, 0].size).std(axis=1).mean())
+        rotations.append(rec.rotation.reshape(-1, 3, 3))
+        translations.append(rec.translation.reshape(-1, 3))
+        if os.path.isfile(os.path.join(data.trajectories[k].path, geometry_eval.GROUND_TRUTH)):
+            truth = geometry_eval.load_ground_truth(data.trajectories[k].path, names)
+            scores.add("model", rec.depth, rec.rotation, rec.translation, truth)
+    rotations, translations = np.concatenate(rotations), np.concatenate(translations)
+    angles = geometry_eval.rotation_angle_deg(rotations)
+    stats = {"depth_std_over_tokens": float(np.mean(depth_std)), "rotation_angle_std_deg": float(angles.std()),
+             "translation_std": float(translations.std(axis=0).mean())}
+    if scores.depth:
+        summary = scores.summary()
+        stats["depth_spearman"] = summary["depth_spearman"]["model"]
+        stats["relative_rotation_error_deg"] = summary["relative_rotation_error_deg"]["model"]
+    embedder.train(was_training)
+    return stats
+
+
+@torch.no_grad()
 def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequence[str], device: torch.device,
                    batch: int, path: str, max_pairs: int = 12) -> None:
     """Nearest-neighbour frame index vs frame index for the view pairs of the first test trajectory."""
@@ -383,7 +415,8 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
 # ----------------------------------------------------------------------------- training
 
 def batch_loss(z: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
-    """``z (B, 2, K, D)``: triplets (K = 3) or clips (K = L) of two views -> the loss ``--loss`` names."""
+    """``z (B, V, K, D)``: triplets (V = 2 views, K = 3) or clips (V views, K = L frames) -> the loss
+    ``--loss`` names."""
     if args.loss == "npairs":
         return npairs_loss(z, args.temperature)
     return time_contrastive_loss(z, release=args.release_loss)
@@ -429,8 +462,9 @@ def load_split(args: argparse.Namespace, split: str, train_views: int, progress:
     return data, views
 
 
-def view_names(views: Sequence[int]) -> List[str]:
-    return ["fpv"] + [f"view_{v}" for v in views]
+def view_names(views: Sequence[int], padded: bool = False) -> List[str]:
+    """``fpv`` and the third-person views, as ``view_3`` (results) or ``view_0003`` (folder names)."""
+    return ["fpv"] + [f"view_{v:04d}" if padded else f"view_{v}" for v in views]
 
 
 def load_checkpoint(path: str) -> dict:
@@ -503,10 +537,10 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     progress = rt.main and not args.xpar
     spec = DATASETS[args.data]
     train_data, train_views = load_split(args, "train", args.train_views, progress)
-    val_data, _ = load_split(args, "val", args.train_views, progress)
+    val_data, val_views = load_split(args, "val", args.train_views, progress)
     tests = test_sets(args, progress)
     if args.loss == "npairs":
-        triplets = ClipPairDataset(train_data, args.clip_frames, seed=args.seed)
+        triplets = ClipDataset(train_data, args.clip_frames, args.views_per_clip, seed=args.seed)
     else:
         triplets = TripletDataset(train_data, spec.window, seed=args.seed)
     sampler = EpochSampler(len(triplets), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
@@ -536,6 +570,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
     trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
+    has_3dtrl = hasattr(embedder.net, "three_d_trl")
     writer = SummaryWriter(os.path.join(args.output_dir, "tb")) if rt.main else None
 
     def checkpoint(improved: bool) -> None:
@@ -555,6 +590,9 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
                 writer.add_scalar(f"train/{key}", record[key], epoch)
         for key, value in record["val"].items():
             writer.add_scalar(f"val/{key}", value, epoch)
+        if has_3dtrl:
+            for key, value in geometry_stats(embedder, val_data, val_views, rt.device, args.eval_batch_size).items():
+                writer.add_scalar(f"geometry/{key}", value, epoch)
         writer.flush()
 
     if state["initial"] is None:

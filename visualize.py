@@ -16,6 +16,12 @@ model when none is given) once over every frame, and writes into ``--out``:
     python visualize.py --checkpoint output/figures/3dtrl/best.pth \\
         --baseline output/figures/baseline/best.pth --trajectory data/ftpv_figures/Pandav1_Train_Frame/tr_0015
     python visualize.py --images a.jpg b.jpg --img_size 224          # random init, still images
+
+With ``--geometry_eval FTPV_ROOT`` it instead compares what the layer recovers with the
+renderer's ground truth on every trajectory of ``--split`` (all views) and writes
+``geometry.json`` (see visualization/geometry_eval.py):
+
+    python visualize.py --checkpoint CKPT --geometry_eval data/ftpv --out DIR [--data panda --split test]
 """
 import argparse
 import os
@@ -29,10 +35,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from utils import UserError, alignment_error, atomic_write, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, alignment_error, atomic_write, prepare_output_dir, run_cli, write_json_atomic  # noqa: E402
 from visualization import frames as frame_io  # noqa: E402
 from visualization import plots  # noqa: E402
-from visualization.inference import Recovered, has_3dtrl, load_embedder, nearest_frames, recover  # noqa: E402
+from visualization import geometry_eval  # noqa: E402
+from visualization.inference import (Recovered, has_3dtrl, load_embedder, nearest_frames, random_twin,  # noqa: E402
+                                     recover)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--trajectory", help="an FTPV trajectory folder (holding fpv/ and tpv/view_XXXX/)")
     source.add_argument("--images", nargs="+", help="still images, shown as views of one instant")
+    source.add_argument("--geometry_eval", metavar="FTPV_ROOT",
+                        help="compare pseudo-depth and cameras with the ground truth of rendered FTPV data")
+    p.add_argument("--data", default="panda", help="--geometry_eval: FTPV data set")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="--geometry_eval: split")
     p.add_argument("--checkpoint", default=None,
                    help="3DTRL checkpoint of multiview_video_alignment.py (default: random init of --model)")
     p.add_argument("--baseline", default=None, help="checkpoint of a second model to compare alignments with")
@@ -177,12 +189,48 @@ def write_geometry(rec: Recovered, names: Sequence[str], out: str) -> None:
     atomic_write(os.path.join(out, "geometry.npz"), save)
 
 
+# ----------------------------------------------------------------------------- geometry evaluation
+
+def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
+    """geometry.json: the model's pseudo-depth and cameras against the ground truth of every
+    trajectory of ``--split`` that has it, beside a randomly initialised twin and reference cameras."""
+    from data_pipeline import TrajectoryDataset, open_split
+
+    embedder, cfg = load_embedder(args.checkpoint, args.model, args.img_size, args.seed)
+    if not has_3dtrl(embedder):
+        raise UserError(f"{cfg['model']} has no 3DTRL layer: the geometry evaluation needs a 3DTRL model")
+    models = {"model": embedder, "random_init": random_twin(cfg, args.seed)}
+    trajectories, views = open_split(args.geometry_eval, args.data, args.split, -1)
+    with_truth = geometry_eval.check_has_ground_truth([t.path for t in trajectories])
+    trajectories = [t for t in trajectories if t.path in with_truth]
+    names = ["fpv"] + [f"view_{v:04d}" for v in views]
+    data = TrajectoryDataset(trajectories, cfg["img_size"], progress=progress, desc="decode")
+    scores = geometry_eval.GeometryScores(args.seed)
+    for k, traj in enumerate(tqdm(trajectories, desc="geometry", unit="traj", disable=not progress)):
+        truth = geometry_eval.load_ground_truth(traj.path, names)
+        frames = data[k].numpy()
+        for name, net in models.items():
+            rec = recover(net, frames, args.batch_size, args.device)
+            scores.add(name, rec.depth, rec.rotation, rec.translation, truth)
+        scores.add_references(truth)
+    summary = scores.summary()
+    summary.update(checkpoint=args.checkpoint, model_cfg=cfg, data=args.data, split=args.split,
+                   trajectories=[t.name for t in trajectories], views=names)
+    prepare_output_dir(args.out)
+    write_json_atomic(summary, os.path.join(args.out, "geometry.json"))
+    print(geometry_eval.format_table(summary))
+    print(f"wrote {os.path.join(args.out, 'geometry.json')}")
+
+
 # ----------------------------------------------------------------------------- main
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     check_args(args)
     progress = not args.xpar
+    if args.geometry_eval:
+        evaluate_geometry(args, progress)
+        return
     source = open_source(args)
     instant = pick_instant(args, source.length)
     names = source.names

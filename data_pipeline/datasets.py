@@ -130,26 +130,34 @@ class TripletDataset(Dataset):
         return frames, torch.tensor(times), torch.tensor((i, j))
 
 
-class ClipPairDataset(Dataset):
-    """Every unordered view pair ``(i, j)`` of every trajectory, as ``clip_frames`` time-aligned frames.
+class ClipDataset(Dataset):
+    """Time-aligned clips of several views: one item per unordered view pair ``(i, j)`` of every
+    trajectory, holding views ``i`` and ``j`` and, when ``views_per_clip`` asks for more, other views of
+    the same trajectory drawn at random (0: every view).
 
-    An item is ``(frames, times, views)``: uint8 ``frames (2, L, 3, H, W)`` = (view i, view j) x
-    the same ``L`` sorted ``times (L,)`` in both ``views (2,)``. When a trajectory is longer than
-    ``L`` the times are a random subset, drawn anew every epoch (``set_epoch``) from the seed.
+    An item is ``(frames, times, views)``: uint8 ``frames (K, L, 3, H, W)`` = K views x the same ``L``
+    sorted ``times (L,)``, and the view indices ``views (K,)`` (i and j first). Clips shorter than
+    the trajectory and the extra views are drawn anew every epoch (``set_epoch``) from the seed.
 
     Args:
         clip_frames: frames per clip; 0 or more than the shortest trajectory: the shortest length.
+        views_per_clip: K, at least 2; 0 or more than the trajectories have: every view.
     """
 
-    def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, seed: int = 42):
+    def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, views_per_clip: int = 2,
+                 seed: int = 42):
         self.trajectories = trajectories
         shortest = min(trajectories.num_frames(k) for k in range(len(trajectories)))
         self.clip_frames = min(clip_frames, shortest) if clip_frames > 0 else shortest
         if self.clip_frames < 2:
             raise UserError(f"clips need at least 2 frames; the shortest trajectory has {shortest}")
+        num_views = trajectories.num_views
+        self.views_per_clip = min(views_per_clip, num_views) if views_per_clip > 0 else num_views
+        if self.views_per_clip < 2:
+            raise UserError(f"clips need at least 2 views, got {views_per_clip}")
         self.seed = seed
         self.epoch = 0
-        pairs = list(itertools.combinations(range(trajectories.num_views), 2))
+        pairs = list(itertools.combinations(range(num_views), 2))
         self.index = np.array([(k, i, j) for k in range(len(trajectories)) for i, j in pairs], dtype=np.int64)
 
     def set_epoch(self, epoch: int) -> None:
@@ -158,15 +166,18 @@ class ClipPairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def times(self, item: int) -> List[int]:
-        """The clip's sorted frame indices of ``item`` in the current epoch."""
-        length = self.trajectories.num_frames(int(self.index[item][0]))
-        if length == self.clip_frames:
-            return list(range(length))
+    def draw(self, item: int) -> Tuple[List[int], List[int]]:
+        """The clip's view indices and sorted frame indices of ``item`` in the current epoch."""
+        k, i, j = (int(v) for v in self.index[item])
         rng = np.random.default_rng([self.seed, self.epoch, item])
-        return sorted(int(t) for t in rng.choice(length, self.clip_frames, replace=False))
+        others = [v for v in range(self.trajectories.num_views) if v not in (i, j)]
+        views = [i, j] + sorted(int(v) for v in rng.choice(others, self.views_per_clip - 2, replace=False))
+        length = self.trajectories.num_frames(k)
+        if length == self.clip_frames:
+            return views, list(range(length))
+        return views, sorted(int(t) for t in rng.choice(length, self.clip_frames, replace=False))
 
     def __getitem__(self, item: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        k, i, j = (int(v) for v in self.index[item])
-        times = self.times(item)
-        return self.trajectories.frames(k, (i, j), times), torch.tensor(times), torch.tensor((i, j))
+        views, times = self.draw(item)
+        frames = self.trajectories.frames(int(self.index[item][0]), views, times)
+        return frames, torch.tensor(times), torch.tensor(views)

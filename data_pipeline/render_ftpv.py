@@ -7,6 +7,14 @@ plain, so what changes over time (the arm and the cube) is what a frame shows mo
 
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
+    OUT/Pandav1_Train_Frame/tr_0000/ground_truth.npz       (true cameras and depth; readers ignore it)
+
+``ground_truth.npz`` holds, for the views in the order fpv, view_0000, view_0001, ...:
+``intrinsics (3, 3)`` in pixels of the written frames (pixel (c, r) covers [c, c+1) x [r, r+1));
+``world_to_camera (V, T, 4, 4)``, world (metres, z up, origin at the robot's base) to the camera
+frame x right, y down, z forward, per frame (the first-person camera moves); ``depth_mm (V, T, S, S)``
+uint16, each pixel's depth along the optical axis in millimetres (0: nothing within the far plane);
+``view_names (V,)``.
 
 Rendering uses pybullet's CPU TinyRenderer, so it runs anywhere. A trajectory depends only on
 the seed and its index, so the output is the same for any number of worker processes, and a
@@ -79,9 +87,41 @@ def third_person_cameras(num_views: int) -> List[Tuple[float, float, float]]:
             for k in range(num_views)]
 
 
-def _projection(near: float = 0.02, far: float = 5.0, fov: float = 55.0) -> list:
+NEAR, FAR, FOV_DEG = 0.02, 5.0, 55.0
+GROUND_TRUTH = "ground_truth.npz"
+_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera (y up, looking along -z) -> x right, y down, z forward
+
+
+def _projection() -> list:
     import pybullet as p
-    return p.computeProjectionMatrixFOV(fov, 1.0, near, far)
+    return p.computeProjectionMatrixFOV(FOV_DEG, 1.0, NEAR, FAR)
+
+
+def intrinsics(size: int) -> np.ndarray:
+    """``(3, 3)`` pinhole matrix of the square ``size`` px frames, for pixel (c, r) at (c + 0.5, r + 0.5).
+
+    TinyRenderer samples each pixel at a corner of the OpenGL pixel grid and flips the rows, so the
+    principal point is half a pixel right of and above the image centre (measured against the depth
+    of the floor, tests/test_geometry_eval.py)."""
+    focal = size / 2 / math.tan(math.radians(FOV_DEG) / 2)
+    return np.array([[focal, 0.0, size / 2 + 0.5], [0.0, focal, size / 2 - 0.5], [0.0, 0.0, 1.0]])
+
+
+def world_to_camera(view: Sequence[float]) -> np.ndarray:
+    """``(4, 4)`` world-to-camera transform (x right, y down, z forward) of a pybullet view matrix."""
+    return _GL_TO_CV @ np.asarray(view, dtype=np.float64).reshape(4, 4).T
+
+
+def metric_depth(zbuffer: np.ndarray) -> np.ndarray:
+    """Depth along the optical axis in metres from pybullet's [0, 1] depth buffer (inf at the far plane)."""
+    depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuffer)
+    return np.where(zbuffer >= 1.0, np.inf, depth)
+
+
+def depth_to_mm(depth: np.ndarray) -> np.ndarray:
+    """Metres -> uint16 millimetres, 0 where there is nothing (inf) or beyond 65.535 m."""
+    mm = np.round(np.where(np.isfinite(depth), depth, 0.0) * 1000.0)
+    return np.where(mm > 65535, 0, mm).astype(np.uint16)
 
 
 def _first_person_view(client: int, robot: int) -> list:
@@ -145,12 +185,13 @@ class PandaScene:
         self.p.resetBasePositionAndOrientation(self.cube, position, orientation, physicsClientId=self.client)
         self.p.changeVisualShape(self.cube, -1, rgbaColor=(*colour, 1.0), physicsClientId=self.client)
 
-    def render(self, view: list, size: int, shadows: bool = False) -> np.ndarray:
-        """``(size, size, 3)`` uint8 RGB image."""
-        _, _, rgba, _, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=int(shadows),
-                                                 lightDirection=(0.6, -0.4, 2.0),
-                                                 renderer=self.p.ER_TINY_RENDERER, physicsClientId=self.client)
-        return np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3]
+    def render(self, view: list, size: int, shadows: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+        """``(size, size, 3)`` uint8 RGB image and ``(size, size)`` depth in metres (inf: nothing)."""
+        _, _, rgba, zbuffer, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=int(shadows),
+                                                       lightDirection=(0.6, -0.4, 2.0),
+                                                       renderer=self.p.ER_TINY_RENDERER, physicsClientId=self.client)
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3]
+        return rgb, metric_depth(np.asarray(zbuffer, dtype=np.float64).reshape(size, size))
 
     def close(self) -> None:
         self.p.disconnect(physicsClientId=self.client)
@@ -248,20 +289,24 @@ def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
     ours = {os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames)}
     folders = {traj_dir, os.path.join(traj_dir, "tpv"), *view_dirs(traj_dir, preset.views)}
     found = []
+    ours.add(os.path.join(traj_dir, GROUND_TRUTH))
     for parent, dirs, files in os.walk(traj_dir):
         found += [os.path.join(parent, d) for d in dirs if os.path.join(parent, d) not in folders]
         found += [os.path.join(parent, f) for f in files if os.path.join(parent, f) not in ours]
     return sorted(found)
 
 
-def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) -> np.ndarray:
-    """``(1 + views, frames, size, size, 3)`` uint8 RGB frames of trajectory ``index``."""
+def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) -> Tuple[np.ndarray, dict]:
+    """``(1 + views, frames, size, size, 3)`` uint8 RGB frames of trajectory ``index`` and its ground
+    truth (the arrays of ``ground_truth.npz``)."""
     rng = np.random.default_rng([seed, index])
     episode = sample_episode(rng)
     cube_orientation = scene.p.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
     cube_rest = (*episode.cube_xy, _CUBE_HALF)
     poses = interpolate(episode_keyframes(scene, episode), preset.frames)
     images = np.empty((1 + preset.views, preset.frames, preset.size, preset.size, 3), dtype=np.uint8)
+    depth = np.empty((1 + preset.views, preset.frames, preset.size, preset.size), dtype=np.uint16)
+    cameras = np.empty((1 + preset.views, preset.frames, 4, 4))
     grasp_offset = None
     for t, (joints, finger, attached) in enumerate(poses):
         scene.set_arm(joints, finger)
@@ -274,13 +319,15 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
         else:
             position, orientation = cube_rest, cube_orientation
         scene.set_cube(position, orientation, episode.colour)
-        images[0, t] = scene.render(_first_person_view(scene.client, scene.robot), preset.size, preset.shadows)
-        for v, view in enumerate(scene.tpv_views):
-            images[1 + v, t] = scene.render(view, preset.size, preset.shadows)
-    return images
+        for v, view in enumerate([_first_person_view(scene.client, scene.robot)] + scene.tpv_views):
+            images[v, t], metres = scene.render(view, preset.size, preset.shadows)
+            depth[v, t], cameras[v, t] = depth_to_mm(metres), world_to_camera(view)
+    names = ["fpv"] + [f"view_{v:04d}" for v in range(preset.views)]
+    return images, {"intrinsics": intrinsics(preset.size), "world_to_camera": cameras, "depth_mm": depth,
+                    "view_names": np.array(names)}
 
 
-def write_trajectory(images: np.ndarray, traj_dir: str, quality: int) -> None:
+def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, quality: int) -> None:
     """Write into a temporary folder and rename it, so an interrupted run leaves no partial trajectory.
     An existing ``traj_dir`` holds only this renderer's frames (checked by :func:`foreign_files`)."""
     tmp = traj_dir + ".partial"
@@ -289,6 +336,7 @@ def write_trajectory(images: np.ndarray, traj_dir: str, quality: int) -> None:
         os.makedirs(d)
         for t, rgb in enumerate(view_images):
             cv2.imwrite(os.path.join(d, frame_name(t)), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    np.savez_compressed(os.path.join(tmp, GROUND_TRUTH), **ground_truth)
     shutil.rmtree(traj_dir, ignore_errors=True)
     os.replace(tmp, traj_dir)
 
@@ -304,7 +352,7 @@ def _init_worker(views: int) -> None:
 
 def _render_job(job: Tuple[Preset, int, int, str]) -> int:
     preset, seed, index, traj_dir = job
-    write_trajectory(render_trajectory(_WORKER_SCENE, preset, seed, index), traj_dir, preset.jpeg_quality)
+    write_trajectory(*render_trajectory(_WORKER_SCENE, preset, seed, index), traj_dir, preset.jpeg_quality)
     return preset.frames * (1 + preset.views)
 
 

@@ -29,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
+from utils import (UserError, atomic_write, prepare_output_dir, refuse_foreign_folder, run_cli,  # noqa: E402
+                   write_json_atomic)
 
 # class name -> (URDF inside pybullet_data, global scaling)
 OBJECTS: Dict[str, Tuple[str, float]] = {
@@ -98,12 +99,17 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.broadcast_to(top * (1 - t) + bottom * t, (size, size, 3)).astype(np.uint8)
 
 
+def sample_camera(rng: np.random.Generator, view: ViewRange) -> Tuple[float, float, float]:
+    """``(azimuth, elevation, distance)`` of an image's camera: degrees, degrees, bounding radii
+    (the first draws of the image's generator)."""
+    return rng.uniform(*view.azimuth), rng.uniform(*view.elevation), rng.uniform(*view.distance)
+
+
 def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, view: ViewRange,
                 rng: np.random.Generator, size: int) -> np.ndarray:
     """One RGB image ``(size, size, 3)`` uint8 of ``body`` from a random camera in ``view``."""
-    azimuth = rng.uniform(*view.azimuth)
-    elevation = rng.uniform(*view.elevation)
-    distance = radius * rng.uniform(*view.distance)
+    azimuth, elevation, radii = sample_camera(rng, view)
+    distance = radius * radii
     target = centre + rng.normal(0, 0.05 * radius, 3)
     az, el = math.radians(azimuth), math.radians(elevation)
     eye = target + distance * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
@@ -185,6 +191,19 @@ def check_existing(out: str, record: dict) -> None:
         raise UserError(f"{out} holds a rendering with other settings ({path}); choose another --out")
 
 
+def write_cameras(out: str, preset: Preset, seed: int) -> None:
+    """``cameras.csv`` beside train/ and val/ (image folders ignore it): one row per image with its
+    split, class, file and camera azimuth and elevation (degrees, around the object's centre, azimuth
+    0 along world x) and distance (in bounding radii of the object)."""
+    rows = ["split,class,file,azimuth_deg,elevation_deg,distance_radii"]
+    for split, count in (("train", preset.train_per_class), ("val", preset.val_per_class)):
+        for name in list(OBJECTS)[:preset.classes]:
+            for index in range(count):
+                azimuth, elevation, radii = sample_camera(image_rng(seed, split, name, index), VIEWS[split])
+                rows.append(f"{split},{name},{index:05d}.png,{azimuth:.4f},{elevation:.4f},{radii:.4f}")
+    atomic_write(os.path.join(out, "cameras.csv"), lambda tmp: open(tmp, "w").write("\n".join(rows) + "\n"))
+
+
 def write_record(out: str, record: dict, complete: bool) -> None:
     """``render.json``: the settings, class names and camera ranges; ``complete`` once all images exist."""
     write_json_atomic(dict(record, class_names=list(OBJECTS)[:record["classes"]], fov_deg=FOV_DEG,
@@ -226,6 +245,7 @@ def main(argv=None) -> None:
             with ProcessPoolExecutor(args.workers) as pool:
                 for done in pool.map(render_chunk, jobs):
                     bar.update(done)
+    write_cameras(args.out, preset, args.seed)
     write_record(args.out, record, complete=True)
     print(f"{args.out}: {preset.classes} classes, {preset.train_per_class} train and "
           f"{preset.val_per_class} val images per class at {size} px")

@@ -57,6 +57,13 @@ def load_embedder(checkpoint: Optional[str], model_name: str, img_size: int, see
     return embedder.eval(), cfg
 
 
+def random_twin(cfg: Dict, seed: int) -> Embedder:
+    """The model ``cfg`` describes, randomly initialised (seeded), in eval mode: the reference a
+    trained model is compared with."""
+    seed_everything(seed)
+    return create_embedder(cfg).eval()
+
+
 def has_3dtrl(embedder: Embedder) -> bool:
     return hasattr(embedder.net, "three_d_trl")
 

@@ -1,0 +1,226 @@
+"""Does 3DTRL recover geometry? Its pseudo-depth and cameras against a renderer's ground truth.
+
+Conventions. 3DTRL moves a camera-frame token ``p_cam`` (x right, y down, z forward: ``(u d, v d, d)``)
+to the world as the row vector ``p_world = p_cam R + t``. In column form that is
+``p_world = R^T p_cam + t``: ``R`` is the world-to-camera rotation and ``t`` the camera centre.
+The renderers store ``world_to_camera`` 4x4 matrices in the same camera axes. The estimated world
+frame and its scale are arbitrary, so only quantities that a similarity transform of the world
+leaves unchanged are compared: the relative rotation of two cameras, ``R_b R_a^T``, and the
+direction from camera a to camera b seen from camera a, ``R_a (c_b - c_a) / |c_b - c_a|``.
+Pseudo-depth is compared by rank (Spearman) with the true mean depth of each token's patch.
+"""
+import itertools
+import os
+import warnings
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from data_pipeline.render_ftpv import GROUND_TRUTH
+from utils import UserError
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+def load_ground_truth(traj_path: str, view_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """``world_to_camera (V, T, 4, 4)``, ``depth (V, T, S, S)`` in metres (nan: nothing) and
+    ``intrinsics (3, 3)`` of the named views of a rendered trajectory."""
+    path = os.path.join(traj_path, GROUND_TRUTH)
+    if not os.path.isfile(path):
+        raise UserError(f"no ground truth in {traj_path} (no {GROUND_TRUTH}: render the data with this "
+                        f"project's renderer)")
+    with np.load(path, allow_pickle=False) as data:
+        names = [str(n) for n in data["view_names"]]
+        missing = [n for n in view_names if n not in names]
+        if missing:
+            raise UserError(f"{path} has no ground truth for view {missing[0]}")
+        index = [names.index(n) for n in view_names]
+        depth = data["depth_mm"][index].astype(np.float64) / 1000.0
+        return {"world_to_camera": data["world_to_camera"][index], "intrinsics": data["intrinsics"],
+                "depth": np.where(depth > 0, depth, np.nan)}
+
+
+def token_depth(depth: np.ndarray, grid_size: Tuple[int, int]) -> np.ndarray:
+    """Mean true depth of each token's patch: ``(..., S, S)`` metres -> ``(..., h, w)`` (nan where
+    the patch shows nothing)."""
+    h, w = grid_size
+    size = depth.shape[-1]
+    if size % h or size % w:
+        raise UserError(f"ground-truth depth of {size} px cannot be split into a {h}x{w} token grid")
+    blocks = depth.reshape(*depth.shape[:-2], h, size // h, w, size // w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a patch of nothing but sky: nan, as documented
+        return np.nanmean(blocks, axis=(-3, -1))
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+def spearman_per_image(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of ``pred`` and ``true`` ``(M, N)`` per row over the tokens where
+    ``true`` is known; 0 where either side is constant or fewer than 3 tokens are known."""
+    out = np.zeros(len(pred))
+    for k, (p, t) in enumerate(zip(pred, true)):
+        known = np.isfinite(t)
+        if known.sum() >= 3 and np.ptp(p[known]) > 0 and np.ptp(t[known]) > 0:
+            out[k] = spearmanr(p[known], t[known]).statistic
+    return out
+
+
+def rotation_angle_deg(rotation: np.ndarray) -> np.ndarray:
+    """Angle in degrees of rotation matrices ``(..., 3, 3)``."""
+    cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle in degrees between vectors ``(..., 3)``."""
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def cameras_from_layer(rotation: np.ndarray, translation: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """3DTRL's ``(R, t)`` (``p_world = p_cam R + t``) -> world-to-camera rotation and camera centre."""
+    return rotation, translation
+
+
+def cameras_from_world_to_camera(world_to_camera: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(..., 4, 4)`` world-to-camera -> world-to-camera rotation ``(..., 3, 3)`` and centre ``(..., 3)``."""
+    rotation, translation = world_to_camera[..., :3, :3], world_to_camera[..., :3, 3]
+    return rotation, -np.einsum("...ji,...j->...i", rotation, translation)
+
+
+def view_pairs(views: int) -> List[Tuple[int, int]]:
+    return list(itertools.combinations(range(views), 2))
+
+
+def relative_rotations(rotation: np.ndarray) -> np.ndarray:
+    """``R_b R_a^T`` for every pair ``a < b`` of the views axis: ``(V, ..., 3, 3)`` -> ``(P, ..., 3, 3)``."""
+    return np.stack([rotation[b] @ np.swapaxes(rotation[a], -1, -2) for a, b in view_pairs(len(rotation))])
+
+
+def relative_directions(rotation: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``R_a (c_b - c_a)`` for every pair ``a < b``: ``(V, ..., 3, 3)``, ``(V, ..., 3)`` -> ``(P, ..., 3)``."""
+    return np.stack([np.einsum("...ij,...j->...i", rotation[a], centre[b] - centre[a])
+                     for a, b in view_pairs(len(rotation))])
+
+
+def relative_rotation_errors(est: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between estimated and true relative rotations of every view pair at every
+    instant: world-to-camera rotations ``(V, T, 3, 3)`` each -> ``(P, T)``."""
+    return rotation_angle_deg(np.swapaxes(relative_rotations(est), -1, -2) @ relative_rotations(true))
+
+
+def translation_direction_errors(est_rotation: np.ndarray, est_centre: np.ndarray, true_rotation: np.ndarray,
+                                 true_centre: np.ndarray) -> np.ndarray:
+    """Angle (degrees) between estimated and true directions from camera a to camera b, seen from a,
+    for every view pair at every instant -> ``(P, T)``."""
+    return angle_between_deg(relative_directions(est_rotation, est_centre),
+                             relative_directions(true_rotation, true_centre))
+
+
+def random_rotations(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Uniformly distributed rotations ``(*shape, 3, 3)`` (QR of Gaussian matrices, signs fixed)."""
+    q, r = np.linalg.qr(rng.normal(size=(*shape, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+    return q * np.sign(np.linalg.det(q))[..., None, None]
+
+
+def mean_pairwise(values: np.ndarray, distance) -> float:
+    """Mean of ``distance(values[i], values[j])`` over pairs ``i < j`` of the first axis."""
+    pairs = view_pairs(len(values))
+    return float(np.mean([distance(values[i], values[j]) for i, j in pairs])) if pairs else 0.0
+
+
+def rotation_spread(rotation: np.ndarray) -> float:
+    """Mean angle (degrees) between the rotations ``(K, ..., 3, 3)`` of a set, over pairs of the first axis."""
+    return mean_pairwise(rotation, lambda a, b: rotation_angle_deg(np.swapaxes(a, -1, -2) @ b).mean())
+
+
+def centre_spread(centre: np.ndarray) -> float:
+    """Mean distance between the camera centres ``(K, ..., 3)`` of a set, over pairs of the first axis."""
+    return mean_pairwise(centre, lambda a, b: np.linalg.norm(a - b, axis=-1).mean())
+
+
+# ----------------------------------------------------------------------------- one trajectory
+
+class GeometryScores:
+    """Accumulates the comparisons of every evaluated trajectory, for the model and its references."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.depth: Dict[str, List[np.ndarray]] = {}
+        self.rotation: Dict[str, List[np.ndarray]] = {}
+        self.direction: Dict[str, List[np.ndarray]] = {}
+        self.spread: Dict[str, List[float]] = {}
+
+    def _add(self, table: Dict[str, list], name: str, value) -> None:
+        table.setdefault(name, []).append(value)
+
+    def add(self, name: str, depth: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+            truth: Dict[str, np.ndarray]) -> None:
+        """One trajectory seen by model ``name``: pseudo-depth ``(V, T, h, w)``, 3DTRL's rotation
+        ``(V, T, 3, 3)`` and translation ``(V, T, 3)``, and its ground truth (``load_ground_truth``)."""
+        true_depth = token_depth(truth["depth"], depth.shape[-2:])
+        self._add(self.depth, name, spearman_per_image(depth.reshape(-1, depth[0, 0].size),
+                                                       true_depth.reshape(-1, true_depth[0, 0].size)))
+        est_r, est_c = cameras_from_layer(rotation, translation)
+        true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
+        self._add(self.rotation, name, relative_rotation_errors(est_r, true_r).ravel())
+        self._add(self.direction, name, translation_direction_errors(est_r, est_c, true_r, true_c).ravel())
+        self._add_spread(name, est_r, est_c)
+
+    def _add_spread(self, name: str, rotation: np.ndarray, centre: np.ndarray) -> None:
+        """How much the cameras ``(V, T, ...)`` differ across the views of an instant and across the
+        frames of a view: mean pairwise rotation angle (degrees) and centre distance (own units)."""
+        self._add(self.spread, f"{name}_rotation_across_views_deg", rotation_spread(rotation))
+        self._add(self.spread, f"{name}_rotation_across_frames_deg", rotation_spread(np.swapaxes(rotation, 0, 1)))
+        self._add(self.spread, f"{name}_centre_across_views", centre_spread(centre))
+        self._add(self.spread, f"{name}_centre_across_frames", centre_spread(np.swapaxes(centre, 0, 1)))
+
+    def add_references(self, truth: Dict[str, np.ndarray]) -> None:
+        """Once per trajectory: the true cameras' spread, and cameras that know nothing: uniformly
+        random rotations and directions, and one identical camera for every view (relative rotation
+        the identity)."""
+        true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
+        self._add_spread("truth", true_r, true_c)
+        identical = np.broadcast_to(np.eye(3), true_r.shape)
+        self._add(self.rotation, "identical_cameras", relative_rotation_errors(identical, true_r).ravel())
+        self._add(self.rotation, "random_rotations",
+                  relative_rotation_errors(random_rotations(true_r.shape[:2], self.rng), true_r).ravel())
+        directions = relative_directions(true_r, true_c)
+        self._add(self.direction, "random_directions",
+                  angle_between_deg(self.rng.normal(size=directions.shape), directions).ravel())
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        """Means (and standard deviations for depth) of every comparison, finite numbers only."""
+        def mean(table):
+            return {k: float(np.mean(np.concatenate(v))) for k, v in table.items()}
+        return {
+            "depth_spearman": mean(self.depth),
+            "depth_spearman_std": {k: float(np.std(np.concatenate(v))) for k, v in self.depth.items()},
+            "relative_rotation_error_deg": mean(self.rotation),
+            "translation_direction_error_deg": mean(self.direction),
+            "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
+        }
+
+
+def format_table(summary: Dict[str, Dict[str, float]]) -> str:
+    """The summary as aligned text rows: one line per measure, one column per model or reference."""
+    lines = []
+    for key in ("depth_spearman", "relative_rotation_error_deg", "translation_direction_error_deg",
+                "camera_spread"):
+        cells = "  ".join(f"{name} {value:.3f}" for name, value in summary[key].items())
+        lines.append(f"{key:32s} {cells}")
+    return "\n".join(lines)
+
+
+def check_has_ground_truth(traj_paths: Sequence[str]) -> List[str]:
+    """The trajectories with ground truth; a :class:`UserError` when none has any."""
+    found = [p for p in traj_paths if os.path.isfile(os.path.join(p, GROUND_TRUTH))]
+    if not found:
+        where = os.path.dirname(traj_paths[0]) if traj_paths else "the split"
+        raise UserError(f"no trajectory of {where} has ground truth ({GROUND_TRUTH}); render it with "
+                        f"python -m data_pipeline.render_ftpv")
+    return found
+
