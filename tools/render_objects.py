@@ -201,7 +201,10 @@ def write_cameras(out: str, preset: Preset, seed: int) -> None:
             for index in range(count):
                 azimuth, elevation, radii = sample_camera(image_rng(seed, split, name, index), VIEWS[split])
                 rows.append(f"{split},{name},{index:05d}.png,{azimuth:.4f},{elevation:.4f},{radii:.4f}")
-    atomic_write(os.path.join(out, "cameras.csv"), lambda tmp: open(tmp, "w").write("\n".join(rows) + "\n"))
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("\n".join(rows) + "\n")
+    atomic_write(os.path.join(out, "cameras.csv"), write)
 
 
 def write_record(out: str, record: dict, complete: bool) -> None:

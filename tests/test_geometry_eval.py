@@ -1,0 +1,160 @@
+"""Ground truth written by the renderers, and the geometry evaluation against it: exact geometry gives
+zero error, cameras that know nothing give the reference values, bad input is one line."""
+import csv
+import json
+import os
+import shutil
+
+import cv2
+
+import numpy as np
+import pytest
+import torch
+
+import multiview_video_alignment as mva
+import visualize
+from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, render_dataset, sample_episode
+from tools import render_objects
+from utils import UserError
+from visualization import geometry_eval as ge
+
+TINY = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ftpv_geometry"))
+    render_dataset(out, TINY, seed=2, workers=1, progress=False)
+    return out
+
+
+def _truth(root, index=15):
+    names = ["fpv"] + [f"view_{v:04d}" for v in range(TINY.views)]
+    return ge.load_ground_truth(os.path.join(root, TINY.folder, f"tr_{index:04d}"), names)
+
+
+def _unproject(truth, view, t):
+    """World points ``(3, M)`` of every pixel with depth, from the stored K, pose and depth."""
+    depth = truth["depth"][view, t]
+    rows, cols = np.nonzero(np.isfinite(depth))
+    pixels = np.stack([cols + 0.5, rows + 0.5, np.ones(len(cols))])
+    cam = np.linalg.inv(truth["intrinsics"]) @ pixels * depth[rows, cols]
+    inverse = np.linalg.inv(truth["world_to_camera"][view, t])
+    return inverse[:3, :3] @ cam + inverse[:3, 3:], rows, cols
+
+
+def test_ground_truth_matches_the_rendered_floor(root):
+    truth = _truth(root)
+    for view in range(1 + TINY.views):
+        world, _, _ = _unproject(truth, view, 0)
+        floor = np.abs(world[2]) < 0.003           # within 3 mm of the plane z = 0
+        assert floor.mean() > 0.5 and world[2].min() > -0.003, (view, world[2].min())
+
+
+def test_ground_truth_puts_the_cube_where_it_was_drawn(root):
+    """Project the resting cube's top centre with the stored camera: the frame shows the cube's colour there."""
+    index = 15
+    episode = sample_episode(np.random.default_rng([2, index]))
+    top = np.array([*episode.cube_xy, 0.06, 1.0])                    # _CUBE_HALF = 0.03: the top face
+    truth = _truth(root, index)
+    seen = 0
+    for view in range(1, 1 + TINY.views):
+        cam = (truth["world_to_camera"][view, 0] @ top)[:3]
+        col, row = (truth["intrinsics"] @ (cam / cam[2]))[:2] - 0.5
+        col, row = int(round(col)), int(round(row))
+        if not (0 <= row < TINY.size and 0 <= col < TINY.size):
+            continue
+        image = cv2.imread(os.path.join(root, TINY.folder, f"tr_{index:04d}", "tpv", f"view_{view - 1:04d}",
+                                        "000000.jpg"))[:, :, ::-1]
+        colour = image[row, col] / 255.0
+        seen += np.abs(colour - np.array(episode.colour)).max() < 0.35
+        assert abs(truth["depth"][view, 0, row, col] - cam[2]) < 0.05   # the depth there is the cube's
+    assert seen >= 2
+
+
+def test_exact_geometry_gives_zero_error(root):
+    truth = _truth(root)
+    rotation, centre = ge.cameras_from_world_to_camera(truth["world_to_camera"])
+    rng = np.random.default_rng(0)
+    q, scale, shift = ge.random_rotations((), rng), 3.7, rng.normal(size=3)      # another world frame and scale
+    layer_rotation = rotation @ q.T                                              # world'-to-camera
+    layer_translation = scale * centre @ q.T + shift                             # camera centres in world'
+    depth = 2.5 * np.nan_to_num(ge.token_depth(truth["depth"], (4, 4)))  # any increasing function of the truth
+    scores = ge.GeometryScores()
+    scores.add("model", depth, layer_rotation, layer_translation, truth)
+    scores.add_references(truth)
+    summary = scores.summary()
+    assert summary["depth_spearman"]["model"] == pytest.approx(1.0)
+    assert summary["relative_rotation_error_deg"]["model"] == pytest.approx(0.0, abs=1e-4)
+    assert summary["translation_direction_error_deg"]["model"] == pytest.approx(0.0, abs=1e-4)
+    spread = summary["camera_spread"]
+    assert spread["model_rotation_across_views_deg"] == pytest.approx(spread["truth_rotation_across_views_deg"])
+    ratio = spread["model_centre_across_views"] / spread["truth_centre_across_views"]
+    assert ratio == pytest.approx(scale)
+
+
+def test_random_cameras_give_the_reference_values(root):
+    truth = _truth(root)
+    rng = np.random.default_rng(1)
+    scores = ge.GeometryScores(seed=2)
+    shape = truth["world_to_camera"].shape[:2]
+    for _ in range(40):
+        scores.add("random", rng.normal(size=(*shape, 4, 4)), ge.random_rotations(shape, rng),
+                   rng.normal(size=(*shape, 3)), truth)
+        scores.add_references(truth)
+    summary = scores.summary()
+    # a uniformly random rotation is on average pi/2 + 2/pi rad = 126.5 degrees from any fixed one
+    assert summary["relative_rotation_error_deg"]["random"] == pytest.approx(126.5, abs=4)
+    assert summary["relative_rotation_error_deg"]["random_rotations"] == pytest.approx(126.5, abs=4)
+    assert summary["translation_direction_error_deg"]["random"] == pytest.approx(90, abs=4)
+    assert abs(summary["depth_spearman"]["random"]) < 0.05
+    true_relative = ge.rotation_angle_deg(ge.relative_rotations(ge.cameras_from_world_to_camera(
+        truth["world_to_camera"])[0])).mean()
+    assert summary["relative_rotation_error_deg"]["identical_cameras"] == pytest.approx(true_relative)
+    assert all(np.isfinite(v) for table in summary.values() for v in table.values())
+
+
+def _checkpoint(tmp_path, name, model):
+    cfg = dict(mva.MODEL_DEFAULTS, model=model, img_size=32, patch_size=8, depth=2, trl_depth=1)
+    embedder = mva.create_embedder(cfg)
+    path = str(tmp_path / f"{name}.pth")
+    torch.save({"model": embedder.net.state_dict(), "model_cfg": cfg, "epoch": 0}, path)
+    return path
+
+
+def test_geometry_eval_command(root, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path, "trl", "vit_3dtrl_tiny_patch16_224")
+    visualize.main(["--checkpoint", ckpt, "--geometry_eval", root, "--out", str(tmp_path / "out"), "--xpar"])
+    result = json.loads((tmp_path / "out" / "geometry.json").read_text())
+    for key in ("depth_spearman", "relative_rotation_error_deg", "translation_direction_error_deg"):
+        assert "model" in result[key] and "random_init" in result[key]
+        assert all(np.isfinite(v) for v in result[key].values())
+    assert {"random_rotations", "identical_cameras"} <= set(result["relative_rotation_error_deg"])
+    assert len(result["trajectories"]) == 5 and "depth_spearman" in capsys.readouterr().out
+
+
+def test_geometry_eval_bad_input(root, tmp_path):
+    plain = _checkpoint(tmp_path, "plain", "vit_plain_tiny_patch16_224")
+    with pytest.raises(UserError, match="no 3DTRL layer"):
+        visualize.main(["--checkpoint", plain, "--geometry_eval", root, "--out", str(tmp_path / "o")])
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare)
+    for k in range(15, 20):  # the test split without its ground truth
+        os.remove(bare / TINY.folder / f"tr_{k:04d}" / GROUND_TRUTH)
+    trl = _checkpoint(tmp_path, "trl", "vit_3dtrl_tiny_patch16_224")
+    with pytest.raises(UserError, match="has ground truth"):
+        visualize.main(["--checkpoint", trl, "--geometry_eval", str(bare), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
+def test_object_renderer_writes_each_camera(tmp_path):
+    out = str(tmp_path / "objects")
+    render_objects.main(["--out", out, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    with open(os.path.join(out, "cameras.csv")) as f:
+        rows = list(csv.DictReader(f))
+    images = [os.path.join(r["split"], r["class"], r["file"]) for r in rows]
+    assert all(os.path.isfile(os.path.join(out, p)) for p in images) and len(rows) == 3 * (8 + 4)
+    val = [r for r in rows if r["split"] == "val"]
+    assert all(40 <= float(r["elevation_deg"]) <= 65 for r in val)
+    assert os.path.isfile(os.path.join(out, "render.json"))
+    assert GROUND_TRUTH not in os.listdir(out)
