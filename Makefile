@@ -24,11 +24,16 @@ STAMP := $(shell date +%Y%m%d-%H%M%S)
 DEMO_OUT ?= output/demo/$(STAMP)
 IMAGENET_DEMO_OUT ?= output/imagenet_demo/$(STAMP)
 
+# FTPV_ROOT=DIR: run the same training and test on your own FTPV root (Pandav1_Train_Frame layout), no rendering.
+FTPV_ROOT ?=
+DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
+DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
+	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --lr 1e-3 --epochs 30 --patience 30
+
 demo: venv
-	$(PY) -m data_pipeline.render_ftpv --out data/ftpv --preset demo --workers 2
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) multiview_video_alignment.py --data panda --data_root data/ftpv \
-		--train_views 6 --img_size 64 --epochs 4 --triplets_per_epoch 256 --batch_size 16 --lr 1e-4 \
-		--num_workers 1 --device cpu --output_dir $(DEMO_OUT)
+	$(if $(FTPV_ROOT),,$(PY) -m data_pipeline.render_ftpv --out data/ftpv_demo --preset demo --workers 2)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) multiview_video_alignment.py --data panda --data_root $(DEMO_DATA) \
+		--train_views 6 $(DEMO_RECIPE) --num_workers 0 --device cpu --output_dir $(DEMO_OUT)
 
 bench: venv
 	$(PY) benchmarks/bench_models.py

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred_campos_from", default="both-sep", choices=("both-sep", "both-avg", "cls", "tok"),
                    help="3DTRL: tokens the camera pose is estimated from")
     p.add_argument("--pretrained", action="store_true", help="start from locally available timm weights")
+    p.add_argument("--init", default=None, metavar="FILE",
+                   help="start from the weights in FILE: a checkpoint of imagenet_train.py, of this script or a "
+                        "timm/state-dict file; the classifier is dropped, the position embedding resized, and the "
+                        "keys left at their initialisation are reported")
     p.add_argument("--test", nargs="?", const="best", default=None, metavar="CHECKPOINT",
                    help="only evaluate a checkpoint on the test split (default OUTPUT_DIR/best.pth)")
     p.add_argument("--lr", type=float, default=1e-6, help="Adam learning rate")
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release_loss", action="store_true",
                    help="triplet loss as in the release: view 2's positive and negative are taken from view 1")
     p.add_argument("--temperature", type=float, default=0.1, help="npairs: softmax temperature")
+    p.add_argument("--label_sigma", type=float, default=0.0,
+                   help="npairs: 0: only the same instant is a positive; > 0: Gaussian soft targets over the "
+                        "clip's instants with this standard deviation in frames")
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
     p.add_argument("--views_per_clip", type=int, default=2,
@@ -147,6 +154,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     for name in ("lr", "temperature"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.label_sigma < 0:
+        raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
     if args.output_dir is None:
@@ -291,21 +300,30 @@ def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool
     return F.relu(pull - push + margin).mean()
 
 
-def npairs_loss(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def npairs_loss(z: torch.Tensor, temperature: float = 0.1, times: Optional[torch.Tensor] = None,
+                sigma: float = 0.0) -> torch.Tensor:
     """Multi-view n-pairs (InfoNCE) loss over time-aligned clips of K views.
 
     Args:
         z: ``(B, K, L, D)`` L2-normalised embeddings: K views x the clip's L instants.
+        times: ``(B, L)`` frame indices of the clips' instants (needed when ``sigma > 0``).
+        sigma: 0: the target of instant i is instant i alone; > 0: a Gaussian over the clip's instants
+            centred on i with this standard deviation in frames, so that a near miss costs less than
+            a far one.
 
     Returns:
         Mean over clips, ordered view pairs ``(v, w), v != w`` and instants ``i`` of the cross-entropy
-        of ``softmax_j(z[v, i] . z[w, j] / temperature)`` against ``j = i``. With K = 2 this is the
-        two-view loss in both directions.
+        of ``softmax_j(z[v, i] . z[w, j] / temperature)`` against the target of ``i``. With K = 2 and
+        ``sigma = 0`` this is the two-view loss in both directions.
     """
     batch, views, length, _ = z.shape
     logits = torch.einsum("bvid,bwjd->bvwij", z, z) / temperature
     pairs = ~torch.eye(views, dtype=torch.bool, device=z.device)
     logits = logits[:, pairs]                                   # (B, K(K-1), L, L)
+    if sigma > 0:
+        gap = (times[:, :, None] - times[:, None, :]).to(z.dtype)
+        target = torch.softmax(-gap.square() / (2 * sigma ** 2), dim=-1)[:, None].expand_as(logits)
+        return -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
     target = torch.arange(length, device=z.device).expand(*logits.shape[:2], length)
     return F.cross_entropy(logits.flatten(0, 2), target.flatten())
 
@@ -348,7 +366,7 @@ def evaluate(embedder: Embedder, data: TrajectoryDataset, rt: Runtime, batch: in
 
 @torch.no_grad()
 def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[int], device: torch.device,
-                   batch: int, max_trajectories: int = 5) -> Dict[str, float]:
+                   batch: int, max_trajectories: int = 2) -> Dict[str, float]:
     """What 3DTRL recovers on (the first trajectories of) a split: spread of pseudo-depth over the
     tokens of an image, of the rotation angle and translation over the images, and, where the data
     has ground truth, the depth rank correlation and the relative-rotation error (degrees)."""
@@ -414,11 +432,11 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
 
 # ----------------------------------------------------------------------------- training
 
-def batch_loss(z: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+def batch_loss(z: torch.Tensor, times: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     """``z (B, V, K, D)``: triplets (V = 2 views, K = 3) or clips (V views, K = L frames) -> the loss
     ``--loss`` names."""
     if args.loss == "npairs":
-        return npairs_loss(z, args.temperature)
+        return npairs_loss(z, args.temperature, times, args.label_sigma)
     return time_contrastive_loss(z, release=args.release_loss)
 
 
@@ -433,12 +451,12 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
                dynamic_ncols=True)
     tick = time.perf_counter()
     samples = 0
-    for frames, _, _ in loader:
+    for frames, times, _ in loader:
         frames = frames.to(device, non_blocking=True)
         wait += time.perf_counter() - tick
         batch = frames.shape[0]
         z = embedder(frames.flatten(0, 2)).view(*frames.shape[:3], -1)
-        loss = batch_loss(z, args)
+        loss = batch_loss(z, times.to(device), args)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(embedder.parameters(), GRAD_CLIP)
@@ -473,6 +491,34 @@ def load_checkpoint(path: str) -> dict:
     if not isinstance(ckpt, dict):
         raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py")
     return ckpt
+
+
+def init_from_file(net: nn.Module, path: str) -> Dict:
+    """Load the backbone weights of ``path`` into ``net`` (see ``--init``); returns what was loaded,
+    left at initialisation and ignored."""
+    ckpt = load_checkpoint_file(path, "--init file")
+    state = ckpt
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
+            state = ckpt[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--init {path} holds no state dict")
+    own = net.state_dict()
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+        from timm.layers import resample_abs_pos_embed
+        prefix = 0 if getattr(net, "no_embed_class", False) else getattr(net, "num_prefix_tokens", 1)
+        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=net.patch_embed.grid_size,
+                                                    num_prefix_tokens=prefix)
+    ignored = sorted(k for k, v in state.items() if k not in own or v.shape != own[k].shape)
+    state = {k: v for k, v in state.items() if k not in ignored}
+    if not state:
+        raise UserError(f"--init {path}: none of its tensors fits {type(net).__name__} (same --model, --depth, "
+                        f"--patch_size?)")
+    left = sorted(net.load_state_dict(state, strict=False).missing_keys)
+    left = [k for k in left if not k.endswith(("estimator.u", "estimator.v"))]
+    return {"file": path, "loaded": len(state), "left_at_init": left, "ignored": ignored}
 
 
 def model_cfg(args: argparse.Namespace) -> Dict:
@@ -551,6 +597,11 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
 
     seed_everything(args.seed)
     embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)
+    init_report = init_from_file(embedder.net, args.init) if args.init and not args.resume else None
+    if init_report and rt.main:
+        print(f"initialised from {args.init}: {init_report['loaded']} tensors loaded, "
+              f"{len(init_report['left_at_init'])} left at their initialisation"
+              + (f" ({', '.join(init_report['left_at_init'])})" if init_report["left_at_init"] else ""))
     optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
 
@@ -638,7 +689,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         best = load_checkpoint(best_path)
     embedder.net.load_state_dict(best["model"])
     results = {"test": None, "val": state["best"]["val"], "best_epoch": state["best"]["epoch"],
-               "epochs": state["history"], "initial": state["initial"], "data": args.data,
+               "epochs": state["history"], "initial": state["initial"], "data": args.data, "init": init_report,
                "setting": "seen" if args.train_views == -1 else "unseen", "model": args.model,
                "views": {"train": view_names(train_views)}, "config": vars(args)}
     for name, (data, views) in tests.items():

@@ -206,20 +206,50 @@ def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
     names = ["fpv"] + [f"view_{v:04d}" for v in views]
     data = TrajectoryDataset(trajectories, cfg["img_size"], progress=progress, desc="decode")
     scores = geometry_eval.GeometryScores(args.seed)
+    rec_model = None
     for k, traj in enumerate(tqdm(trajectories, desc="geometry", unit="traj", disable=not progress)):
         truth = geometry_eval.load_ground_truth(traj.path, names)
         frames = data[k].numpy()
         for name, net in models.items():
             rec = recover(net, frames, args.batch_size, args.device)
             scores.add(name, rec.depth, rec.rotation, rec.translation, truth)
+            rec_model = rec if name == "model" else rec_model
         scores.add_references(truth)
+        if k == 0:
+            shown = (frames, truth, rec_model)
     summary = scores.summary()
     summary.update(checkpoint=args.checkpoint, model_cfg=cfg, data=args.data, split=args.split,
-                   trajectories=[t.name for t in trajectories], views=names)
+                   trajectories=[t.name for t in trajectories], views=names,
+                   files=["geometry.json", "geometry_depth.png", "geometry_cameras.png"])
     prepare_output_dir(args.out)
+    write_geometry_figures(*shown, names, trajectories[0].name, args.out)
     write_json_atomic(summary, os.path.join(args.out, "geometry.json"))
     print(geometry_eval.format_table(summary))
     print(f"wrote {os.path.join(args.out, 'geometry.json')}")
+
+
+def write_geometry_figures(frames: np.ndarray, truth: Dict[str, np.ndarray], rec: Recovered, names: Sequence[str],
+                           trajectory: str, out: str) -> None:
+    """geometry_depth.png (true depth of each token's patch beside the pseudo-depth) and
+    geometry_cameras.png (true cameras beside the estimated ones) at the middle frame."""
+    t = frames.shape[1] // 2
+    true_depth = geometry_eval.token_depth(truth["depth"][:, t], rec.grid_size)
+    true_depth = np.where(np.isfinite(true_depth), true_depth, np.nanmax(true_depth))
+    rows = [("true depth (m)", true_depth, [plots.depth_limits(d) for d in true_depth]),
+            ("pseudo-depth", rec.depth[:, t], [plots.depth_limits(d) for d in rec.depth[:, t]])]
+    plots.save_png(plots.depth_rows_figure(plots.to_hwc(frames[:, t]), rows, names,
+                                           f"{trajectory}, frame {t}: true depth per token patch vs 3DTRL's "
+                                           f"pseudo-depth; low → high: dark → yellow"),
+                   os.path.join(out, "geometry_depth.png"))
+    rotation, centre = geometry_eval.cameras_from_world_to_camera(truth["world_to_camera"][:, t])
+    points = geometry_eval.token_world_points(truth, rec.grid_size)[:, t]
+    points = np.where(np.isfinite(points), points, centre[:, None])
+    panels = [plots.cameras_figure(points, rotation, centre, true_depth.reshape(len(names), -1), rec.grid_size,
+                                   names, (-60,), "true cameras and token positions"),
+              plots.cameras_figure(rec.points_world[:, t], rec.rotation[:, t], rec.translation[:, t],
+                                   rec.depth[:, t].reshape(len(names), -1), rec.grid_size, names, (-60,),
+                                   "estimated by 3DTRL (own world frame and scale)")]
+    plots.save_png(np.concatenate(panels, axis=1), os.path.join(out, "geometry_cameras.png"))
 
 
 # ----------------------------------------------------------------------------- main

@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
 
 MANIFEST = "render.json"
+SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)
 _ARM_JOINTS = tuple(range(7))
 _FINGER_JOINTS = (9, 10)
 _HAND_LINK = 8
@@ -379,7 +380,7 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
     dataset_dir = os.path.join(out, preset.folder)
     refuse_foreign_folder(dataset_dir, MANIFEST)
     prepare_output_dir(dataset_dir)
-    manifest = dict(asdict(preset), seed=seed)
+    manifest = dict(asdict(preset), seed=seed, scene=SCENE_VERSION)
     check_manifest(dataset_dir, manifest)
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]

@@ -132,3 +132,55 @@ def test_torchrun_two_processes_match_single_process_evaluation(root, tmp_path):
     with open(out / "test.json") as f:
         tested = json.load(f)
     assert tested["test"] == pytest.approx(results["test"], rel=1e-5)  # sharded evaluation = whole evaluation
+
+
+def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
+    import imagenet_train
+    from tools import render_objects
+    objects = str(tmp_path / "objects")
+    render_objects.main(["--out", objects, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    small = ["--img-size", "32", "--model-kwargs", "patch_size=8", "depth=2", "-b", "4", "-j", "0", "--epochs", "1",
+             "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress", "--output", str(tmp_path / "in")]
+    imagenet_train.main([objects, "--model", "vit_plain_tiny_patch16_224", "--experiment", "plain", *small])
+    ckpt = str(tmp_path / "in" / "plain" / "last.pth.tar")
+    results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8", "--depth", "2",
+                   "--trl_depth", "1", "--num_workers", "0")
+    report = results["init"]
+    trained = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert report["loaded"] == len(trained) - 2 and report["ignored"] == ["head.bias", "head.weight"]
+    assert report["left_at_init"] and all(k.startswith("three_d_trl.") for k in report["left_at_init"])
+    with pytest.raises(mva.UserError, match="holds no state dict"):
+        torch.save(torch.ones(2), str(tmp_path / "tensor.pth"))
+        _run(root, tmp_path / "misfit", "--init", str(tmp_path / "tensor.pth"))
+
+
+def test_npairs_loss_against_hand_computed_values():
+    # two views, two instants, unit embeddings e1, e2 in both views, temperature 1:
+    # logits [[1, 0], [0, 1]]; each row's cross-entropy is log(1 + e^-1) = 0.31326
+    e = torch.eye(2, dtype=torch.float64)
+    z = torch.stack([e, e])[None]                                  # (1, 2 views, 2 instants, 2)
+    assert mva.npairs_loss(z, temperature=1.0).item() == pytest.approx(0.313262, abs=1e-6)
+    # three identical views: every ordered pair gives the same value
+    assert mva.npairs_loss(torch.stack([e, e, e])[None], 1.0).item() == pytest.approx(0.313262, abs=1e-6)
+    # swapped instants in view 2: the positive has logit 0, the negative 1 -> log(1 + e) = 1.31326
+    assert mva.npairs_loss(torch.stack([e, e.flip(0)])[None], 1.0).item() == pytest.approx(1.313262, abs=1e-6)
+    # Gaussian targets, sigma 1, instants 0 and 1: target row softmax([0, -1/2]) = [0.62246, 0.37754];
+    # 0.62246 * 0.31326 + 0.37754 * 1.31326 = 0.69080
+    times = torch.tensor([[0, 1]])
+    assert mva.npairs_loss(z, 1.0, times, sigma=1.0).item() == pytest.approx(0.690804, abs=1e-5)
+
+
+def test_clip_dataset_draws_aligned_views(root):
+    from data_pipeline import ClipDataset
+    trajectories, _ = open_split(root, "mc", "train", 2)
+    data = TrajectoryDataset(trajectories, 32, progress=False)
+    clips = ClipDataset(data, clip_frames=5, views_per_clip=0, seed=1)
+    frames, times, views = clips[4]
+    assert frames.shape == (3, 5, 3, 32, 32) and sorted(views.tolist()) == [0, 1, 2]
+    assert times.tolist() == sorted(times.tolist()) and len(set(times.tolist())) == 5
+    k = int(clips.index[4][0])
+    assert torch.equal(frames[1, 2], data[k][int(views[1]), int(times[2])])   # same instant in every view
+    before = [clips.draw(i) for i in range(10)]
+    assert before == [clips.draw(i) for i in range(10)]                          # seeded
+    clips.set_epoch(1)
+    assert before != [clips.draw(i) for i in range(10)]                          # drawn anew each epoch

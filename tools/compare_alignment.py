@@ -1,49 +1,49 @@
 """3DTRL vs the same ViT without 3DTRL (the paper's DeiT+TCN baseline) on multi-view video alignment.
 
-Trains both models in the seen and the unseen setting for several seeds with
-``multiview_video_alignment.py`` and writes a table of test metrics (mean and standard deviation
-over seeds) as Markdown and JSON. Finished runs (with a results.json) are reused, so an
-interrupted comparison continues where it stopped.
+Trains both models with one recipe for several seeds with ``multiview_video_alignment.py`` and
+writes a table of test metrics (mean and standard deviation over seeds, and a paired t-test of
+the per-seed differences) as Markdown and JSON. In the unseen setting every run is tested on the
+training cameras ("seen views") and on the held-out cameras ("unseen views"). Finished runs (with
+a results.json) are reused, so an interrupted comparison continues where it stopped.
 
-    python tools/compare_alignment.py --data_root data/ftpv_panda --out output/compare_alignment
+    python tools/compare_alignment.py --data_root data/ftpv --out output/compare_alignment \\
+        --train_args "--loss npairs --depth 4 --trl_depth 1 --global_pool avg ..."
 """
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, atomic_write, run_cli, write_json_atomic  # noqa: E402
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
-           ("kendalls_tau", "Kendall's tau ↑"))
+           ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))
+DEMO_RECIPE = ("--img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 "
+               "--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --lr 1e-3 --epochs 30 --patience 30")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="panda")
-    p.add_argument("--data_root", default="data/ftpv_panda")
+    p.add_argument("--data_root", default="data/ftpv")
     p.add_argument("--out", default="output/compare_alignment")
     p.add_argument("--models", nargs="+", default=["vit_plain_tiny_patch16_224", "vit_3dtrl_tiny_patch16_224"],
                    help="baseline first")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--settings", nargs="+", default=["seen", "unseen"], choices=("seen", "unseen"),
-                   help="settings to run and tabulate (separate invocations can share the work)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--settings", nargs="+", default=["unseen"], choices=("seen", "unseen"),
+                   help="seen: train and test on every view; unseen: train on views 0..k-1, test on the rest")
     p.add_argument("--unseen_train_views", type=int, default=6, help="--train_views of the unseen setting")
-    p.add_argument("--img_size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--triplets_per_epoch", type=int, default=96)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--num_workers", type=int, default=1)
+    p.add_argument("--train_args", default=DEMO_RECIPE, help="the recipe: flags of multiview_video_alignment.py")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per training run (one wastes least on a busy machine)")
     p.add_argument("--xpar", action="store_true", help="no progress bars")
@@ -61,10 +61,8 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         train_views = -1 if setting == "seen" else args.unseen_train_views
         cmd = [sys.executable, os.path.join(ROOT, "multiview_video_alignment.py"), "--data", args.data,
                "--data_root", args.data_root, "--train_views", str(train_views), "--model", model,
-               "--seed", str(seed), "--img_size", str(args.img_size), "--epochs", str(args.epochs),
-               "--patience", str(args.patience), "--triplets_per_epoch", str(args.triplets_per_epoch),
-               "--batch_size", str(args.batch_size), "--lr", str(args.lr), "--num_workers", str(args.num_workers),
-               "--output_dir", out, "--device", "cpu"]
+               "--seed", str(seed), "--num_workers", "0", "--output_dir", out, "--device", "cpu",
+               *shlex.split(args.train_args)]
         if os.path.isfile(os.path.join(out, "last.pth")):
             cmd.append("--resume")
         if args.xpar:
@@ -77,21 +75,41 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         return json.load(f)
 
 
-def summarise(values: Sequence[float]) -> Dict[str, float]:
+def summarise(values: Sequence[float]) -> Dict:
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
             "min": float(arr.min()), "max": float(arr.max()), "values": [float(v) for v in arr]}
 
 
+def paired(baseline: Sequence[float], other: Sequence[float]) -> Dict:
+    """Mean per-seed difference (other - baseline) and the two-sided paired t-test's p-value."""
+    diff = np.asarray(other, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    p_value = float(ttest_rel(other, baseline).pvalue) if len(diff) > 1 and diff.std() > 0 else 1.0
+    return {"mean_difference": float(diff.mean()), "p_value": p_value}
+
+
+def view_sets(setting: str) -> List[str]:
+    return ["test_seen_views", "test"] if setting == "unseen" else ["test"]
+
+
 def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
-    lines = [f"Test split, mean ± standard deviation over seeds {', '.join(map(str, seeds))}.", "",
-             "| setting | model | " + " | ".join(label for _, label in METRICS) + " | best epoch |",
-             "|---|---|" + "---|" * (len(METRICS) + 1)]
-    for setting, per_model in table.items():
-        for model in models:
-            row = per_model[model]
-            cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m, _ in METRICS]
-            lines.append(f"| {setting} | {model} | " + " | ".join(cells) + f" | {row['best_epochs']} |")
+    lines = [f"Test split, mean ± standard deviation over seeds {', '.join(map(str, seeds))}; p: two-sided "
+             f"paired t-test of the per-seed differences to {models[0]}.", "",
+             "| setting | views | model | " + " | ".join(label for _, label in METRICS) + " | before training (AE) |",
+             "|---|---|---|" + "---|" * (len(METRICS) + 1)]
+    for setting, per_views in table.items():
+        for views, per_model in per_views.items():
+            for model in models:
+                row = per_model[model]
+                cells = []
+                for m, _ in METRICS:
+                    cell = f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
+                    if "paired" in row:
+                        cell += f" (p {row['paired'][m]['p_value']:.2f})"
+                    cells.append(cell)
+                label = "seen" if views == "test_seen_views" or setting == "seen" else "unseen"
+                lines.append(f"| {setting} | {label} | {model} | " + " | ".join(cells)
+                             + f" | {row['initial']['alignment_error']['mean']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -99,20 +117,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     table: Dict[str, Dict] = {}
     for setting in args.settings:
+        runs = {model: [train_run(args, setting, model, seed) for seed in args.seeds] for model in args.models}
         table[setting] = {}
-        for model in args.models:
-            runs = [train_run(args, setting, model, seed) for seed in args.seeds]
-            row = {m: summarise([r["test"][m] for r in runs]) for m, _ in METRICS}
-            row["initial"] = {m: summarise([r["initial"]["test"][m] for r in runs]) for m, _ in METRICS}
-            row["best_epochs"] = [r["best_epoch"] for r in runs]
-            table[setting][model] = row
-    settings = {"data": args.data, "img_size": args.img_size, "epochs": args.epochs,
-                "triplets_per_epoch": args.triplets_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
-                "unseen_train_views": args.unseen_train_views, "seeds": args.seeds}
+        for views in view_sets(setting):
+            table[setting][views] = {}
+            for model in args.models:
+                row = {m: summarise([r[views][m] for r in runs[model]]) for m, _ in METRICS}
+                row["initial"] = {m: summarise([r["initial"][views][m] for r in runs[model]]) for m, _ in METRICS}
+                row["best_epochs"] = [r["best_epoch"] for r in runs[model]]
+                row["seconds"] = [sum(e.get("seconds", 0.0) for e in r["epochs"]) for r in runs[model]]
+                if model != args.models[0]:
+                    row["paired"] = {m: paired(table[setting][views][args.models[0]][m]["values"], row[m]["values"])
+                                     for m, _ in METRICS}
+                table[setting][views][model] = row
+    settings = {"data": args.data, "train_args": args.train_args, "seeds": args.seeds,
+                "unseen_train_views": args.unseen_train_views}
     write_json_atomic({"settings": settings, "table": table}, os.path.join(args.out, "table.json"))
     text = markdown_table(table, args.models, args.seeds)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(text)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(os.path.join(args.out, "table.md"), write)
     print(text)
     print(f"wrote {os.path.join(args.out, 'table.md')} and table.json")
 

@@ -54,6 +54,19 @@ def token_depth(depth: np.ndarray, grid_size: Tuple[int, int]) -> np.ndarray:
         return np.nanmean(blocks, axis=(-3, -1))
 
 
+def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int]) -> np.ndarray:
+    """True world position ``(V, T, h*w, 3)`` of each token: its patch centre's ray at the patch's
+    mean true depth (nan where the patch shows nothing)."""
+    h, w = grid_size
+    size = truth["depth"].shape[-1]
+    depth = token_depth(truth["depth"], grid_size).reshape(*truth["depth"].shape[:2], h * w)
+    cols, rows = np.meshgrid((np.arange(w) + 0.5) * size / w, (np.arange(h) + 0.5) * size / h)
+    rays = np.linalg.inv(truth["intrinsics"]) @ np.stack([cols.ravel(), rows.ravel(), np.ones(h * w)])
+    cam = rays.T * depth[..., None]                                            # (V, T, N, 3)
+    rotation, centre = cameras_from_world_to_camera(truth["world_to_camera"])
+    return np.einsum("vtji,vtnj->vtni", rotation, cam) + centre[:, :, None]
+
+
 # ----------------------------------------------------------------------------- comparisons
 
 def spearman_per_image(pred: np.ndarray, true: np.ndarray) -> np.ndarray:

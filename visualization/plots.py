@@ -79,17 +79,27 @@ def overlay_depth(image: np.ndarray, depth: np.ndarray, limits: Tuple[float, flo
 def depth_figure(images: np.ndarray, depth: np.ndarray, names: Sequence[str], limits: Sequence[Tuple[float, float]],
                  title: str) -> np.ndarray:
     """Images ``(V, S, S, 3)`` above their pseudo-depth overlays ``(V, h, w)``, one column per view."""
+    h, w = depth.shape[-2:]
+    return depth_rows_figure(images, [(f"pseudo-depth\n({h}x{w} tokens)", depth, limits)], names, title)
+
+
+def depth_rows_figure(images: np.ndarray, rows: Sequence[Tuple[str, np.ndarray, Sequence[Tuple[float, float]]]],
+                      names: Sequence[str], title: str) -> np.ndarray:
+    """Images ``(V, S, S, 3)`` above one overlay row per ``(label, depth (V, h, w), limits per view)``,
+    one column per view."""
     views = len(images)
-    fig, axes = plt.subplots(2, views, figsize=(1.6 * views, 3.5), dpi=DPI, squeeze=False)
+    fig, axes = plt.subplots(1 + len(rows), views, figsize=(1.6 * views, 1.75 * (1 + len(rows))), dpi=DPI,
+                             squeeze=False)
     for k in range(views):
         axes[0, k].imshow(images[k])
-        axes[1, k].imshow(overlay_depth(images[k], depth[k], limits[k]))
         axes[0, k].set_title(names[k], fontsize=8)
+        for r, (_, depth, limits) in enumerate(rows):
+            axes[1 + r, k].imshow(overlay_depth(images[k], depth[k], limits[k]))
         for ax in axes[:, k]:
             ax.set_xticks([])
             ax.set_yticks([])
-    h, w = depth.shape[-2:]
-    axes[1, 0].set_ylabel(f"pseudo-depth\n({h}x{w} tokens)", fontsize=8)
+    for r, (label, _, _) in enumerate(rows):
+        axes[1 + r, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.4)
     return figure_to_array(fig)
