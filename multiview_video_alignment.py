@@ -6,8 +6,9 @@ judged by how well it aligns two synchronised videos (alignment error, cycle err
 tau, averaged over every view pair of every trajectory).
 
     python multiview_video_alignment.py --data panda --model vit_3dtrl             # the release's recipe
-    python multiview_video_alignment.py --data panda --train_views 6 --img_size 64 --patch_size 8 \
-        --depth 6 --trl_depth 2 --loss npairs --lr 5e-4 --epochs 40                    # learns on a CPU
+    python multiview_video_alignment.py --data panda --train_views 6 --img_size 64 --loss npairs --depth 4 \
+        --trl_depth 1 --global_pool avg --views_per_clip 0 --clip_frames 10 --batch_size 2 \
+        --triplets_per_epoch 32 --lr 1e-3 --epochs 30                                 # the CPU demo's recipe
     torchrun --nproc_per_node 4 multiview_video_alignment.py --data can ...   # DDP over view pairs
     python multiview_video_alignment.py --test --output_dir OUT                # evaluate OUT/best.pth
 """
@@ -38,7 +39,8 @@ import model  # noqa: E402  (registers the 3DTRL models with timm)
 from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
                            TripletDataset, normalize, open_split)
 from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, kendalls_tau_b,  # noqa: E402
-                   load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
+                   load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic,
+                   seed_everything, write_json_atomic)
 
 MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
 GRAD_CLIP = 10.0
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="triplet", choices=LOSSES,
                    help="triplet: the release's time-contrastive triplet loss on raw embeddings; npairs: the "
                         "multi-view n-pairs (InfoNCE) loss on L2-normalised embeddings over time-aligned clips "
-                        "of two views (same instant = positive, the clip's other instants = negatives)")
+                        "of several views (same instant = positive, the clip's other instants = negatives)")
     p.add_argument("--release_loss", action="store_true",
                    help="triplet loss as in the release: view 2's positive and negative are taken from view 1")
     p.add_argument("--temperature", type=float, default=0.1, help="npairs: softmax temperature")

@@ -1,1 +1,13 @@
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
+
+
+def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:
+    """Render ``preset`` and move it under a data root as ``dataset_folder``; returns the root."""
+    import os
+    import shutil
+    from data_pipeline.render_ftpv import render_dataset
+    out = tmp_path_factory.mktemp("ftpv")
+    render_dataset(str(out / "render"), preset, seed=seed, workers=1, progress=False)
+    os.makedirs(out / "root")
+    shutil.move(str(out / "render" / preset.folder), str(out / "root" / dataset_folder))
+    return str(out / "root")

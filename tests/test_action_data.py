@@ -195,11 +195,16 @@ def test_bad_input_is_one_line_error(tiny_set, tmp_path, problem, message):
     assert not os.path.exists(out)
 
 
+def broken_video(tmp_path):
+    path = str(tmp_path / "broken.mp4")
+    with open(path, "wb") as f:
+        f.write(b"\x00not a video" * 64)
+    return path
+
+
 def test_unreadable_video_exits_with_one_line(tiny_set, tmp_path):
     data = copy_lists(tiny_set, tmp_path)
-    broken = str(tmp_path / "broken.mp4")
-    with open(broken, "wb") as f:
-        f.write(b"\x00not a video" * 64)
+    broken = broken_video(tmp_path)
     with open(os.path.join(data, "train.csv"), "w") as f:
         f.write(f"{broken} 0\n" * 8)
     proc = subprocess.run([sys.executable, os.path.join(ACTION, "tools", "run_net.py"),
@@ -212,12 +217,10 @@ def test_unreadable_video_exits_with_one_line(tiny_set, tmp_path):
 
 def test_corrupt_test_video_is_found_before_training(tiny_set, tmp_path):
     data = copy_lists(tiny_set, tmp_path)
-    broken = str(tmp_path / "broken.mp4")
-    with open(broken, "wb") as f:
-        f.write(b"\x00not a video" * 64)
+    broken = broken_video(tmp_path)
     with open(os.path.join(data, "test.csv"), "a") as f:
         f.write(f"{broken} 0\n")
     out = str(tmp_path / "out")
-    with pytest.raises(UserError, match=f"cannot decode video {broken}"):
+    with pytest.raises(UserError, match=f"cannot decode video: {broken}"):
         run_net.main(demo_args(data, out))
     assert not os.path.exists(out)

@@ -1,7 +1,6 @@
 """The time-contrastive loss, a short training run, resume, results and checkpoint-only testing."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -9,8 +8,9 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
+from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
-from data_pipeline.render_ftpv import Preset, render_dataset
+from data_pipeline.render_ftpv import Preset
 from utils import seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
@@ -20,11 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ftpv_train")
-    render_dataset(str(out / "render"), TINY, seed=11, workers=1, progress=False)
-    os.makedirs(out / "root")
-    shutil.move(str(out / "render" / TINY.folder), str(out / "root" / MC))
-    return str(out / "root")
+    return render_ftpv_root(tmp_path_factory, TINY, 11, MC)
 
 
 def _embeddings(rows):

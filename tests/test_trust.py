@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
+from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
 from tools import render_objects
@@ -44,11 +45,7 @@ class Payload:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ftpv_trust")
-    render_dataset(str(out / "render"), TINY, seed=5, workers=1, progress=False)
-    os.makedirs(out / "root")
-    shutil.move(str(out / "render" / TINY.folder), str(out / "root" / MC))
-    return str(out / "root")
+    return render_ftpv_root(tmp_path_factory, TINY, 5, MC)
 
 
 def _align(root, out, *extra):

@@ -1,10 +1,12 @@
 """Rebuild every figure in ``_doc/`` from data and checkpoints this project makes itself (``make figures``).
 
-1. renders the embedded Panda FTPV data (``data_pipeline.render_ftpv``, demo preset at 96 px with
-   four third-person views) unless it is already complete;
-2. trains a 3DTRL ViT-Ti and the same ViT without 3DTRL on it with a short schedule
-   (``multiview_video_alignment.py``), unless their runs have finished; an interrupted run resumes;
-3. draws the figures of a test trajectory with ``visualize.py`` and the layer diagram.
+1. renders the embedded Panda FTPV data (``data_pipeline.render_ftpv``, demo preset with four
+   third-person views) unless it is already complete;
+2. trains a 3DTRL ViT and the same ViT without 3DTRL on it with the demo's recipe
+   (``multiview_video_alignment.py``, seen setting), unless their runs have finished; an
+   interrupted run resumes;
+3. draws the figures of a test trajectory and the geometry against the renderer's ground truth
+   with ``visualize.py``, and the layer diagram.
 
 Every step is seeded, so a second run from scratch writes the same figures.
 
@@ -12,6 +14,7 @@ Every step is seeded, so a second run from scratch writes the same figures.
 """
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from typing import List, Optional, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tools.compare_alignment import DEMO_RECIPE  # noqa: E402
 from utils import UserError, run_cli  # noqa: E402
 from visualization.diagram import draw_layer_diagram  # noqa: E402
 
@@ -28,20 +32,19 @@ TEST_TRAJECTORY = "tr_0015"
 MODELS = {"3dtrl": "vit_3dtrl_tiny_patch16_224", "baseline": "vit_plain_tiny_patch16_224"}
 FIGURES = ("depth.png", "depth.gif", "tokens3d.png", "tokens3d.gif", "cameras.png", "alignment.gif",
            "alignment.png")
+GEOMETRY_FIGURES = ("geometry_depth.png", "geometry_cameras.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--doc", default="_doc", help="folder of the README's figures")
-    p.add_argument("--data_root", default="data/ftpv_figures", help="where the data is rendered")
+    p.add_argument("--data_root", default="data/figures_ftpv", help="where the data is rendered")
     p.add_argument("--runs", default="output/figures", help="where the two models are trained")
     p.add_argument("--seed", type=int, default=0, help="seed of rendering, training and initialisation")
-    p.add_argument("--img_size", type=int, default=96, help="frame size (rendered and seen by the models)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--triplets_per_epoch", type=int, default=128)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--img_size", type=int, default=64, help="frame size (rendered and seen by the models)")
+    p.add_argument("--train_args", default=DEMO_RECIPE + " --epochs 20 --patience 20",
+                   help="the training recipe (multiview_video_alignment.py flags): the demo's, 20 epochs")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--xpar", action="store_true", help="turn progress bars off")
     return p
@@ -68,9 +71,8 @@ def train(args: argparse.Namespace, name: str) -> str:
     if not os.path.isfile(os.path.join(out, "results.json")):
         resume = ["--resume"] if os.path.isfile(os.path.join(out, "last.pth")) else []
         run(["multiview_video_alignment.py", "--data", "panda", "--data_root", args.data_root, "--train_views", "-1",
-             "--model", MODELS[name], "--img_size", str(args.img_size), "--epochs", str(args.epochs),
-             "--triplets_per_epoch", str(args.triplets_per_epoch), "--batch_size", str(args.batch_size),
-             "--lr", str(args.lr), "--seed", str(args.seed), "--num_workers", "0", "--device", "cpu",
+             "--model", MODELS[name], *shlex.split(args.train_args), "--img_size", str(args.img_size),
+             "--seed", str(args.seed), "--num_workers", "0", "--device", "cpu",
              "--output_dir", out] + resume + (["--xpar"] if args.xpar else []))
     return os.path.join(out, "best.pth")
 
@@ -81,9 +83,13 @@ def draw(args: argparse.Namespace, trajectory: str, checkpoints: dict) -> None:
     run(["visualize.py", "--checkpoint", checkpoints["3dtrl"], "--baseline", checkpoints["baseline"],
          "--trajectory", trajectory, "--out", scratch, "--label", "3DTRL", "--baseline_label", "ViT",
          "--display_size", str(args.img_size), "--seed", str(args.seed)] + (["--xpar"] if args.xpar else []))
+    geometry = os.path.join(args.runs, "geometry")
+    run(["visualize.py", "--checkpoint", checkpoints["3dtrl"], "--geometry_eval", args.data_root, "--out", geometry,
+         "--seed", str(args.seed)] + (["--xpar"] if args.xpar else []))
     os.makedirs(args.doc, exist_ok=True)
-    for name in FIGURES:
-        shutil.copyfile(os.path.join(scratch, name), os.path.join(args.doc, name))
+    for folder, names in ((scratch, FIGURES), (geometry, GEOMETRY_FIGURES)):
+        for name in names:
+            shutil.copyfile(os.path.join(folder, name), os.path.join(args.doc, name))
     draw_layer_diagram(os.path.join(args.doc, "3dtrl_layer.png"))
 
 

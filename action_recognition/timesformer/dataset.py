@@ -75,7 +75,7 @@ def check_readable(videos: Sequence[Tuple[str, int]]) -> None:
         finally:
             capture.release()
         if not ok:
-            raise UserError(f"cannot decode video {path}")
+            raise UserError(f"cannot decode video: {path}")
 
 
 def decode_frames(path: str, indices: Sequence[int]) -> np.ndarray:
