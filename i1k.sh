@@ -42,12 +42,15 @@ else
 fi
 
 # Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.
-WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only >/dev/null
+# The check prints the run's output folder; torchrun keeps its logs there (not in /tmp, where an
+# interrupted run would leave them behind).
+CHECK=$(WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only)
+OUT_DIR=${CHECK##* output }
 
 if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
     RDZV=(--standalone)
 else
     RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
 fi
-exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node "$NUM_PROC" \
+exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
     "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"

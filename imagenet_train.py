@@ -40,8 +40,8 @@ from tqdm import tqdm
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
-from utils import (AverageMeter, UserError, atomic_write, load_checkpoint_file, prepare_output_dir, run_cli,
-                   seed_everything, stop_with_launcher, write_json_atomic)
+from utils import (AverageMeter, UserError, atomic_write, check_output_dir, load_checkpoint_file, prepare_output_dir,
+                   run_cli, seed_everything, stop_with_launcher, write_json_atomic)
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -396,6 +396,7 @@ def main(argv=None) -> None:
     if args.check_only:  # WORLD_SIZE: the number of processes the run will have (set by i1k.sh)
         args.world_size, args.rank, args.distributed = int(os.environ.get("WORLD_SIZE", 1)), 0, False
         out_dir = experiment_dir(args)
+        check_output_dir(out_dir)
         dataset_train, _, class_names = create_datasets(args)
         create_model(args, args.num_classes or len(class_names))
         check_batches(args, len(dataset_train))

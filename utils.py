@@ -236,6 +236,16 @@ def remove_stale_temporaries(directory: str) -> None:
             os.remove(path)
 
 
+def check_output_dir(path: str) -> None:
+    """Without creating anything: a :class:`UserError` unless ``path`` is, or can be made as, a
+    writable folder (its nearest existing ancestor is a writable folder)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to output folder {path}: {existing} is not a writable folder")
+
+
 def prepare_output_dir(path: str) -> str:
     """Create the output folder ``path`` if needed (a one-line :class:`UserError` when it cannot be
     made or written) and remove the temporary files an interrupted atomic write left there."""

@@ -6,6 +6,7 @@ import re
 import shutil
 import sys
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -223,6 +224,7 @@ def test_val_bad_input(objects, tmp_path):
 def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):
     """A 2-process gloo run through i1k.sh with a release config; imagenet_val.py evaluates its checkpoint."""
     config = os.path.join(ROOT, "i1k_configs", "vit_3dtrl_1k_scratch.yaml")
+    elastic_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "torchelastic_*")))
     result = subprocess.run(
         ["bash", "i1k.sh", "2", objects, "-c", config, "--epochs", "1", *SMALL_MODEL, *QUICK,
          "--output", str(tmp_path), "--experiment", "ddp"],
@@ -230,6 +232,8 @@ def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes on cpu" in result.stdout and "AMP is off" in result.stdout
     run_dir = tmp_path / "ddp"
+    assert (run_dir / "torchrun_logs").is_dir()       # torchrun's logs beside the run, nothing left in /tmp
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "torchelastic_*"))) == elastic_before
     for name in ("last.pth.tar", "model_best.pth.tar", "summary.csv", "metrics.json", "args.yaml"):
         assert (run_dir / name).is_file(), name
     assert glob.glob(str(run_dir / "events.out.tfevents.*"))

@@ -252,3 +252,33 @@ def test_compat_with_an_existing_torchvision_namespace():
             "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_unwritable_output_folders_are_one_line(tmp_path):
+    import imagenet_train
+    sys.path.insert(0, os.path.join(ACTION, "tools"))
+    import run_net
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        render_dataset(str(blocker / "data"), TINY, seed=5, workers=1, progress=False)
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        render_objects.main(["--out", str(blocker / "objects"), "--preset", "tiny", "--workers", "1",
+                             "--no-progress"])
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        render_actions(str(blocker / "actions"), "tiny", seed=0, workers=1, progress=False)
+    objects = str(tmp_path / "objects")
+    render_objects.main(["--out", objects, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        imagenet_train.main([objects, "--model", "vit_tiny_patch16_224", "--img-size", "32", "--model-kwargs",
+                             "patch_size=8", "depth=1", "-b", "4", "-j", "0", "--epochs", "1", "--no-progress",
+                             "--output", str(blocker / "out")])
+    result = subprocess.run(["bash", "i1k.sh", "1", objects, "--output", str(blocker / "out")], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot write to output folder")
+    assert result.stderr.count("\n") == 1
+    actions = str(tmp_path / "actions")
+    render_actions(actions, "tiny", seed=0, workers=1, progress=False)
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        run_net.main(["--cfg", os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml"),
+                      "DATA.PATH_TO_DATA_DIR", actions, "OUTPUT_DIR", str(blocker / "run")])
