@@ -716,11 +716,12 @@ def print_summary(results: Dict, output_dir: str) -> None:
               "test_seen_views": "seen views"}
     print(f"\ntest split, best epoch {results['best_epoch']} (val alignment error "
           f"{results['val']['alignment_error']:.4f}):")
-    print(f"  {'views':14s} {'':8s} {'align. err':>10s} {'cycle err':>10s} {'tau':>8s}")
+    print(f"  {'views':14s} {'':8s} {'align. err':>10s} {'cycle err':>10s} {'tau':>8s} {'tau-b':>8s}")
     for name in names:
         for when, metrics in (("before", results["initial"][name]), ("after", results[name])):
             print(f"  {labels[name]:14s} {when:8s} {metrics['alignment_error']:10.4f} "
-                  f"{metrics['cycle_error']:10.4f} {metrics['kendalls_tau']:+8.4f}")
+                  f"{metrics['cycle_error']:10.4f} {metrics['kendalls_tau']:+8.4f} "
+                  f"{metrics.get('kendalls_tau_b', float('nan')):+8.4f}")
     print(f"results: {os.path.join(output_dir, 'results.json')}")
     print(f"plot:    {results['plot']}")
     print(f"curves:  tensorboard --logdir {os.path.join(output_dir, 'tb')}")

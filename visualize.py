@@ -278,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         models[args.baseline_label] = recover(baseline[0], frames[baseline[1]["img_size"]], args.batch_size,
                                               args.device, progress, args.baseline_label)
     rec = models[args.label]
-    os.makedirs(args.out, exist_ok=True)
+    prepare_output_dir(args.out)
     written = write_depth(rec, display, names, instant, args.out, args.fps, progress)
     written += write_tokens(rec, names, instant, args.out, args.turn_frames, progress)
     written += write_cameras(rec, names, instant, args.out)
