@@ -47,7 +47,8 @@ def test_render_layout(rendered):
     for k in range(8):
         for view in ["fpv"] + [f"tpv/view_{v:04d}" for v in range(3)]:
             assert {f"tr_{k:04d}/{view}/{f}" for f in frames} <= files
-    assert len(files) == 8 * 4 * 8 + 1  # frames and the render.json manifest
+        assert f"tr_{k:04d}/ground_truth.npz" in files
+    assert len(files) == 8 * 4 * 8 + 8 + 1  # frames, one ground truth per trajectory, the render.json manifest
 
 
 def test_render_is_deterministic_and_resumable(rendered, tmp_path):

@@ -11,7 +11,7 @@ import multiview_video_alignment as mva
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset
-from utils import seed_everything
+from utils import load_checkpoint_file, seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
@@ -142,7 +142,7 @@ def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
     results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8", "--depth", "2",
                    "--trl_depth", "1", "--num_workers", "0")
     report = results["init"]
-    trained = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    trained = load_checkpoint_file(ckpt)["state_dict"]
     assert report["loaded"] == len(trained) - 2 and report["ignored"] == ["head.bias", "head.weight"]
     assert report["left_at_init"] and all(k.startswith("three_d_trl.") for k in report["left_at_init"])
     with pytest.raises(mva.UserError, match="holds no state dict"):
