@@ -323,9 +323,14 @@ def _unsafe_globals(path: str) -> list:
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles only builtin containers, strings and numbers: any class or function is refused."""
+    """Unpickles only builtin containers, strings and numbers: any class or function is refused
+    (sets and frozensets, which older pickle protocols build by name, excepted)."""
+
+    _BUILTIN_CONTAINERS = {(module, name) for module in ("builtins", "__builtin__") for name in ("set", "frozenset")}
 
     def find_class(self, module: str, name: str):
+        if (module, name) in self._BUILTIN_CONTAINERS:
+            return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name}")
 
 

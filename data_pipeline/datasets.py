@@ -1,5 +1,5 @@
 """Datasets for multi-view video alignment: whole trajectories, time-contrastive triplets and
-time-aligned clips of view pairs (for the multi-view n-pairs loss).
+time-aligned clips of several views (for the multi-view n-pairs loss).
 
 Frames are decoded and resized once into a uint8 cache (shared memory, so DataLoader workers
 read it without copies); ``cache=False`` re-reads the JPEG files on every access instead.

@@ -112,8 +112,8 @@ def test_pouring_split_pickle_with_payload_is_refused(tmp_path):
     with pytest.raises(UserError, match="could run code"):
         split_names("pouring", str(dataset), "train")
     assert not marker.exists()
-    with open(dataset / "train.pkl", "wb") as f:  # plain data still reads
-        pickle.dump([{"name": f"pour_{i}_real_0", "n": 1.5, "t": (1, 2)} for i in range(12)], f)
+    with open(dataset / "train.pkl", "wb") as f:  # plain data still reads, old protocols' sets included
+        pickle.dump([{"name": f"pour_{i}_real_0", "n": 1.5, "t": (1, 2), "s": {3}} for i in range(12)], f, protocol=2)
     assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
     assert load_plain_pickle(str(dataset / "train.pkl"))[0]["t"] == (1, 2)
 
