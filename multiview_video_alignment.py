@@ -37,7 +37,7 @@ from tqdm import tqdm  # noqa: E402
 
 import model  # noqa: E402  (registers the 3DTRL models with timm)
 from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
-                           TripletDataset, normalize, open_split)
+                           TripletDataset, normalize, open_split, view_folder_names)
 from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, kendalls_tau_b,  # noqa: E402
                    load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic,
                    seed_everything, write_json_atomic)
@@ -375,7 +375,7 @@ def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[
     from visualization import geometry_eval
     from visualization.inference import recover
 
-    names = view_names(views, padded=True)
+    names = view_folder_names(views)
     was_training = embedder.training
     embedder.eval()
     scores, depth_std, rotations, translations = geometry_eval.GeometryScores(), [], [], []
@@ -482,9 +482,8 @@ def load_split(args: argparse.Namespace, split: str, train_views: int, progress:
     return data, views
 
 
-def view_names(views: Sequence[int], padded: bool = False) -> List[str]:
-    """``fpv`` and the third-person views, as ``view_3`` (results) or ``view_0003`` (folder names)."""
-    return ["fpv"] + [f"view_{v:04d}" if padded else f"view_{v}" for v in views]
+def view_names(views: Sequence[int]) -> List[str]:
+    return ["fpv"] + [f"view_{v}" for v in views]
 
 
 def load_checkpoint(path: str) -> dict:

@@ -94,7 +94,7 @@ def load_yaml(text: str) -> Any:
 def _checked_value(key: str, default: Any, value: Any) -> Any:
     """``value`` for a key whose default is ``default``: of the default's type (an int is taken
     where a float is expected; a default of None takes anything), else a :class:`UserError`."""
-    if default is None or value is None and isinstance(default, (list, tuple)):
+    if default is None or (value is None and isinstance(default, (list, tuple))):
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)

@@ -194,7 +194,7 @@ def write_geometry(rec: Recovered, names: Sequence[str], out: str) -> None:
 def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
     """geometry.json: the model's pseudo-depth and cameras against the ground truth of every
     trajectory of ``--split`` that has it, beside a randomly initialised twin and reference cameras."""
-    from data_pipeline import TrajectoryDataset, open_split
+    from data_pipeline import TrajectoryDataset, open_split, view_folder_names
 
     embedder, cfg = load_embedder(args.checkpoint, args.model, args.img_size, args.seed)
     if not has_3dtrl(embedder):
@@ -203,20 +203,18 @@ def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
     trajectories, views = open_split(args.geometry_eval, args.data, args.split, -1)
     with_truth = geometry_eval.check_has_ground_truth([t.path for t in trajectories])
     trajectories = [t for t in trajectories if t.path in with_truth]
-    names = ["fpv"] + [f"view_{v:04d}" for v in views]
+    names = view_folder_names(views)
     data = TrajectoryDataset(trajectories, cfg["img_size"], progress=progress, desc="decode")
     scores = geometry_eval.GeometryScores(args.seed)
-    rec_model = None
     for k, traj in enumerate(tqdm(trajectories, desc="geometry", unit="traj", disable=not progress)):
         truth = geometry_eval.load_ground_truth(traj.path, names)
         frames = data[k].numpy()
-        for name, net in models.items():
-            rec = recover(net, frames, args.batch_size, args.device)
+        recs = {name: recover(net, frames, args.batch_size, args.device) for name, net in models.items()}
+        for name, rec in recs.items():
             scores.add(name, rec.depth, rec.rotation, rec.translation, truth)
-            rec_model = rec if name == "model" else rec_model
         scores.add_references(truth)
         if k == 0:
-            shown = (frames, truth, rec_model)
+            shown = (frames, truth, recs["model"])
     summary = scores.summary()
     summary.update(checkpoint=args.checkpoint, model_cfg=cfg, data=args.data, split=args.split,
                    trajectories=[t.name for t in trajectories], views=names,
@@ -233,6 +231,8 @@ def write_geometry_figures(frames: np.ndarray, truth: Dict[str, np.ndarray], rec
     """geometry_depth.png (true depth of each token's patch beside the pseudo-depth) and
     geometry_cameras.png (true cameras beside the estimated ones) at the middle frame."""
     t = frames.shape[1] // 2
+    instant = {key: truth[key][:, t:t + 1] for key in ("depth", "world_to_camera")}
+    instant["intrinsics"] = truth["intrinsics"]
     true_depth = geometry_eval.token_depth(truth["depth"][:, t], rec.grid_size)
     true_depth = np.where(np.isfinite(true_depth), true_depth, np.nanmax(true_depth))
     rows = [("true depth (m)", true_depth, [plots.depth_limits(d) for d in true_depth]),
@@ -242,7 +242,7 @@ def write_geometry_figures(frames: np.ndarray, truth: Dict[str, np.ndarray], rec
                                            f"pseudo-depth; low → high: dark → yellow"),
                    os.path.join(out, "geometry_depth.png"))
     rotation, centre = geometry_eval.cameras_from_world_to_camera(truth["world_to_camera"][:, t])
-    points = geometry_eval.token_world_points(truth, rec.grid_size)[:, t]
+    points = geometry_eval.token_world_points(instant, rec.grid_size)[:, 0]
     points = np.where(np.isfinite(points), points, centre[:, None])
     panels = [plots.cameras_figure(points, rotation, centre, true_depth.reshape(len(names), -1), rec.grid_size,
                                    names, (-60,), "true cameras and token positions"),

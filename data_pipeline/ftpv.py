@@ -20,6 +20,11 @@ SPLITS = ("train", "val", "test")
 FPV = "fpv"
 
 
+def view_folder_names(views: Sequence[int]) -> List[str]:
+    """Folder names of a trajectory's views, first-person first: ``fpv``, ``view_0000``, ..."""
+    return [FPV] + [f"view_{v:04d}" for v in views]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One FTPV data set: its folder, trajectory ranges per split (``None``: Pouring's pickles),
@@ -134,7 +139,8 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
     path = os.path.join(dataset_dir, name)
     if not os.path.isdir(path):
         raise UserError(f"missing trajectory folder: {path}")
-    view_dirs = [os.path.join(path, FPV)] + [os.path.join(path, "tpv", f"view_{v:04d}") for v in views]
+    first, *third = view_folder_names(views)
+    view_dirs = [os.path.join(path, first)] + [os.path.join(path, "tpv", name) for name in third]
     counts = [_count_frames(d) for d in view_dirs]
     for d, n in zip(view_dirs[1:], counts[1:]):
         if n != counts[0]:

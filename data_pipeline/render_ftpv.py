@@ -3,7 +3,8 @@
 Each trajectory is a randomised pick-and-place (or reach) episode. One camera rides on the
 Panda's hand (first-person view) and fixed cameras around the arm watch the same episode
 (third-person views) from about a metre, so the arm fills much of every frame; the floor is
-plain, so what changes over time (the arm and the cube) is what a frame shows most. Frames are written in the FTPV layout the alignment task reads:
+plain, so what changes over time (the arm and the cube) is what a frame shows most. Frames are
+written in the FTPV layout the alignment task reads:
 
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
@@ -39,6 +40,7 @@ from tqdm import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from data_pipeline.ftpv import view_folder_names  # noqa: E402
 from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
 
 MANIFEST = "render.json"
@@ -271,8 +273,8 @@ def frame_name(t: int) -> str:
 
 def view_dirs(traj_dir: str, num_views: int) -> List[str]:
     """First-person folder, then the third-person folders."""
-    return [os.path.join(traj_dir, "fpv")] + [os.path.join(traj_dir, "tpv", f"view_{v:04d}")
-                                              for v in range(num_views)]
+    first, *third = view_folder_names(range(num_views))
+    return [os.path.join(traj_dir, first)] + [os.path.join(traj_dir, "tpv", name) for name in third]
 
 
 def is_complete(traj_dir: str, preset: Preset) -> bool:
@@ -287,10 +289,10 @@ def is_complete(traj_dir: str, preset: Preset) -> bool:
 def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
     """Paths under ``traj_dir`` that are not frames this renderer writes (an incomplete trajectory
     holding only its own frames is re-rendered; one with anything else is left alone)."""
-    ours = {os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames)}
+    ours = {os.path.join(traj_dir, GROUND_TRUTH),
+            *(os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames))}
     folders = {traj_dir, os.path.join(traj_dir, "tpv"), *view_dirs(traj_dir, preset.views)}
     found = []
-    ours.add(os.path.join(traj_dir, GROUND_TRUTH))
     for parent, dirs, files in os.walk(traj_dir):
         found += [os.path.join(parent, d) for d in dirs if os.path.join(parent, d) not in folders]
         found += [os.path.join(parent, f) for f in files if os.path.join(parent, f) not in ours]
@@ -323,9 +325,8 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
         for v, view in enumerate([_first_person_view(scene.client, scene.robot)] + scene.tpv_views):
             images[v, t], metres = scene.render(view, preset.size, preset.shadows)
             depth[v, t], cameras[v, t] = depth_to_mm(metres), world_to_camera(view)
-    names = ["fpv"] + [f"view_{v:04d}" for v in range(preset.views)]
     return images, {"intrinsics": intrinsics(preset.size), "world_to_camera": cameras, "depth_mm": depth,
-                    "view_names": np.array(names)}
+                    "view_names": np.array(view_folder_names(range(preset.views)))}
 
 
 def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, quality: int) -> None:
