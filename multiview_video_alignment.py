@@ -38,7 +38,7 @@ from tqdm import tqdm  # noqa: E402
 import model  # noqa: E402  (registers the 3DTRL models with timm)
 from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
                            TripletDataset, normalize, open_split, view_folder_names)
-from utils import (AverageMeter, UserError, alignment_error, cycle_error, kendalls_tau, kendalls_tau_b,  # noqa: E402
+from utils import (AverageMeter, UserError, alignment_error, alignment_metrics,  # noqa: E402
                    load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic,
                    seed_everything, write_json_atomic)
 
@@ -344,8 +344,8 @@ def embed_trajectory(embedder: Embedder, frames: torch.Tensor, device: torch.dev
 
 def pair_metrics(z: torch.Tensor) -> List[Tuple[float, ...]]:
     """``METRICS`` of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
-    return [(alignment_error(z[i], z[j]), cycle_error(z[i], z[j]), kendalls_tau(z[i], z[j]),
-             kendalls_tau_b(z[i], z[j])) for i, j in itertools.combinations(range(len(z)), 2)]
+    pairs = [alignment_metrics(z[i], z[j]) for i, j in itertools.combinations(range(len(z)), 2)]
+    return [tuple(metrics[name] for name in METRICS) for metrics in pairs]
 
 
 @torch.no_grad()

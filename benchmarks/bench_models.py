@@ -1,13 +1,21 @@
-"""Overhead of 3DTRL: parameters, MACs and throughput against the same timm model without it.
+"""Overhead of 3DTRL: parameters, MACs, throughput, the layer's own share, compiled models, metrics.
 
-For ViT-T and ViT-S at 224 px it prints parameters, MACs (torch's FLOP counter, MACs =
-FLOPs / 2) and images/s for training (forward + backward + SGD step) and inference, with
-the 3DTRL model and its baseline measured alternately in one process; each figure is the
-median of ``--runs`` timed runs and the ratio is 3DTRL / baseline. On CUDA it uses bf16
-autocast. It also times the vectorised alignment metrics against per-frame loops.
+For ViT-T and ViT-S at 224 px it prints parameters and MACs (torch's FLOP counter, MACs =
+FLOPs / 2; the MAC ratio bounds what a 3DTRL model can reach, 0.98 for ViT-T) and, in
+``--rounds`` interleaved rounds (3DTRL model, plain model, the layer alone, and their compiled
+twins in turn, so that load from other processes hits all alike):
 
-    python benchmarks/bench_models.py                      # CPU, batch 32
-    python benchmarks/bench_models.py --device cuda --batch-size 256
+- training (forward + backward + SGD step) and inference images/s and the ratio 3DTRL / plain,
+  median and interquartile range of the per-round ratios;
+- the layer's share of the 3DTRL training step: ``ThreeDTRL`` alone, forward and backward on its
+  real input (``(B, 1 + N, D)`` tokens that need a gradient), over the whole step (target <= 3 %);
+- for ``--compile-sizes``: the same ratio for ``torch.compile``d models, and compiled / eager.
+
+Then the alignment metrics against the release's per-frame loops at one thread (min and median
+of many rounds, same values asserted). Results are printed and written as JSON.
+
+    python benchmarks/bench_models.py                                  # CPU, batch 32
+    python benchmarks/bench_models.py --device cuda --batch-size 256 --channels-last
 """
 import argparse
 import math
@@ -17,29 +25,38 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import compat  # noqa: E402,F401
-
+import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
+import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-import model  # noqa: E402,F401
+import model  # noqa: E402,F401  (registers the 3DTRL models)
 import utils  # noqa: E402
 
 PAIRS = {"tiny": ("vit_3dtrl_tiny_patch16_224", "vit_tiny_patch16_224"),
          "small": ("vit_3dtrl_small_patch16_224", "vit_small_patch16_224")}
+LAYER_SHARE_TARGET = 0.03
+GPU_RATIO_TARGET = 0.97
+METRIC_SPEEDUP_TARGET = 100
 
 
-def parse_args():
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], choices=sorted(PAIRS))
+    parser.add_argument("--compile-sizes", nargs="*", default=["tiny"], choices=sorted(PAIRS),
+                        help="sizes also measured compiled (torch.compile, training and inference)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per model and mode (median)")
-    parser.add_argument("--steps", type=int, default=2, help="steps per timed run")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timed rounds (>= 15 for the IQR)")
     parser.add_argument("--frames", type=int, default=300, help="sequence length for the metric benchmark")
-    return parser.parse_args()
+    parser.add_argument("--metric-rounds", type=int, default=30, help="timed rounds of the vectorised metrics")
+    parser.add_argument("--json", default="output/bench_models.json", help="results file")
+    return parser.parse_args(argv)
 
+
+# ----------------------------------------------------------------------------- MACs
 
 def _elementwise_flops(per_element_macs: int):
     """A FLOP-counter entry charging ``per_element_macs`` MACs per element of the input."""
@@ -66,99 +83,222 @@ def count_macs(net: torch.nn.Module, size: int = 224) -> float:
     return counter.get_total_flops() / 2
 
 
+# ----------------------------------------------------------------------------- timing
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def make_step(net, images, labels, train: bool, device: torch.device):
-    """A closure that runs one training or inference step on a fixed batch."""
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def model_step(net, images, labels, train: bool, device: torch.device):
+    """One training (forward, backward, SGD step) or inference step on a fixed batch."""
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-4) if train else None
 
     def step():
         if train:
-            with autocast:
+            with _autocast(device):
                 loss = torch.nn.functional.cross_entropy(net(images), labels)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         else:
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), _autocast(device):
                 net(images)
     return step
 
 
-def interleaved_throughput(steps: dict, batch: int, runs: int, steps_per_run: int, device) -> dict:
-    """images/s per key, median over ``runs`` rounds in which every step function runs in turn."""
-    for step in steps.values():  # warm-up
+def layer_step(net, batch: int, device: torch.device):
+    """The model's ``three_d_trl`` alone, forward and backward, on tokens ``(B, 1 + N, D)`` that
+    need a gradient (as inside the model) with the model's 2D position embedding."""
+    grid = net.patch_embed.grid_size
+    tokens = torch.randn(batch, 1 + grid[0] * grid[1], net.embed_dim, device=device, requires_grad=True)
+    upstream = torch.randn_like(tokens)
+
+    def step():
+        with _autocast(device):
+            out = net.three_d_trl(tokens, grid, net.pos_embed)
+        out.backward(upstream)
+        tokens.grad = None
+        net.zero_grad(set_to_none=True)
+    return step
+
+
+def interleaved_seconds(steps: dict, rounds: int, device: torch.device) -> dict:
+    """Seconds per call of every step function, one list of ``rounds`` timings per key; in each
+    round every function runs once, in turn (after two warm-up calls each)."""
+    for step in steps.values():
+        step()
         step()
     times = {key: [] for key in steps}
-    for _ in range(runs):
+    for _ in range(rounds):
         for key, step in steps.items():
             _sync(device)
             start = time.perf_counter()
-            for _ in range(steps_per_run):
-                step()
+            step()
             _sync(device)
             times[key].append(time.perf_counter() - start)
-    return {key: batch * steps_per_run / statistics.median(t) for key, t in times.items()}
+    return times
 
 
-def bench_size(size: str, args, device: torch.device, batch: int) -> None:
+def median_iqr(values) -> dict:
+    q1, q2, q3 = np.percentile(values, [25, 50, 75])
+    return {"median": float(q2), "q1": float(q1), "q3": float(q3)}
+
+
+def per_round_ratio(numerator, denominator) -> dict:
+    """Median and IQR of ``numerator[i] / denominator[i]`` over rounds."""
+    return median_iqr([n / d for n, d in zip(numerator, denominator)])
+
+
+def _fmt(stat: dict, digits: int = 3) -> str:
+    return f"{stat['median']:.{digits}f} (IQR {stat['q1']:.{digits}f}-{stat['q3']:.{digits}f})"
+
+
+# ----------------------------------------------------------------------------- models
+
+def build_pair(size: str, device: torch.device, channels_last: bool) -> dict:
     trl_name, base_name = PAIRS[size]
     torch.manual_seed(0)
-    nets = {"3dtrl": timm.create_model(trl_name), "base": timm.create_model(base_name)}
+    nets = {"3dtrl": timm.create_model(trl_name), "plain": timm.create_model(base_name)}
+    for net in nets.values():
+        net.to(device)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+    return nets
+
+
+def bench_size(size: str, args, device: torch.device, batch: int) -> dict:
+    """Throughput ratios, layer share and (optionally) compiled figures of one ViT size."""
+    nets = build_pair(size, device, args.channels_last)
     params = {k: sum(p.numel() for p in n.parameters()) for k, n in nets.items()}
-    macs = {k: count_macs(n.eval()) for k, n in nets.items()}
-    print(f"\nViT-{size[0].upper()} at 224 px: params {params['base'] / 1e6:.2f}M -> {params['3dtrl'] / 1e6:.2f}M, "
-          f"MACs {macs['base'] / 1e9:.2f}G -> {macs['3dtrl'] / 1e9:.2f}G")
+    macs = {k: count_macs(n.eval().cpu()) for k, n in nets.items()}
+    for net in nets.values():
+        net.to(device)
+    result = {"params": params, "macs": macs, "mac_limit": macs["plain"] / macs["3dtrl"], "batch": batch}
+    print(f"\nViT-{size[0].upper()} at 224 px, batch {batch}: params {params['plain'] / 1e6:.2f}M -> "
+          f"{params['3dtrl'] / 1e6:.2f}M, MACs {macs['plain'] / 1e9:.2f}G -> {macs['3dtrl'] / 1e9:.2f}G "
+          f"(limit of the ratio: {result['mac_limit']:.3f})")
     images = torch.randn(batch, 3, 224, 224, device=device)
+    if args.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (batch,), device=device)
+    compiled = {k: torch.compile(n) for k, n in nets.items()} if size in args.compile_sizes else {}
     for mode in ("train", "inference"):
+        train = mode == "train"
         steps = {}
         for key, net in nets.items():
-            net.to(device).train(mode == "train")
-            steps[key] = make_step(net, images, labels, mode == "train", device)
-        speed = interleaved_throughput(steps, batch, args.runs, args.steps, device)
-        print(f"  {mode:9s} batch {batch}: base {speed['base']:8.1f} img/s   3dtrl {speed['3dtrl']:8.1f} img/s"
-              f"   ratio {speed['3dtrl'] / speed['base']:.3f}")
+            net.train(train)
+            steps[key] = model_step(net, images, labels, train, device)
+        if train:
+            steps["layer"] = layer_step(nets["3dtrl"], batch, device)
+        for key, net in compiled.items():
+            steps["compiled " + key] = model_step(net, images, labels, train, device)
+        start = time.perf_counter()
+        times = interleaved_seconds(steps, args.rounds, device)
+        figures = {"images_per_s": {k: batch / statistics.median(t) for k, t in times.items() if k != "layer"},
+                   "ratio": per_round_ratio(times["plain"], times["3dtrl"])}
+        line = (f"  {mode:9s} plain {figures['images_per_s']['plain']:7.1f} img/s, 3dtrl "
+                f"{figures['images_per_s']['3dtrl']:7.1f} img/s, ratio {_fmt(figures['ratio'])}")
+        if train:
+            figures["layer_share"] = per_round_ratio(times["layer"], times["3dtrl"])
+            share = figures["layer_share"]
+            line += (f"\n            layer alone {1e3 * statistics.median(times['layer']):.1f} ms = "
+                     f"{100 * share['median']:.2f} % of the step (IQR {100 * share['q1']:.2f}-{100 * share['q3']:.2f}),"
+                     f" target <= {100 * LAYER_SHARE_TARGET:.0f} %"
+                     f" {'met' if share['median'] <= LAYER_SHARE_TARGET else 'MISSED'}")
+        if compiled:
+            figures["compiled_ratio"] = per_round_ratio(times["compiled plain"], times["compiled 3dtrl"])
+            figures["compiled_over_eager"] = {k: per_round_ratio(times[k], times["compiled " + k]) for k in nets}
+            line += (f"\n            compiled: ratio {_fmt(figures['compiled_ratio'])}; compiled / eager speed "
+                     f"3dtrl {_fmt(figures['compiled_over_eager']['3dtrl'], 2)}, "
+                     f"plain {_fmt(figures['compiled_over_eager']['plain'], 2)}")
+        figures["seconds"] = time.perf_counter() - start
+        result[mode] = figures
+        print(line, flush=True)
+    return result
 
 
-def _nearest_per_frame(z1, z2):
-    return [int(((z2 - z1[i]) ** 2).sum(1).argmin()) for i in range(len(z1))]
+# ----------------------------------------------------------------------------- metrics
+
+def _release_nearest(z1: torch.Tensor, i: int, z2: torch.Tensor) -> torch.Tensor:
+    """The release's per-frame search: squared distances of frame ``i`` of ``z1`` to every frame of
+    ``z2`` as ``sum(|a - b|^2)``, then ``argmin`` (a 0-d tensor)."""
+    dim = z1.shape[1]
+    candidates = z2.reshape(-1, dim)
+    diffs = (z1[i:i + 1].expand_as(z2).reshape(-1, dim) - candidates).abs()
+    return torch.argmin(diffs.pow(2).sum(dim=-1))
 
 
-def metrics_per_frame_loop(z1, z2):
-    """The alignment metrics the way a per-frame loop computes them (reference for speed)."""
-    length = len(z1)
-    nn12, nn21 = _nearest_per_frame(z1, z2), _nearest_per_frame(z2, z1)
-    align = sum(abs(i - nn12[i]) for i in range(length)) / length / length
-    cycle = sum(abs(i - nn21[nn12[i]]) for i in range(length)) / length / length
-    concordant = sum(1 for i in range(length) for j in range(i + 1, length) if nn12[i] < nn12[j])
-    total = length * (length - 1) // 2
-    return align, cycle, (2 * concordant - total) / total
+def release_alignment_error(z1, z2) -> float:
+    length = z1.shape[0]
+    matches = [_release_nearest(z1, i, z2) for i in range(length)]
+    return float(np.mean([abs(i - matches[i]) / length for i in range(length)]))
 
 
-def metrics_vectorised(z1, z2):
-    return utils.alignment_error(z1, z2), utils.cycle_error(z1, z2), utils.kendalls_tau(z1, z2)
+def release_cycle_error(z1, z2) -> float:
+    length = z1.shape[0]
+    back = [_release_nearest(z2, int(_release_nearest(z1, i, z2)), z1) for i in range(length)]
+    return float(np.mean([abs(i - back[i]) / length for i in range(length)]))
 
 
-def bench_metrics(frames: int) -> None:
-    torch.manual_seed(0)
-    z1, z2 = torch.randn(frames, 192), torch.randn(frames, 192)
-    timings = {}
-    for name, fn in (("loop", metrics_per_frame_loop), ("vectorised", metrics_vectorised)):
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            result = fn(z1, z2)
-            runs.append(time.perf_counter() - start)
-        timings[name] = (statistics.median(runs), result)
-    loop, vec = timings["loop"], timings["vectorised"]
-    assert all(abs(a - b) < 1e-9 for a, b in zip(loop[1], vec[1])), "vectorised metrics disagree with the loop"
-    print(f"\nAlignment metrics at {frames} frames (alignment + cycle + tau): per-frame loop {loop[0] * 1e3:.1f} ms, "
-          f"vectorised {vec[0] * 1e3:.2f} ms, speed-up {loop[0] / vec[0]:.0f}x")
+def release_kendalls_tau(z1, z2) -> float:
+    length = z1.shape[0]
+    matches = [_release_nearest(z1, i, z2) for i in range(length)]
+    concordant = sum(1 for i in range(length) for j in range(i + 1, length) if matches[i] < matches[j])
+    total = length * (length - 1) / 2
+    return (concordant - (total - concordant)) / total
+
+
+def release_all(z1, z2) -> dict:
+    """The three release metrics, called one after the other as its evaluation does."""
+    return {"alignment_error": release_alignment_error(z1, z2), "cycle_error": release_cycle_error(z1, z2),
+            "kendalls_tau": release_kendalls_tau(z1, z2)}
+
+
+def _timed(fn, rounds: int, *inputs):
+    runs, value = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        value = fn(*inputs)
+        runs.append(time.perf_counter() - start)
+    return min(runs), statistics.median(runs), value
+
+
+def bench_metrics(frames: int, rounds: int) -> dict:
+    """Release loops vs this project's metrics at one thread each (min and median of rounds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        z1, z2 = torch.randn(frames, 192), torch.randn(frames, 192)
+        cases = {
+            "alignment_error": (release_alignment_error, utils.alignment_error),
+            "cycle_error": (release_cycle_error, utils.cycle_error),
+            "kendalls_tau": (release_kendalls_tau, utils.kendalls_tau),
+            "all three": (release_all, utils.alignment_metrics),
+        }
+        print(f"\nAlignment metrics at {frames} frames, one thread (min / median of rounds; target >= "
+              f"{METRIC_SPEEDUP_TARGET}x):")
+        result = {}
+        for name, (release_fn, ours_fn) in cases.items():
+            slow = _timed(release_fn, max(3, rounds // 6), z1, z2)
+            fast = _timed(ours_fn, rounds, z1, z2)
+            if name == "all three":
+                assert all(abs(slow[2][k] - fast[2][k]) < 1e-6 for k in slow[2]), "metrics disagree with the release"
+            else:
+                assert abs(slow[2] - fast[2]) < 1e-6, f"{name} disagrees with the release"
+            result[name] = {"release_ms": [1e3 * slow[0], 1e3 * slow[1]], "ours_ms": [1e3 * fast[0], 1e3 * fast[1]],
+                            "speedup_min": slow[0] / fast[0], "speedup_median": slow[1] / fast[1]}
+            print(f"  {name:16s} release {1e3 * slow[0]:7.1f} / {1e3 * slow[1]:7.1f} ms   ours {1e3 * fast[0]:6.3f} / "
+                  f"{1e3 * fast[1]:6.3f} ms   speed-up {slow[0] / fast[0]:5.0f}x / {slow[1] / fast[1]:5.0f}x")
+        print("  ('all three': the release's three calls vs utils.alignment_metrics, which also returns tau-b)")
+        return result
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
@@ -167,11 +307,15 @@ def main() -> None:
     batch = args.batch_size or (256 if device.type == "cuda" else 32)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}, timm {timm.__version__}"
-          + ("; bf16 autocast" if device.type == "cuda" else ""))
-    for size in args.sizes:
-        bench_size(size, args, device, batch)
-    bench_metrics(args.frames)
+          + ("; bf16 autocast" if device.type == "cuda" else "") + ("; channels-last" if args.channels_last else "")
+          + f"; {args.rounds} interleaved rounds"
+          + (f"; target on GPU: ratio >= {GPU_RATIO_TARGET}" if device.type == "cuda" else ""))
+    results = {"device": name, "torch": torch.__version__, "rounds": args.rounds,
+               "sizes": {size: bench_size(size, args, device, batch) for size in args.sizes},
+               "metrics": bench_metrics(args.frames, args.metric_rounds)}
+    utils.write_json_atomic(results, args.json)
+    print(f"\nwritten: {args.json}")
 
 
 if __name__ == "__main__":
-    main()
+    utils.run_cli(main)

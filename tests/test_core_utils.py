@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +53,19 @@ def test_metrics_equal_plain_loops(index):
     expected = _loop_metrics(z1, z2)
     got = (utils.alignment_error(z1, z2), utils.cycle_error(z1, z2), utils.kendalls_tau(z1, z2))
     assert got == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_tau_b_equals_scipy_and_metrics_share_one_matrix(index):
+    from scipy.stats import kendalltau
+
+    z1, z2 = list(_pairs())[index]
+    nearest = utils.nearest_frames(z1, z2).numpy()
+    expected = 0.0 if (nearest == nearest[0]).all() else kendalltau(np.arange(len(nearest)), nearest).statistic
+    assert utils.kendalls_tau_b(z1, z2) == pytest.approx(expected, abs=1e-12)
+    together = utils.alignment_metrics(z1, z2)
+    assert together == {"alignment_error": utils.alignment_error(z1, z2), "cycle_error": utils.cycle_error(z1, z2),
+                        "kendalls_tau": utils.kendalls_tau(z1, z2), "kendalls_tau_b": utils.kendalls_tau_b(z1, z2)}
 
 
 def test_metrics_on_perfect_and_reversed_alignment():
