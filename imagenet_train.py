@@ -40,8 +40,9 @@ from tqdm import tqdm
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
-from utils import (AverageMeter, UserError, atomic_write, check_output_dir, load_checkpoint_file, prepare_output_dir,
-                   run_cli, seed_everything, stop_with_launcher, write_json_atomic)
+from utils import (AverageMeter, UserError, atomic_write, check_compile_options, check_output_dir, compile_model,
+                   load_checkpoint_file, prepare_output_dir, run_cli, seed_everything, stop_with_launcher,
+                   write_json_atomic)
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("-b", "--batch-size", type=int, default=128, help="batch size per process")
     group.add_argument("-vb", "--validation-batch-size", type=int, default=None)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="channels-last memory layout")
+    group.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                       help="torch.compile the model (backend, default inductor)")
+    group.add_argument("--torchcompile-mode", default=None, help="torch.compile mode, e.g. max-autotune")
     group.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs,
                        help="extra model arguments, KEY=VALUE (e.g. patch_size=8 depth=6)")
     group.add_argument("--trl-depth", type=int, default=None, help="3DTRL models: block index of the 3DTRL layer")
@@ -159,6 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for flag in ("batch_size", "epochs"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.torchcompile:
+        check_compile_options(args.torchcompile, args.torchcompile_mode)
     for flag, path in (("--resume", args.resume), ("--initial-checkpoint", args.initial_checkpoint)):
         if path and not isinstance(load_checkpoint_file(path, f"{flag} checkpoint"), dict):
             raise UserError(f"{flag} {path} is not a checkpoint or state dict")
@@ -449,6 +455,8 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
             load_checkpoint(model_ema.module, args.resume, use_ema=True)
     if args.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.torchcompile:  # after DDP, as timm does; checkpoints keep the plain module's keys
+        model = compile_model(model, args.torchcompile, args.torchcompile_mode)
 
     check_batches(args, len(dataset_train))
     loader_train, loader_val = create_loaders(args, dataset_train, dataset_val, data_config, device)

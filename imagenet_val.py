@@ -25,7 +25,7 @@ from tqdm import tqdm
 from classification.cli import CliParser, ParseKwargs
 from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders
 from classification.models import build_classifier
-from utils import UserError, load_checkpoint_file, run_cli, write_json_atomic
+from utils import UserError, compile_model, load_checkpoint_file, run_cli, write_json_atomic
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-j", "--workers", type=int, default=4)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                        help="torch.compile the model (backend, default inductor)")
     parser.add_argument("--perturbed", action="store_true", help="evaluate the viewpoint-perturbed copy")
     parser.add_argument("--perturb-seed", type=int, default=PERTURB_SEED)
     parser.add_argument("--perturb-distortion", type=float, default=PERTURB_DISTORTION,
@@ -128,6 +130,8 @@ def main(argv=None) -> None:
                            interpolation=data_config["interpolation"], mean=data_config["mean"],
                            std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=args.workers,
                            use_prefetcher=False, device=device, persistent_workers=False)
+    if args.torchcompile:
+        net = compile_model(net, args.torchcompile)
     results = evaluate(net, loader, device, use_amp, args, num_classes)
     results.update(model=name, checkpoint=args.checkpoint, data=folder, num_images=len(dataset),
                    img_size=data_config["input_size"][-1], use_ema=args.use_ema, perturbed=args.perturbed,

@@ -38,9 +38,9 @@ from tqdm import tqdm  # noqa: E402
 import model  # noqa: E402  (registers the 3DTRL models with timm)
 from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
                            TripletDataset, normalize, open_split, view_folder_names)
-from utils import (AverageMeter, UserError, alignment_error, alignment_metrics,  # noqa: E402
-                   load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli, save_checkpoint_atomic,
-                   seed_everything, write_json_atomic)
+from utils import (AverageMeter, UserError, alignment_error, alignment_metrics, check_compile_options,  # noqa: E402
+                   compile_model, load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli,
+                   save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
 GRAD_CLIP = 10.0
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triplets_per_epoch", type=int, default=0,
                    help="random subset of the epoch's triplets drawn every epoch (0: all view pairs x anchors)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the training step's model (backend, default inductor)")
     p.add_argument("--output_dir", default=None,
                    help="default output/alignment/<data>_<model>_<seen|unseenK>_seed<seed>[_<note>]")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
@@ -160,6 +162,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
+    if args.compile:
+        check_compile_options(args.compile)
     if args.output_dir is None:
         setting = "seen" if args.train_views == -1 else f"unseen{args.train_views}"
         name = f"{args.data}_{args.model}_{setting}_seed{args.seed}" + (f"_{args.note}" if args.note else "")
@@ -622,6 +626,8 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
     trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
+    if args.compile:
+        trainer = compile_model(trainer, args.compile)
     has_3dtrl = hasattr(embedder.net, "three_d_trl")
     writer = SummaryWriter(os.path.join(args.output_dir, "tb")) if rt.main else None
 

@@ -15,7 +15,7 @@ ACTION = os.path.join(REPO, "action_recognition")
 sys.path.insert(0, ACTION)
 
 from timesformer.config import load_config  # noqa: E402
-from timesformer.dataset import VideoDataset, clip_indices, decode_frames, frame_count, spatial_crop  # noqa: E402
+from timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop  # noqa: E402
 from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,  # noqa: E402
                                 split_lists)
 from utils import UserError  # noqa: E402
@@ -81,8 +81,30 @@ def test_clip_indices_clamp_short_videos():
 def test_decode_picks_requested_frames(tiny_set):
     path = os.path.join(tiny_set, open(os.path.join(tiny_set, "train.csv")).readline().split()[0])
     every = read_all(path)
-    assert frame_count(path) == len(every)
+    with VideoReader(path) as video:
+        assert video.length == len(every)
     np.testing.assert_array_equal(decode_frames(path, [5, 0, 7, 7, 30]), every[[5, 0, 7, 7, 7]])
+
+
+def test_seeking_reads_the_frames_that_decoding_in_order_reads(tmp_path):
+    path = str(tmp_path / "long.mp4")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    rng = np.random.default_rng(0)
+    for t in range(150):  # every frame different: a moving bar over noise
+        frame = rng.integers(0, 60, (48, 64, 3), dtype=np.uint8)
+        frame[:, (t * 3) % 64:(t * 3) % 64 + 4] = 255
+        writer.write(frame)
+    writer.release()
+    every = read_all(path)
+    assert len(every) == 150
+    for trial in range(6):
+        start = int(rng.integers(0, 100))
+        indices = list(start + np.arange(8) * int(rng.integers(1, 8)))
+        with VideoReader(path, seek_ahead=0) as seeking, VideoReader(path, seek_ahead=10 ** 9) as in_order:
+            assert seeking.length == 150
+            clipped = np.minimum(indices, 149)
+            np.testing.assert_array_equal(seeking.frames(indices), every[clipped])
+            np.testing.assert_array_equal(in_order.frames(indices), every[clipped])
 
 
 def test_train_clips_are_seeded_per_epoch_and_item(tiny_set):
@@ -149,6 +171,17 @@ def test_training_resumes_and_repeats(tiny_set, tmp_path, caplog):
     run_net.main(demo_args(tiny_set, again, *SMALL))
     repeat = json.load(open(os.path.join(again, "stats.json")))[0]
     assert {k: v for k, v in repeat.items() if k != "seconds"} == {k: v for k, v in first[0].items() if k != "seconds"}
+
+
+def test_compiled_model_trains_like_eager(tiny_set, tmp_path):
+    runs = {}
+    for name, extra in (("eager", ()), ("compiled", ("MODEL.COMPILE", "True", "MODEL.COMPILE_BACKEND", "aot_eager"))):
+        run_net.main(demo_args(tiny_set, str(tmp_path / name), *SMALL, *extra))
+        runs[name] = json.load(open(tmp_path / name / "stats.json"))[0]
+    assert runs["compiled"]["loss"] == pytest.approx(runs["eager"]["loss"], rel=1e-4)
+    assert runs["compiled"]["val_top1"] == runs["eager"]["val_top1"]
+    with pytest.raises(UserError, match="unknown torch.compile backend"):
+        load_config(DEMO, ["MODEL.COMPILE", "True", "MODEL.COMPILE_BACKEND", "nope"])
 
 
 def test_two_cpu_processes_with_gloo(tiny_set, tmp_path):

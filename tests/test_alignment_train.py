@@ -11,7 +11,7 @@ import multiview_video_alignment as mva
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset
-from utils import load_checkpoint_file, seed_everything
+from utils import UserError, load_checkpoint_file, seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
@@ -97,6 +97,16 @@ def test_train_resume_results_and_test_only(root, tmp_path, capsys):
         tested = json.load(f)
     assert tested["epoch"] == resumed["best_epoch"]
     assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
+
+
+def test_compile_trains_like_eager(root, tmp_path):
+    eager = _run(root, tmp_path / "eager", "--epochs", "1", "--num_workers", "0")
+    compiled = _run(root, tmp_path / "compiled", "--epochs", "1", "--num_workers", "0", "--compile", "aot_eager")
+    assert compiled["epochs"][1]["train_loss"] == pytest.approx(eager["epochs"][1]["train_loss"], rel=1e-4)
+    saved = torch.load(tmp_path / "compiled" / "last.pth", map_location="cpu", weights_only=True)
+    assert not any("_orig_mod" in key for key in saved["model"])
+    with pytest.raises(UserError, match="unknown torch.compile backend"):
+        _run(root, tmp_path / "bad", "--epochs", "1", "--compile", "nope")
 
 
 def test_epoch_sampler_shards_cover_the_epoch():

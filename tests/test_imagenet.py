@@ -164,6 +164,21 @@ def test_same_seed_same_numbers(objects, tmp_path):
     assert rows[0]["train_loss"] == rows[1]["train_loss"] and rows[0]["eval_loss"] == rows[1]["eval_loss"]
 
 
+def test_torchcompile_trains_like_eager_and_saves_plain_keys(objects, tmp_path):
+    eager = torch.load(train_quick(objects, tmp_path, "eager"), map_location="cpu", weights_only=False)
+    compiled = torch.load(train_quick(objects, tmp_path, "compiled", "--torchcompile", "aot_eager"),
+                          map_location="cpu", weights_only=False)
+    assert list(compiled["state_dict"]) == list(eager["state_dict"])
+    rows = [json.loads((tmp_path / n / "metrics.json").read_text())["epochs"][0] for n in ("eager", "compiled")]
+    assert rows[1]["train_loss"] == pytest.approx(rows[0]["train_loss"], rel=1e-4)
+    imagenet_val.main([objects, "--checkpoint", str(tmp_path / "compiled" / "last.pth.tar"), "-j", "0",
+                       "--no-progress", "--torchcompile", "aot_eager",
+                       "--results-file", str(tmp_path / "val.json")])
+    assert json.loads((tmp_path / "val.json").read_text())["loss"] == pytest.approx(rows[0]["eval_loss"], rel=1e-4)
+    with pytest.raises(UserError, match="unknown torch.compile backend 'nope'"):
+        train_quick(objects, tmp_path, "bad", "--torchcompile", "nope")
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def make_folder(root, train_classes, val_classes, empty=()):

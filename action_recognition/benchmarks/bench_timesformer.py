@@ -1,26 +1,34 @@
-"""Throughput of TimeSformer + 3DTRL against TimeSformer of the same depth (clips per second).
+"""Throughput of TimeSformer + 3DTRL against TimeSformer of the same depth, and of the video loader.
 
     python benchmarks/bench_timesformer.py                      # CPU, the demo size
     python benchmarks/bench_timesformer.py --device cuda        # GPU, ViT-B 8x224, bf16 autocast
+    python benchmarks/bench_timesformer.py --compile            # also compiled models
 
-The two models are timed in alternation (``--rounds`` rounds, median reported) so that load
-from other processes affects both alike. Results are printed and written as JSON.
+The models are timed in alternation (``--rounds`` rounds, median reported) so that load from
+other processes affects all alike. The loader part writes ``--loader-videos`` synthetic
+videos (600 frames, 320x240, MPEG-4) and reads training clips of 8 frames, 8 and 32 apart, as
+``VideoDataset`` does, seeking to far frames and decoding every frame up to the clip
+(the previous reader), alternately. Results are printed and written as JSON.
 """
 import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.dirname(ROOT)]
 
 import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from timesformer.config import load_config  # noqa: E402
+from timesformer.dataset import SEEK_AHEAD, VideoDataset  # noqa: E402
 from timesformer.model import build_model  # noqa: E402
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, compile_model, run_cli, write_json_atomic  # noqa: E402
 
 SIZES = {
     # the CPU demo: width 192, 4 blocks (3DTRL before block 2), 4 frames of 64 px, patch 16
@@ -42,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models (inductor)")
+    parser.add_argument("--loader-videos", type=int, default=8, help="synthetic videos for the loader (0: skip)")
     parser.add_argument("--out", default="output/bench_timesformer.json")
     return parser.parse_args(argv)
 
@@ -77,6 +87,42 @@ def clips_per_second(step, iters: int, batch: int, device: torch.device) -> floa
     return iters * batch / (time.perf_counter() - tic)
 
 
+def write_videos(folder: str, count: int, frames: int = 600, size=(320, 240)) -> None:
+    """``count`` MPEG-4 videos of moving noise and ``train.csv`` listing them (label 0)."""
+    rng = np.random.default_rng(0)
+    with open(os.path.join(folder, "train.csv"), "w") as listing:
+        for k in range(count):
+            name = f"video_{k}.mp4"
+            writer = cv2.VideoWriter(os.path.join(folder, name), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+            base = rng.integers(0, 255, (size[1], size[0] + frames, 3), dtype=np.uint8)
+            for t in range(frames):
+                writer.write(np.ascontiguousarray(base[:, t:t + size[0]]))
+            writer.release()
+            listing.write(f"{name} 0\n")
+
+
+def bench_loader(num_videos: int, rounds: int) -> dict:
+    """Training clips per second of ``VideoDataset`` (no workers), seeking vs decoding in order."""
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        write_videos(folder, num_videos)
+        for frames, rate in ((8, 8), (8, 32)):
+            cfg = load_config(None, ["DATA.PATH_TO_DATA_DIR", folder, "DATA.NUM_FRAMES", str(frames),
+                                     "DATA.SAMPLING_RATE", str(rate)])
+            samples = {"seek": [], "in_order": []}
+            for r in range(max(1, rounds // 3)):
+                for mode, seek_ahead in (("seek", SEEK_AHEAD), ("in_order", 10 ** 9)):
+                    reader = VideoDataset(cfg, "train")
+                    reader.seek_ahead = seek_ahead
+                    reader.set_epoch(r)
+                    tic = time.perf_counter()
+                    for index in range(len(reader)):
+                        reader[index]
+                    samples[mode].append(len(reader) / (time.perf_counter() - tic))
+            results[f"{frames}x{rate}"] = {mode: statistics.median(v) for mode, v in samples.items()}
+    return results
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -98,12 +144,15 @@ def main(argv=None) -> None:
                "crop": crop, "bf16_autocast": amp, "params_m": {}, "clips_per_s": {}}
     for name, (model, _) in models.items():
         results["params_m"][name] = sum(p.numel() for p in model.parameters()) / 1e6
+    if args.compile:
+        models.update({f"compiled {name}": (compile_model(model), c) for name, (model, c) in list(models.items())})
     for mode in ("inference", "train"):
         steps = {}
         for name, (model, _) in models.items():
             model.train(mode == "train")
             steps[name] = step_fn(model, clips, labels, mode == "train", amp)
-            steps[name]()                                    # warm-up
+            steps[name]()                                    # warm-up (and compilation)
+            steps[name]()
         samples = {name: [] for name in models}
         for _ in range(args.rounds):
             for name, step in steps.items():
@@ -111,6 +160,9 @@ def main(argv=None) -> None:
         rates = {name: statistics.median(v) for name, v in samples.items()}
         results["clips_per_s"][mode] = rates
         results["clips_per_s"][f"{mode}_ratio_3dtrl"] = rates["timesformer_3dtrl"] / rates["timesformer"]
+        if args.compile:
+            results["clips_per_s"][f"{mode}_ratio_3dtrl_compiled"] = (rates["compiled timesformer_3dtrl"]
+                                                                     / rates["compiled timesformer"])
     write_json_atomic(results, args.out)
     print(f"{results['device']}, {size} ({args.attention}), batch {args.batch}, {cfg.DATA.NUM_FRAMES}x{crop}px")
     print(f"params (M): TimeSformer {results['params_m']['timesformer']:.2f}, "
@@ -119,6 +171,19 @@ def main(argv=None) -> None:
         rates = results["clips_per_s"][mode]
         print(f"{mode:9s} clips/s: TimeSformer {rates['timesformer']:.1f}, +3DTRL {rates['timesformer_3dtrl']:.1f}, "
               f"ratio {results['clips_per_s'][f'{mode}_ratio_3dtrl']:.3f}")
+        if args.compile:
+            print(f"          compiled: TimeSformer {rates['compiled timesformer']:.1f}, +3DTRL "
+                  f"{rates['compiled timesformer_3dtrl']:.1f}, ratio "
+                  f"{results['clips_per_s'][f'{mode}_ratio_3dtrl_compiled']:.3f}; compiled / eager "
+                  f"{rates['compiled timesformer_3dtrl'] / rates['timesformer_3dtrl']:.2f} (+3DTRL), "
+                  f"{rates['compiled timesformer'] / rates['timesformer']:.2f} (plain)")
+    if args.loader_videos:
+        results["loader"] = bench_loader(args.loader_videos, args.rounds)
+        for setting, rates in results["loader"].items():
+            print(f"loader {setting}: {rates['seek']:.1f} clips/s seeking, {rates['in_order']:.1f} decoding every "
+                  f"frame up to the clip ({rates['seek'] / rates['in_order']:.2f}x); the training step above: "
+                  f"{results['clips_per_s']['train']['timesformer_3dtrl']:.1f} clips/s")
+    write_json_atomic(results, args.out)
     print(f"wrote {args.out}")
 
 

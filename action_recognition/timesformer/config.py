@@ -5,7 +5,7 @@ the command line. Keys that are not listed here are rejected.
 """
 from typing import Iterable, Optional
 
-from utils import Config, UserError
+from utils import Config, UserError, check_compile_options
 
 _DEFAULTS = {
     "TRAIN": {
@@ -72,6 +72,8 @@ _DEFAULTS = {
         "NUM_CLASSES": 400,
         "LOSS_FUNC": "cross_entropy",
         "DROPOUT_RATE": 0.5,
+        "COMPILE": False,                # torch.compile the model for training and test
+        "COMPILE_BACKEND": "inductor",   # torch.compile backend when MODEL.COMPILE
     },
     "TEST": {
         "ENABLE": True,
@@ -160,5 +162,7 @@ def check_config(cfg: Config) -> None:
             raise UserError(f"{key} must be at least 1, got {cfg[section][name]}")
     if cfg.SOLVER.BASE_LR <= 0:
         raise UserError(f"SOLVER.BASE_LR must be positive, got {cfg.SOLVER.BASE_LR}")
+    if cfg.MODEL.COMPILE:
+        check_compile_options(cfg.MODEL.COMPILE_BACKEND)
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from utils import AverageMeter, UserError, seed_everything, write_json_atomic
+from utils import AverageMeter, UserError, compile_model, seed_everything, write_json_atomic
 
 from . import checkpoint as cu
 from .dataset import VideoDataset
@@ -199,10 +199,12 @@ def prepare_model(cfg, device):
     return model.to(device)
 
 
-def wrap(model, device):
-    if not dist.is_initialized():
-        return model
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+def wrap(model, cfg, device):
+    """The model as the steps run it: DistributedDataParallel under torchrun, compiled when
+    ``MODEL.COMPILE`` (checkpoints keep saving ``model`` itself)."""
+    if dist.is_initialized():
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return compile_model(model, cfg.MODEL.COMPILE_BACKEND) if cfg.MODEL.COMPILE else model
 
 
 def changed_keys(old: Dict, new: Dict, prefix: str = "") -> List[str]:
@@ -232,7 +234,7 @@ def train(cfg, model, device, writer) -> Dict:
             if changed:
                 log.warning("warning: the config differs from the one %s was trained with: %s", last,
                             ", ".join(changed))
-    net = wrap(model, device)
+    net = wrap(model, cfg, device)
     train_loader = build_loader(cfg, "train")
     val_loader = build_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
     loss_fn = build_loss(cfg)
@@ -263,7 +265,7 @@ def test(cfg, model, device, writer) -> Dict[str, float]:
         cu.resume(cfg.TEST.CHECKPOINT_FILE_PATH, model, None)
     elif not cfg.TRAIN.ENABLE and cu.last_checkpoint(cfg.OUTPUT_DIR):
         cu.resume(cu.last_checkpoint(cfg.OUTPUT_DIR), model, None)
-    metrics = evaluate(wrap(model, device), build_loader(cfg, "test"), cfg, device, "test")
+    metrics = evaluate(wrap(model, cfg, device), build_loader(cfg, "test"), cfg, device, "test")
     if is_main() and writer is not None:
         for key in ("top1", "top5", "mean_class_acc"):
             writer.add_scalar(f"test/{key}", metrics[key], 0)
