@@ -40,6 +40,7 @@ from tqdm import tqdm
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
+from model.three_d_trl import resolve_trl_depth
 from utils import (AverageMeter, UserError, atomic_write, check_compile_options, check_output_dir, compile_model,
                    load_checkpoint_file, prepare_output_dir, run_cli, seed_everything, stop_with_launcher,
                    write_json_atomic)
@@ -154,10 +155,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args, _ = parse_with_config(build_parser(), argv)
     if not args.data_dir:
         raise UserError("the data folder (first positional argument, or data_dir in the config) is required")
-    if args.npl_depth is not None:
-        if args.trl_depth is not None and args.trl_depth != args.npl_depth:
-            raise UserError(f"--trl-depth {args.trl_depth} and --npl-depth {args.npl_depth} disagree")
-        args.trl_depth = args.npl_depth
+    try:
+        args.trl_depth = resolve_trl_depth(args.trl_depth, args.npl_depth)
+    except ValueError:
+        raise UserError(f"--trl-depth {args.trl_depth} and --npl-depth {args.npl_depth} disagree") from None
     args.scale, args.ratio = float_pair(args.scale, "--scale"), float_pair(args.ratio, "--ratio")
     args.cutmix_minmax = float_pair(args.cutmix_minmax, "--cutmix-minmax")
     for flag in ("batch_size", "epochs"):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train and test a TimeSformer (+3DTRL):  bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]
-# CONFIG is a file name in configs/; extra KEY VALUE pairs override the config.
+# CONFIG is a file name in configs/ (a bare name such as TimeSformer_3DTRL_Smarthome.yaml) or a path
+# to a config file (configs/X.yaml, or your own file anywhere); extra KEY VALUE pairs override it.
 set -euo pipefail
 if [ "$#" -lt 3 ]; then
     echo "usage: bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]" >&2
@@ -8,6 +9,10 @@ if [ "$#" -lt 3 ]; then
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CONFIG="$1"; DATA_DIR="$2"; OUTPUT_DIR="$3"; shift 3
+case "$CONFIG" in
+    */*) case "$CONFIG" in /*) ;; *) if [ -f "$PWD/$CONFIG" ]; then CONFIG="$PWD/$CONFIG"; else CONFIG="$HERE/$CONFIG"; fi ;; esac ;;
+    *) CONFIG="$HERE/configs/$CONFIG" ;;
+esac
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 case "$OUTPUT_DIR" in /*) ;; *) OUTPUT_DIR="$PWD/$OUTPUT_DIR" ;; esac
 PYTHON="${PYTHON:-}"
@@ -15,5 +20,5 @@ if [ -z "$PYTHON" ]; then
     if [ -x "$HERE/../.venv/bin/python" ]; then PYTHON="$HERE/../.venv/bin/python"; else PYTHON=python3; fi
 fi
 cd "$HERE"
-exec "$PYTHON" tools/run_net.py --cfg "configs/$CONFIG" \
+exec "$PYTHON" tools/run_net.py --cfg "$CONFIG" \
     DATA.PATH_TO_DATA_DIR "$DATA_DIR" OUTPUT_DIR "$OUTPUT_DIR" "$@"

@@ -5,7 +5,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import yaml
 
-from utils import UserError
+from utils import UserError, load_yaml
 
 
 class CliParser(argparse.ArgumentParser):
@@ -16,7 +16,7 @@ class CliParser(argparse.ArgumentParser):
 
 
 class ParseKwargs(argparse.Action):
-    """``--model-kwargs a=1 b=x`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
+    """``--model-kwargs a=1 b=x c=1e-1`` -> ``{"a": 1, "b": "x", "c": 0.1}`` (values read as YAML 1.2 scalars)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         kwargs = {}
@@ -24,7 +24,7 @@ class ParseKwargs(argparse.Action):
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise UserError(f"{option_string} expects KEY=VALUE items, got '{item}'")
-            kwargs[key.replace("-", "_")] = yaml.safe_load(value)
+            kwargs[key.replace("-", "_")] = load_yaml(value)
         setattr(namespace, self.dest, kwargs)
 
 
@@ -34,7 +34,7 @@ def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict:
         raise UserError(f"config file not found: {path}")
     with open(path) as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = load_yaml(f.read()) or {}
         except yaml.YAMLError as err:
             raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):

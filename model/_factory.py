@@ -92,6 +92,15 @@ def format_token_intermediates(intermediates: List[torch.Tensor], num_prefix_tok
     return spatial
 
 
+def with_trl_group(matcher: dict, ordinal: Tuple[int, ...]) -> dict:
+    """timm's ``group_matcher`` dict with ``three_d_trl`` in the group ``ordinal`` of the ``blocks``
+    entry: the group of the block the layer sits before, so that layer-wise LR decay gives the layer
+    that block's scale (unmatched parameters would get the classifier's)."""
+    blocks = matcher["blocks"]
+    specs = [(blocks, None)] if isinstance(blocks, str) else list(blocks)
+    return dict(matcher, blocks=[(r"^three_d_trl\.", tuple(ordinal))] + specs)
+
+
 def check_trl_depth(trl_depth: int, num_positions: int, what: str) -> None:
     if not 0 <= trl_depth < num_positions:
         raise ValueError(f"trl_depth={trl_depth} out of range: the model has {num_positions} {what}")

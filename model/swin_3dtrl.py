@@ -14,7 +14,7 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
-from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg
+from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, with_trl_group
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["Swin_3DTRL"]
@@ -39,6 +39,12 @@ class Swin_3DTRL(EmbeddingMixin, SwinTransformer):
         self.three_d_trl = ThreeDTRL(
             self.feature_info[trl_depth]["num_chs"], stage.output_resolution, has_cls=False,
             pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's groups; ``three_d_trl`` joins the first group of stage ``trl_depth`` (its patch
+        merging and first block), which it sits between."""
+        return with_trl_group(super().group_matcher(coarse), (self.trl_depth,) if coarse else (self.trl_depth, 0))
 
     def _forward_stage(self, index: int, x: torch.Tensor):
         """Run stage ``index`` on ``(B, H, W, C)`` tokens; 3DTRL between merging and blocks."""

@@ -103,11 +103,18 @@ class ThreeDTRL(nn.Module):
                              per_frame(points_world), tuple(grid_size))
 
 
+def resolve_trl_depth(trl_depth: Optional[int], npl_depth: Optional[int]) -> Optional[int]:
+    """``trl_depth``, or the release's name for it, ``npl_depth``; both given must agree."""
+    if npl_depth is None:
+        return trl_depth
+    if trl_depth is not None and trl_depth != npl_depth:
+        raise ValueError(f"trl_depth {trl_depth} and npl_depth {npl_depth} disagree")
+    return npl_depth
+
+
 def trl_kwargs(kwargs: dict) -> dict:
     """Pop the 3DTRL constructor arguments (``npl_depth`` accepted for ``trl_depth``) from ``kwargs``."""
-    if "npl_depth" in kwargs:
-        npl_depth = kwargs.pop("npl_depth")
-        if kwargs.setdefault("trl_depth", npl_depth) != npl_depth:
-            raise ValueError("trl_depth and npl_depth given with different values")
-    names = ("trl_depth", "pred_depth", "pred_campos_from", "cat", "x2d")
-    return {name: kwargs.pop(name) for name in names if name in kwargs}
+    depth = resolve_trl_depth(kwargs.pop("trl_depth", None), kwargs.pop("npl_depth", None))
+    names = ("pred_depth", "pred_campos_from", "cat", "x2d")
+    return dict({name: kwargs.pop(name) for name in names if name in kwargs},
+                **({"trl_depth": depth} if depth is not None else {}))

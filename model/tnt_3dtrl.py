@@ -11,7 +11,8 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.tnt import TNT, checkpoint_filter_fn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
+from ._factory import (EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+                       with_trl_group)
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["TNT_3DTRL"]
@@ -34,6 +35,11 @@ class TNT_3DTRL(EmbeddingMixin, TNT):
         self.three_d_trl = ThreeDTRL(
             self.embed_dim, self.pixel_embed.grid_size, has_cls=True,
             pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's groups; ``three_d_trl`` joins outer block ``trl_depth``, the block it feeds."""
+        return with_trl_group(super().group_matcher(coarse), (self.trl_depth,))
 
     def _embed(self, x: torch.Tensor):
         """Images -> pixel embeddings and ``(B, 1 + N, D)`` patch embeddings."""

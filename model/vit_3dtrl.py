@@ -15,7 +15,8 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates
+from ._factory import (EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+                       with_trl_group)
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["ViT_3DTRL"]
@@ -103,6 +104,11 @@ class ViT_3DTRL(EmbeddingMixin, VisionTransformer):
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's groups; ``three_d_trl`` joins block ``trl_depth``, the block it feeds."""
+        return with_trl_group(super().group_matcher(coarse), (self.trl_depth,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -257,3 +257,23 @@ def test_corrupt_test_video_is_found_before_training(tiny_set, tmp_path):
     with pytest.raises(UserError, match=f"cannot decode video: {broken}"):
         run_net.main(demo_args(data, out))
     assert not os.path.exists(out)
+
+
+def test_script_sh_takes_a_config_name_or_path(tmp_path):
+    name = os.path.basename(DEMO)
+    own = tmp_path / "mine.yaml"
+    own.write_text(open(DEMO).read())
+
+    def script(config, cwd, *extra):
+        return subprocess.run(["bash", os.path.join(ACTION, "script.sh"), config, str(tmp_path), str(tmp_path / "out"),
+                               *extra], cwd=cwd, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHON=sys.executable))
+
+    # the config is found and read in all three forms: the bad override is the first thing reported
+    for config, cwd in ((name, str(tmp_path)), (f"configs/{name}", ACTION), (str(own), str(tmp_path))):
+        result = script(config, cwd, "BOGUS.KEY", "1")
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == "error: unknown config key: BOGUS.KEY", (config, result.stderr)
+    missing = script("configs/none.yaml", ACTION)
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
+    assert "configs/configs" not in missing.stderr

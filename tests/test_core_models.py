@@ -1,4 +1,5 @@
 """3DTRL models in timm: registration, sizes, checkpoints, timm conventions, input sizes."""
+import argparse
 import logging
 
 import pytest
@@ -290,3 +291,38 @@ def test_classes_are_timm_subclasses():
     from timm.models.vision_transformer import VisionTransformer
     assert issubclass(ViT_3DTRL, VisionTransformer) and issubclass(Swin_3DTRL, SwinTransformer)
     assert issubclass(TNT_3DTRL, TNT)
+
+
+@pytest.mark.parametrize("name,kwargs,neighbour", [
+    ("vit_3dtrl_tiny_patch16_224", dict(img_size=32, patch_size=8, depth=4, trl_depth=2), "blocks.2."),
+    ("tnt_3dtrl_s_patch16_224", dict(img_size=32, depth=4, trl_depth=2), "blocks.2."),
+    ("swin_3dtrl_tiny_patch4_window7_224",
+     dict(img_size=64, window_size=4, depths=(1, 2, 2, 1), embed_dim=32, num_heads=(1, 2, 4, 8), trl_depth=2),
+     "layers.2.blocks.0."),
+])
+def test_layer_decay_gives_three_d_trl_the_scale_of_the_block_it_feeds(name, kwargs, neighbour):
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    net = timm.create_model(name, num_classes=3, **kwargs)
+    names = {id(p): n for n, p in net.named_parameters()}
+    scale = {names[id(p)]: group["lr_scale"] for group in param_groups_layer_decay(net, layer_decay=0.5)
+             for p in group["params"]}
+    layer = {scale[n] for n in scale if n.startswith("three_d_trl.")}
+    assert layer == {scale[n] for n in scale if n.startswith(neighbour)}
+    assert len(layer) == 1 and layer.pop() < scale["head.weight" if "head.weight" in scale else "head.fc.weight"]
+    coarse = net.group_matcher(coarse=True)
+    assert any(spec[0].startswith("^three_d_trl") for spec in coarse["blocks"])
+
+
+def test_model_kwargs_read_numbers_as_yaml_1_2():
+    from classification.cli import ParseKwargs
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs)
+    assert parser.parse_args(["--model-kwargs", "drop_path_rate=1e-1", "depth=2", "x=abc"]).model_kwargs == \
+        {"drop_path_rate": 0.1, "depth": 2, "x": "abc"}
+
+
+def test_3dtrl_names_come_from_the_registry():
+    assert set(TRL_MODEL_NAMES) == {n for n in timm.list_models() if "_3dtrl_" in n}
+    assert len(TRL_MODEL_NAMES) == 12

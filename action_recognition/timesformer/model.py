@@ -126,7 +126,7 @@ class VisionTransformer(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self):
-        return {"pos_embed", "cls_token", "time_embed", "three_d_trl.pos_emb_world_cls"}
+        return {"pos_embed", "cls_token", "time_embed"}  # the release's; 3DTRL decays as in the image models
 
     def spatial_pos_embed(self, grid_size: Tuple[int, int]) -> torch.Tensor:
         """``(1, 1 + h*w, D)`` position embedding for the token grid ``grid_size``."""
