@@ -21,24 +21,23 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
 
-import numpy as np  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
-from torch.utils.data import DataLoader, Sampler  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import timm
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
-import model  # noqa: E402  (registers the 3DTRL models with timm)
-from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,  # noqa: E402
+import model  # noqa: F401  (registers the 3DTRL models with timm)
+from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, normalize, open_split, view_folder_names)
-from utils import (AverageMeter, UserError, alignment_error, alignment_metrics, check_compile_options,  # noqa: E402
+from utils import (AverageMeter, UserError, alignment_error, alignment_metrics, check_compile_options,
                    compile_model, load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli,
                    save_checkpoint_atomic, seed_everything, write_json_atomic)
 

@@ -25,21 +25,19 @@ renderer's ground truth on every trajectory of ``--split`` (all views) and write
 """
 import argparse
 import os
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-from utils import UserError, alignment_error, atomic_write, prepare_output_dir, run_cli, write_json_atomic  # noqa: E402
-from visualization import frames as frame_io  # noqa: E402
-from visualization import plots  # noqa: E402
-from visualization import geometry_eval  # noqa: E402
-from visualization.inference import (Recovered, has_3dtrl, load_embedder, nearest_frames, random_twin,  # noqa: E402
+from utils import UserError, alignment_error, atomic_write, prepare_output_dir, run_cli, write_json_atomic
+from visualization import frames as frame_io
+from visualization import plots
+from visualization import geometry_eval
+from visualization.inference import (Recovered, has_3dtrl, load_embedder, nearest_frames, random_twin,
                                      recover)
 
 

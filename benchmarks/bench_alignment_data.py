@@ -10,20 +10,18 @@ both ways (triplets/s and the share of step time spent waiting for data).
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import compat  # noqa: E402,F401
+import compat  # noqa: F401
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
 
-import multiview_video_alignment as mva  # noqa: E402
-from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split  # noqa: E402
-from data_pipeline.render_ftpv import Preset, render_dataset  # noqa: E402
-from utils import seed_everything, write_json_atomic  # noqa: E402
+import multiview_video_alignment as mva
+from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split
+from data_pipeline.render_ftpv import Preset, render_dataset
+from utils import seed_everything, write_json_atomic
 
 MC = DATASETS["mc"]
 

@@ -13,14 +13,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, run_cli, write_json_atomic
 
 MODELS = {"ViT-T": "vit_tiny_patch16_224", "ViT-T + 3DTRL": "vit_3dtrl_tiny_patch16_224"}
 

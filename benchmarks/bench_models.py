@@ -19,20 +19,17 @@ of many rounds, same values asserted). Results are printed and written as JSON.
 """
 import argparse
 import math
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
-import numpy as np  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import numpy as np
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import model  # noqa: E402,F401  (registers the 3DTRL models)
-import utils  # noqa: E402
+import model  # noqa: F401  (registers the 3DTRL models)
+import utils
 
 PAIRS = {"tiny": ("vit_3dtrl_tiny_patch16_224", "vit_tiny_patch16_224"),
          "small": ("vit_3dtrl_small_patch16_224", "vit_small_patch16_224")}
@@ -51,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true", help="channels-last inputs and weights")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timed rounds (>= 15 for the IQR)")
     parser.add_argument("--frames", type=int, default=300, help="sequence length for the metric benchmark")
-    parser.add_argument("--metric-rounds", type=int, default=30, help="timed rounds of the vectorised metrics")
+    parser.add_argument("--metric-rounds", type=int, default=15, help="timed rounds of the metric benchmark")
     parser.add_argument("--json", default="output/bench_models.json", help="results file")
     return parser.parse_args(argv)
 
@@ -259,17 +256,15 @@ def release_all(z1, z2) -> dict:
             "kendalls_tau": release_kendalls_tau(z1, z2)}
 
 
-def _timed(fn, rounds: int, *inputs):
-    runs, value = [], None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        value = fn(*inputs)
-        runs.append(time.perf_counter() - start)
-    return min(runs), statistics.median(runs), value
+def _seconds(fn, *inputs):
+    start = time.perf_counter()
+    value = fn(*inputs)
+    return time.perf_counter() - start, value
 
 
 def bench_metrics(frames: int, rounds: int) -> dict:
-    """Release loops vs this project's metrics at one thread each (min and median of rounds)."""
+    """Release loops vs this project's metrics at one thread each: after a warm-up call of each,
+    ``rounds`` rounds that time the release once and ours five times, in turn; min and median."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -281,20 +276,26 @@ def bench_metrics(frames: int, rounds: int) -> dict:
             "kendalls_tau": (release_kendalls_tau, utils.kendalls_tau),
             "all three": (release_all, utils.alignment_metrics),
         }
-        print(f"\nAlignment metrics at {frames} frames, one thread (min / median of rounds; target >= "
+        print(f"\nAlignment metrics at {frames} frames, one thread (min / median of {rounds} rounds; target >= "
               f"{METRIC_SPEEDUP_TARGET}x):")
         result = {}
         for name, (release_fn, ours_fn) in cases.items():
-            slow = _timed(release_fn, max(3, rounds // 6), z1, z2)
-            fast = _timed(ours_fn, rounds, z1, z2)
+            expected, got = release_fn(z1, z2), ours_fn(z1, z2)
             if name == "all three":
-                assert all(abs(slow[2][k] - fast[2][k]) < 1e-6 for k in slow[2]), "metrics disagree with the release"
+                assert all(abs(expected[k] - got[k]) < 1e-6 for k in expected), "metrics disagree with the release"
             else:
-                assert abs(slow[2] - fast[2]) < 1e-6, f"{name} disagrees with the release"
-            result[name] = {"release_ms": [1e3 * slow[0], 1e3 * slow[1]], "ours_ms": [1e3 * fast[0], 1e3 * fast[1]],
-                            "speedup_min": slow[0] / fast[0], "speedup_median": slow[1] / fast[1]}
-            print(f"  {name:16s} release {1e3 * slow[0]:7.1f} / {1e3 * slow[1]:7.1f} ms   ours {1e3 * fast[0]:6.3f} / "
-                  f"{1e3 * fast[1]:6.3f} ms   speed-up {slow[0] / fast[0]:5.0f}x / {slow[1] / fast[1]:5.0f}x")
+                assert abs(expected - got) < 1e-6, f"{name} disagrees with the release"
+            slow, fast = [], []
+            for _ in range(rounds):
+                slow.append(_seconds(release_fn, z1, z2)[0])
+                fast += [_seconds(ours_fn, z1, z2)[0] for _ in range(5)]
+            slow_ms = [1e3 * min(slow), 1e3 * statistics.median(slow)]
+            fast_ms = [1e3 * min(fast), 1e3 * statistics.median(fast)]
+            result[name] = {"release_ms": slow_ms, "ours_ms": fast_ms, "speedup_min": slow_ms[0] / fast_ms[0],
+                            "speedup_median": slow_ms[1] / fast_ms[1]}
+            print(f"  {name:16s} release {slow_ms[0]:7.1f} / {slow_ms[1]:7.1f} ms   ours {fast_ms[0]:6.3f} / "
+                  f"{fast_ms[1]:6.3f} ms   speed-up {result[name]['speedup_min']:5.0f}x / "
+                  f"{result[name]['speedup_median']:5.0f}x")
         print("  ('all three': the release's three calls vs utils.alignment_metrics, which also returns tau-b)")
         return result
     finally:

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from typing import List, Optional, Sequence, Tuple
@@ -37,11 +36,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from data_pipeline.ftpv import view_folder_names  # noqa: E402
-from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic  # noqa: E402
+from data_pipeline.ftpv import view_folder_names
+from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic
 
 MANIFEST = "render.json"
 SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)

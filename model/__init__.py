@@ -3,8 +3,6 @@
     import model, timm
     net = timm.create_model("vit_3dtrl_tiny_patch16_224", num_classes=10, img_size=112)
 """
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
-
 import timm
 
 from backbone import TokenGeometry

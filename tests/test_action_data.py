@@ -12,17 +12,15 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")
-sys.path.insert(0, ACTION)
 
-from timesformer.config import load_config  # noqa: E402
-from timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop  # noqa: E402
-from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,  # noqa: E402
+from timesformer.config import load_config
+from timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop
+from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,
                                 split_lists)
-from utils import UserError  # noqa: E402
+from utils import UserError
 
 DEMO = os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml")
-sys.path.insert(0, os.path.join(ACTION, "tools"))
-import run_net  # noqa: E402
+from timesformer import launch as run_net
 
 
 @pytest.fixture(scope="module")

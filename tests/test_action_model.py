@@ -1,20 +1,18 @@
 """TimeSformer (+3DTRL) for action recognition: config, model, weight loading, checkpoints."""
 import os
-import sys
 
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "action_recognition"))
 
-from model import ThreeDTRL  # noqa: E402
-from timesformer import checkpoint as cu  # noqa: E402
-from timesformer.config import get_defaults, load_config, model_depth  # noqa: E402
-from timesformer.model import TimeSformer, build_model  # noqa: E402
-from timesformer.optim import get_epoch_lr  # noqa: E402
-from timesformer.weights import load_pretrained  # noqa: E402
-from utils import UserError  # noqa: E402
+from model import ThreeDTRL
+from timesformer import checkpoint as cu
+from timesformer.config import get_defaults, load_config, model_depth
+from timesformer.model import TimeSformer, build_model
+from timesformer.optim import get_epoch_lr
+from timesformer.weights import load_pretrained
+from utils import UserError
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "action_recognition", "configs")
 TINY = dict(img_size=32, patch_size=8, num_classes=5, embed_dim=48, depth=3, num_heads=3, num_frames=4)

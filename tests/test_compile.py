@@ -4,17 +4,13 @@ AOTAutograd traces forward and backward into one graph each, as it does for the 
 backend, but without generating code, so a graph break or an untraceable op fails here in
 seconds. Outputs and gradients must equal eager ones.
 """
-import os
-import sys
-
 import pytest
 import timm
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "action_recognition"))
 
-import model  # noqa: E402,F401
-from timesformer.model import TimeSformer  # noqa: E402
+import model  # noqa: F401
+from timesformer.model import TimeSformer
 
 IMAGE_MODELS = {
     "vit": ("vit_3dtrl_tiny_patch16_224", dict(img_size=64, depth=4, trl_depth=2)),

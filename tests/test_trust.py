@@ -21,13 +21,12 @@ from utils import (UserError, load_checkpoint_file, load_plain_pickle, prepare_o
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")
-sys.path.insert(0, ACTION)
 
-from timesformer.checkpoint import read_checkpoint  # noqa: E402
-from timesformer.config import load_config  # noqa: E402
-from timesformer.render import render_dataset as render_actions  # noqa: E402
-from timesformer.trainer import changed_keys  # noqa: E402
-from timesformer.weights import load_state  # noqa: E402
+from timesformer.checkpoint import read_checkpoint
+from timesformer.config import load_config
+from timesformer.render import render_dataset as render_actions
+from timesformer.trainer import changed_keys
+from timesformer.weights import load_state
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
@@ -256,8 +255,7 @@ def test_compat_with_an_existing_torchvision_namespace():
 
 def test_unwritable_output_folders_are_one_line(tmp_path):
     import imagenet_train
-    sys.path.insert(0, os.path.join(ACTION, "tools"))
-    import run_net
+    from timesformer import launch as run_net
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot write to output folder"):

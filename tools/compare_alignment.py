@@ -21,9 +21,8 @@ import numpy as np
 from scipy.stats import ttest_rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from utils import UserError, atomic_write, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, atomic_write, run_cli, write_json_atomic
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))

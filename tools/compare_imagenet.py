@@ -20,8 +20,7 @@ from typing import Dict, List
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, run_cli, write_json_atomic
 
 MODELS = {  # label -> (timm model, release config)
     "ViT-T": ("vit_tiny_patch16_224", "vit_1k_nomixup.yaml"),
@@ -113,7 +112,7 @@ def summarise(results: Dict[str, List[dict]]) -> Dict[str, dict]:
 
 
 def markdown(summary: Dict[str, dict], args) -> str:
-    lines = [f"| Model | val top-1 (%) | perturbed val top-1 (%) |", "|---|---|---|"]
+    lines = ["| Model | val top-1 (%) | perturbed val top-1 (%) |", "|---|---|---|"]
     for label, row in summary.items():
         cells = [f"{row[k]['mean']:.1f} ± {row[k]['std']:.1f}" for k in ("val_top1", "perturbed_top1")]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")

@@ -21,11 +21,10 @@ import sys
 from typing import List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from tools.compare_alignment import DEMO_RECIPE  # noqa: E402
-from utils import UserError, run_cli  # noqa: E402
-from visualization.diagram import draw_layer_diagram  # noqa: E402
+from tools.compare_alignment import DEMO_RECIPE
+from utils import UserError, run_cli
+from visualization.diagram import draw_layer_diagram
 
 DATASET_FOLDER = "Pandav1_Train_Frame"
 TEST_TRAJECTORY = "tr_0015"

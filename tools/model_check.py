@@ -1,15 +1,12 @@
 """Build a 3DTRL model of each backbone at 112 px and run one forward pass on the CPU."""
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import compat  # noqa: E402,F401
+import compat  # noqa: F401
 
-import timm  # noqa: E402
-import torch  # noqa: E402
+import timm
+import torch
 
-import model  # noqa: E402,F401
+import model  # noqa: F401
 
 
 def main() -> None:

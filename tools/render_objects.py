@@ -28,8 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import (UserError, atomic_write, prepare_output_dir, refuse_foreign_folder, run_cli,  # noqa: E402
+from utils import (UserError, atomic_write, prepare_output_dir, refuse_foreign_folder, run_cli,
                    write_json_atomic)
 
 # class name -> (URDF inside pybullet_data, global scaling)

@@ -13,22 +13,19 @@ videos (600 frames, 320x240, MPEG-4) and reads training clips of 8 frames, 8 and
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(ROOT)]
 
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import cv2
+import numpy as np
+import torch
 
-from timesformer.config import load_config  # noqa: E402
-from timesformer.dataset import SEEK_AHEAD, VideoDataset  # noqa: E402
-from timesformer.model import build_model  # noqa: E402
-from utils import UserError, compile_model, run_cli, write_json_atomic  # noqa: E402
+from timesformer.config import load_config
+from timesformer.dataset import SEEK_AHEAD, VideoDataset
+from timesformer.model import build_model
+from utils import UserError, compile_model, run_cli, write_json_atomic
 
 SIZES = {
     # the CPU demo: width 192, 4 blocks (3DTRL before block 2), 4 frames of 64 px, patch 16

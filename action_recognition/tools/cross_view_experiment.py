@@ -16,9 +16,8 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(ROOT)]
 
-from utils import UserError, run_cli, write_json_atomic  # noqa: E402
+from utils import UserError, run_cli, write_json_atomic
 
 VARIANTS = {"TimeSformer": "TimeSformer_demo_cpu.yaml", "TimeSformer + 3DTRL": "TimeSformer_3DTRL_demo_cpu.yaml"}
 METRICS = ("top1", "mean_class_acc")

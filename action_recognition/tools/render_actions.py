@@ -4,14 +4,11 @@
 """
 import argparse
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(ROOT)]
 
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
-from timesformer.render import PRESETS, render_dataset  # noqa: E402
-from utils import UserError, run_cli  # noqa: E402
+import compat  # noqa: F401  (must precede the first timm/torchvision import)
+from timesformer.render import PRESETS, render_dataset
+from utils import UserError, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -7,82 +7,9 @@ Runs ``NUM_GPUS`` processes on this node (CPU processes with gloo when there is 
 Multi-node: start the same command on every node with ``--init_method tcp://HOST:PORT``,
 ``NUM_SHARDS`` nodes and ``--shard_id`` 0 .. NUM_SHARDS-1.
 """
-import argparse
-import os
-import socket
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(ROOT)]
-
-import compat  # noqa: E402,F401  (must precede the first timm/torchvision import)
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-
-from timesformer.config import load_config  # noqa: E402
-from timesformer.dataset import VideoDataset, check_readable  # noqa: E402
-from timesformer.trainer import run, world_size  # noqa: E402
-from timesformer.checkpoint import checkpoint_dir  # noqa: E402
-from utils import UserError, load_checkpoint_file, prepare_output_dir, run_cli  # noqa: E402
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", dest="cfg_file", required=True, help="YAML config file")
-    parser.add_argument("--init_method", default="", help="tcp://HOST:PORT of shard 0 (multi-node runs)")
-    parser.add_argument("--shard_id", type=int, default=None, help="this node's index (overrides SHARD_ID)")
-    parser.add_argument("--num_shards", type=int, default=None, help="number of nodes (overrides NUM_SHARDS)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def check_inputs(cfg) -> None:
-    """Fail in one line, before any process starts, on missing or bad lists, videos and weights."""
-    splits = (["train"] + (["val"] if cfg.TRAIN.EVAL_PERIOD > 0 else [])) if cfg.TRAIN.ENABLE else []
-    splits += ["test"] if cfg.TEST.ENABLE else []
-    for split in splits:
-        dataset = VideoDataset(cfg, split)
-        if split != "train":  # found now, not after the whole training (training reads its videos at once)
-            check_readable(dataset.videos)
-    for key, path in (("TIMESFORMER.PRETRAINED_MODEL", cfg.TIMESFORMER.PRETRAINED_MODEL),
-                      ("TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH),
-                      ("TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH)):
-        if path:
-            load_checkpoint_file(path, key)  # missing, unreadable or unsafe: one line, before any process starts
-    if cfg.NUM_GPUS > 0 and torch.cuda.is_available() and cfg.NUM_GPUS > torch.cuda.device_count():
-        raise UserError(f"NUM_GPUS {cfg.NUM_GPUS} but only {torch.cuda.device_count()} GPU(s) visible")
-
-
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    cfg = load_config(args.cfg_file, args.opts)
-    if args.num_shards is not None:
-        cfg.NUM_SHARDS = args.num_shards
-    if args.shard_id is not None:
-        cfg.SHARD_ID = args.shard_id
-    if cfg.NUM_SHARDS > 1 and not args.init_method:
-        raise UserError("a multi-node run (NUM_SHARDS > 1) needs --init_method tcp://HOST:PORT")
-    check_inputs(cfg)
-    prepare_output_dir(cfg.OUTPUT_DIR)
-    prepare_output_dir(checkpoint_dir(cfg.OUTPUT_DIR))
-    init_method = args.init_method or f"tcp://127.0.0.1:{free_port()}"
-    processes = max(cfg.NUM_GPUS, 1)
-    if world_size(cfg) == 1:
-        run(0, cfg, init_method)
-    else:
-        try:
-            mp.spawn(run, args=(cfg, init_method), nprocs=processes, join=True)
-        except mp.ProcessRaisedException as err:
-            raise UserError(str(err).strip().splitlines()[-1].split("UserError: ", 1)[-1]) from None
-        except mp.ProcessExitedException as err:
-            raise UserError(f"a training process exited with code {err.exit_code}") from None
-
+import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from timesformer.launch import main
+from utils import run_cli
 
 if __name__ == "__main__":
     run_cli(main)
