@@ -1,6 +1,6 @@
 # make demo   - multi-view video alignment on the embedded data (creates .venv on first use)
 # make test   - the test suite
-# make bench  - the model overhead benchmark
+# make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -37,7 +37,9 @@ demo: venv
 		--train_views 6 $(DEMO_RECIPE) --num_workers 0 --device cpu --output_dir $(DEMO_OUT)
 
 bench: venv
-	$(PY) benchmarks/bench_models.py
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/bench_models.py --json output/bench/models.json
+	cd action_recognition && OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ../$(PY) benchmarks/bench_timesformer.py \
+		--compile --rounds 5 --out ../output/bench/timesformer.json
 
 figures: venv
 	$(PY) tools/make_figures.py

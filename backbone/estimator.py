@@ -27,7 +27,7 @@ class TokenGeometry(NamedTuple):
 
 
 class PointEstimator(nn.Module):
-    """Recovers world coordinates of patch tokens (spec sections 1-6).
+    """Recovers world coordinates of patch tokens: pseudo-depth, back-projection, camera, world frame.
 
     ``u`` and ``v`` are kept as persistent buffers for the grid the model is built for, as
     in the release's checkpoints; any other grid received at run time is computed on the fly.

@@ -51,10 +51,6 @@ class TrajectoryDataset(Dataset):
                 self._cache.append(self._read(traj, range(self.num_views), range(traj.num_frames), threads)
                                    .share_memory_())
 
-    @property
-    def cached(self) -> bool:
-        return bool(self._cache)
-
     def _read(self, traj: Trajectory, views: Sequence[int], times: Sequence[int], threads: int = 1) -> torch.Tensor:
         paths = [traj.frame_path(v, t) for v in views for t in times]
         frames = read_frames(paths, self.img_size, threads)

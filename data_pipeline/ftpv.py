@@ -27,21 +27,19 @@ def view_folder_names(views: Sequence[int]) -> List[str]:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One FTPV data set: its folder, trajectory ranges per split (``None``: Pouring's pickles),
-    the number of third-person views, the paper's unseen split of them, and the sampling window."""
+    """One FTPV data set: its folder, the sampling window and the trajectory ranges per split
+    (``None``: Pouring's pickles)."""
     folder: str
-    num_views: int
-    unseen_train_views: Optional[int]
     window: int
     ranges: Optional[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]]
 
 
 DATASETS: Dict[str, DatasetSpec] = {
-    "pouring": DatasetSpec("pouring", 1, None, 3, None),
-    "panda": DatasetSpec("Pandav1_Train_Frame", 9, 6, 3, ((0, 10), (10, 15), (15, 20))),
-    "mc": DatasetSpec("MineRLReachGoalGroundStatic-v0_Frame", 8, 5, 3, ((0, 4), (4, 6), (6, 8))),
-    "can": DatasetSpec("can_mh", 4, 3, 2, ((0, 200), (200, 250), (250, 300))),
-    "lift": DatasetSpec("lift_mh", 4, 3, 2, ((0, 200), (200, 250), (250, 300))),
+    "pouring": DatasetSpec("pouring", 3, None),
+    "panda": DatasetSpec("Pandav1_Train_Frame", 3, ((0, 10), (10, 15), (15, 20))),
+    "mc": DatasetSpec("MineRLReachGoalGroundStatic-v0_Frame", 3, ((0, 4), (4, 6), (6, 8))),
+    "can": DatasetSpec("can_mh", 2, ((0, 200), (200, 250), (250, 300))),
+    "lift": DatasetSpec("lift_mh", 2, ((0, 200), (200, 250), (250, 300))),
 }
 POURING_VAL_TRAJECTORIES = 10
 

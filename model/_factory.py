@@ -65,14 +65,6 @@ def embed(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return net.forward_head(net.forward_features(images), pre_logits=True)
 
 
-class EmbeddingMixin:
-    """``forward_embedding``: images -> pooled features, the embedding the alignment task uses."""
-
-    def forward_embedding(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, D)``."""
-        return embed(self, x)
-
-
 def format_token_intermediates(intermediates: List[torch.Tensor], num_prefix_tokens: int,
                                grid_size: Tuple[int, int], output_fmt: str, return_prefix_tokens: bool
                                ) -> list:

@@ -14,13 +14,13 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
-from ._factory import EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, with_trl_group
+from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg, with_trl_group
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["Swin_3DTRL"]
 
 
-class Swin_3DTRL(EmbeddingMixin, SwinTransformer):
+class Swin_3DTRL(SwinTransformer):
     """Swin Transformer with a 3D Token Representation Layer.
 
     Args:

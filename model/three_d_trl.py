@@ -1,4 +1,4 @@
-"""The 3DTRL layer: recover tokens in 3D and add a 3D positional embedding (spec section 7, 10).
+"""The 3DTRL layer: recover tokens in 3D and add a 3D positional embedding.
 
 One implementation serves images and videos. Image tokens are ``(B, P + N, D)``; video
 tokens are ``(B, 1 + N * T, D)`` in TimeSformer's ``(h w t)`` order. Since every frame sees
@@ -108,7 +108,7 @@ def resolve_trl_depth(trl_depth: Optional[int], npl_depth: Optional[int]) -> Opt
     if npl_depth is None:
         return trl_depth
     if trl_depth is not None and trl_depth != npl_depth:
-        raise ValueError(f"trl_depth {trl_depth} and npl_depth {npl_depth} disagree")
+        raise ValueError(f"trl_depth {trl_depth} and npl_depth {npl_depth} given with different values")
     return npl_depth
 
 

@@ -11,14 +11,14 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.tnt import TNT, checkpoint_filter_fn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+from ._factory import (build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
                        with_trl_group)
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["TNT_3DTRL"]
 
 
-class TNT_3DTRL(EmbeddingMixin, TNT):
+class TNT_3DTRL(TNT):
     """TnT with a 3D Token Representation Layer on the patch embeddings.
 
     Args:

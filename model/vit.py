@@ -2,7 +2,7 @@
 
 ``ViT`` is timm's ``VisionTransformer`` unchanged (same weights, same outputs) with the
 extra entry points the tasks call on 3DTRL models: ``forward_features(x, return_geometry)``
-(the geometry is None) and ``forward_embedding``. The names ``vit_plain_*`` build it, so a
+(the geometry is None). The names ``vit_plain_*`` build it, so a
 task can swap ``vit_3dtrl_tiny_patch16_224`` for ``vit_plain_tiny_patch16_224``.
 """
 import torch
@@ -10,12 +10,12 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from ._factory import EmbeddingMixin, derived_cfg
+from ._factory import derived_cfg
 
 __all__ = ["ViT"]
 
 
-class ViT(EmbeddingMixin, VisionTransformer):
+class ViT(VisionTransformer):
     """timm ViT without 3DTRL."""
 
     def forward_features(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False,

@@ -15,14 +15,14 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (EmbeddingMixin, build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+from ._factory import (build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
                        with_trl_group)
 from .three_d_trl import ThreeDTRL
 
 __all__ = ["ViT_3DTRL"]
 
 
-class ViT_3DTRL(EmbeddingMixin, VisionTransformer):
+class ViT_3DTRL(VisionTransformer):
     """ViT with a 3D Token Representation Layer.
 
     Args:

@@ -48,7 +48,7 @@ RELEASE_TRL_KEYS = [
 
 
 def _release_shape(key, dim, num_patches):
-    """Shape of a release 3DTRL tensor, derived from its name alone (spec section 2-8)."""
+    """Shape of a release 3DTRL tensor, derived from its name alone."""
     if key == "pos_emb_world_cls":
         return (1, 1, dim)
     if key in ("estimator.u", "estimator.v"):
@@ -281,7 +281,7 @@ def test_plain_baseline_matches_timm():
         torch.testing.assert_close(plain(images), reference(images))
         features, geometry = plain.forward_features(images, return_geometry=True)
         assert geometry is None
-        torch.testing.assert_close(plain.forward_embedding(images), reference.forward_features(images)[:, 0])
+        torch.testing.assert_close(model.embed(plain, images), reference.forward_features(images)[:, 0])
         torch.testing.assert_close(model.embed(reference, images), features[:, 0])
 
 

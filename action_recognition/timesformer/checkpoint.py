@@ -4,6 +4,7 @@ import os
 import re
 from typing import Optional
 
+from timm.utils import unwrap_model
 from torch import nn
 
 from utils import UserError, load_checkpoint_file, save_checkpoint_atomic
@@ -24,16 +25,12 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
     return max(found, key=lambda p: int(re.findall(r"(\d+)\.pyth$", p)[0])) if found else None
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def save_checkpoint(output_dir: str, model: nn.Module, optimizer, epoch: int, cfg, history=()) -> str:
     """Save after ``epoch`` (1-based number of finished epochs), with the per-epoch ``history``."""
     path = checkpoint_path(output_dir, epoch)
     save_checkpoint_atomic({
         "epoch": epoch,
-        "model_state": unwrap(model).state_dict(),
+        "model_state": unwrap_model(model).state_dict(),
         "optimizer_state": optimizer.state_dict(),
         "cfg": cfg.to_dict(),
         "history": list(history),
@@ -53,7 +50,7 @@ def resume(path: str, model: nn.Module, optimizer) -> int:
     if not isinstance(state, dict) or "model_state" not in state:
         raise UserError(f"{path} is not a TimeSformer checkpoint (no model_state)")
     try:
-        unwrap(model).load_state_dict(state["model_state"])
+        unwrap_model(model).load_state_dict(state["model_state"])
     except RuntimeError as err:
         raise UserError(f"{path} does not fit this model: {str(err).splitlines()[1].strip()}") from None
     if optimizer is not None and "optimizer_state" in state:

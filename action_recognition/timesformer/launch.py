@@ -56,6 +56,12 @@ def check_inputs(cfg) -> None:
         raise UserError(f"NUM_GPUS {cfg.NUM_GPUS} but only {torch.cuda.device_count()} GPU(s) visible")
 
 
+def run_process(rank: int, cfg, init_method: str) -> None:
+    """One training process. Spawned processes start here, so this module (with the torchvision
+    remedy first) is what they import before timm."""
+    run(rank, cfg, init_method)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, args.opts)
@@ -74,7 +80,7 @@ def main(argv=None) -> None:
         run(0, cfg, init_method)
     else:
         try:
-            mp.spawn(run, args=(cfg, init_method), nprocs=processes, join=True)
+            mp.spawn(run_process, args=(cfg, init_method), nprocs=processes, join=True)
         except mp.ProcessRaisedException as err:
             raise UserError(str(err).strip().splitlines()[-1].split("UserError: ", 1)[-1]) from None
         except mp.ProcessExitedException as err:

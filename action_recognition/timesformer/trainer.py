@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
+from timm.utils import accuracy
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -24,7 +25,7 @@ from utils import AverageMeter, UserError, compile_model, seed_everything, write
 
 from . import checkpoint as cu
 from .dataset import VideoDataset
-from .meters import VideoScores, topk_correct
+from .meters import VideoScores
 from .model import build_model
 from .optim import build_loss, build_optimizer, get_epoch_lr, set_lr
 from .weights import load_pretrained
@@ -152,7 +153,7 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch: int, cfg, device, writ
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_NORM)
         optimizer.step()
         loss_meter.update(loss.item(), len(labels))
-        top1_meter.update(100.0 * topk_correct(logits.detach(), labels, 1) / len(labels), len(labels))
+        top1_meter.update(accuracy(logits.detach(), labels, topk=(1,))[0].item(), len(labels))
         step = epoch * num_iters + it
         if writer is not None and step % cfg.LOG.PERIOD == 0:
             writer.add_scalar("train/loss", loss.item(), step)
