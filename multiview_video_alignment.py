@@ -14,7 +14,6 @@ tau, averaged over every view pair of every trajectory).
 """
 import argparse
 import dataclasses
-import itertools
 import math
 import os
 import sys
@@ -23,34 +22,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 
-import numpy as np
-import timm
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
-from data_pipeline import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
-                           TripletDataset, normalize, open_split, view_folder_names)
-from utils import (AverageMeter, UserError, alignment_error, alignment_metrics, check_compile_options,
-                   compile_model, load_checkpoint_file, nearest_frames, prepare_output_dir, run_cli,
+from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
+                                load_checkpoint)
+from alignment.engine import train_one_epoch
+from alignment.evaluation import evaluate, geometry_stats, plot_alignment
+from alignment.losses import LOSSES
+from alignment.sampler import EpochSampler
+from data_pipeline import DATASETS, ClipDataset, TrajectoryDataset, TripletDataset, open_split
+from utils import (UserError, check_compile_options, compile_model, prepare_output_dir, run_cli,
                    save_checkpoint_atomic, seed_everything, write_json_atomic)
-
-MARGIN = 30.0  # 100 * 0.3, the release's margin on squared distances
-GRAD_CLIP = 10.0
-METRICS = ("alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b")
-# What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed.
-MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
-                  "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False}
-# The README's and the release's short names.
-MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
-                 "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
-LOSSES = ("triplet", "npairs")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -212,270 +199,7 @@ class Runtime:
             dist.destroy_process_group()
 
 
-class EpochSampler(Sampler):
-    """A fresh permutation every epoch (seeded), optionally cut to ``limit`` items, split across ranks
-    in equal shares (wrapping around) so every process runs the same number of steps."""
-
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, limit: int = 0):
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
-        self.total = min(limit, size) if limit else size
-        self.per_rank = math.ceil(self.total / world)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)[:self.total].tolist()
-        order += order[:self.per_rank * self.world - len(order)]
-        return iter(order[self.rank::self.world])
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-
-# ----------------------------------------------------------------------------- model and loss
-
-class Embedder(nn.Module):
-    """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token
-    (L2-normalised when ``unit`` is set, as the n-pairs loss trains it)."""
-
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], unit: bool = False):
-        super().__init__()
-        self.net = net
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.unit = unit
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        z = model.embed(self.net, normalize(images, self.mean, self.std))
-        return F.normalize(z, dim=-1) if self.unit else z
-
-
-def create_embedder(cfg: Dict) -> Embedder:
-    """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``, with the
-    patch size, depth and 3DTRL position of ``cfg`` where they are set (non-zero)."""
-    kwargs = dict(num_classes=0, img_size=cfg["img_size"])
-    kwargs.update({key: cfg[key] for key in ("patch_size", "depth", "global_pool") if cfg.get(key)})
-    if cfg["model"] in model.TRL_MODEL_NAMES:
-        kwargs.update(pred_depth=bool(cfg["pred_depth"]), pred_campos_from=cfg["pred_campos_from"])
-        if cfg.get("trl_depth"):
-            kwargs["trl_depth"] = cfg["trl_depth"]
-    if not timm.is_model(cfg["model"]):
-        raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
-    try:
-        net = timm.create_model(cfg["model"], pretrained=cfg.get("pretrained", False), **kwargs)
-    except (OSError, RuntimeError) as err:
-        if cfg.get("pretrained"):
-            raise UserError(f"pretrained weights for {cfg['model']} are not available locally: "
-                            f"{str(err).splitlines()[0]}") from None
-        raise
-    except (TypeError, ValueError, AssertionError) as err:
-        raise UserError(f"cannot build {cfg['model']} with {kwargs}: {str(err).splitlines()[0]}") from None
-    try:
-        model.check_input_size(net, cfg["img_size"])
-    except ValueError as err:
-        raise UserError(f"--img_size: {err}") from None
-    data_cfg = net.pretrained_cfg or {}
-    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD),
-                    unit=bool(cfg.get("normalize_embedding")))
-
-
-def time_contrastive_loss(z: torch.Tensor, margin: float = MARGIN, release: bool = False) -> torch.Tensor:
-    """Two-view triplet loss on squared Euclidean distances of raw embeddings.
-
-    Args:
-        z: ``(B, 2, 3, D)``: (view 1, view 2) x (anchor, positive, negative).
-        release: the release's variant, where view 2's positive and negative are view 1's.
-
-    Returns:
-        Mean over the batch of ``max(0, d(a1,a2) + d(p1,p2) + d(a1,p1) + d(a2,p2) + d(a1,p2) + d(a2,p1)
-        - d(a1,n2) - d(a2,n1) - d(a1,n1) - d(a2,n2) + margin)``.
-    """
-    a1, p1, n1 = z[:, 0].unbind(1)
-    a2, p2, n2 = z[:, 1].unbind(1)
-    if release:
-        p2, n2 = p1, n1
-
-    def d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (x - y).pow(2).sum(-1)
-
-    pull = d(a1, a2) + d(p1, p2) + d(a1, p1) + d(a2, p2) + d(a1, p2) + d(a2, p1)
-    push = d(a1, n2) + d(a2, n1) + d(a1, n1) + d(a2, n2)
-    return F.relu(pull - push + margin).mean()
-
-
-def npairs_loss(z: torch.Tensor, temperature: float = 0.1, times: Optional[torch.Tensor] = None,
-                sigma: float = 0.0) -> torch.Tensor:
-    """Multi-view n-pairs (InfoNCE) loss over time-aligned clips of K views.
-
-    Args:
-        z: ``(B, K, L, D)`` L2-normalised embeddings: K views x the clip's L instants.
-        times: ``(B, L)`` frame indices of the clips' instants (needed when ``sigma > 0``).
-        sigma: 0: the target of instant i is instant i alone; > 0: a Gaussian over the clip's instants
-            centred on i with this standard deviation in frames, so that a near miss costs less than
-            a far one.
-
-    Returns:
-        Mean over clips, ordered view pairs ``(v, w), v != w`` and instants ``i`` of the cross-entropy
-        of ``softmax_j(z[v, i] . z[w, j] / temperature)`` against the target of ``i``. With K = 2 and
-        ``sigma = 0`` this is the two-view loss in both directions.
-    """
-    batch, views, length, _ = z.shape
-    logits = torch.einsum("bvid,bwjd->bvwij", z, z) / temperature
-    pairs = ~torch.eye(views, dtype=torch.bool, device=z.device)
-    logits = logits[:, pairs]                                   # (B, K(K-1), L, L)
-    if sigma > 0:
-        gap = (times[:, :, None] - times[:, None, :]).to(z.dtype)
-        target = torch.softmax(-gap.square() / (2 * sigma ** 2), dim=-1)[:, None].expand_as(logits)
-        return -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-    target = torch.arange(length, device=z.device).expand(*logits.shape[:2], length)
-    return F.cross_entropy(logits.flatten(0, 2), target.flatten())
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def embed_trajectory(embedder: Embedder, frames: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
-    """uint8 ``(V, T, 3, H, W)`` -> ``(V, T, D)`` embeddings (on the CPU)."""
-    views, length = frames.shape[:2]
-    flat = frames.flatten(0, 1)
-    out = [embedder(flat[i:i + batch].to(device, non_blocking=True)).float().cpu()
-           for i in range(0, len(flat), batch)]
-    return torch.cat(out).view(views, length, -1)
-
-
-def pair_metrics(z: torch.Tensor) -> List[Tuple[float, ...]]:
-    """``METRICS`` of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
-    pairs = [alignment_metrics(z[i], z[j]) for i, j in itertools.combinations(range(len(z)), 2)]
-    return [tuple(metrics[name] for name in METRICS) for metrics in pairs]
-
-
-@torch.no_grad()
-def evaluate(embedder: Embedder, data: TrajectoryDataset, rt: Runtime, batch: int,
-             progress: bool = False, desc: str = "eval") -> Dict[str, float]:
-    """Mean metrics over every view pair of every trajectory (trajectories split across processes)."""
-    was_training = embedder.training
-    embedder.eval()
-    sums = [0.0] * (len(METRICS) + 1)
-    mine = range(rt.rank, len(data), rt.world)
-    for k in tqdm(mine, desc=desc, unit="traj", disable=not progress, leave=False, dynamic_ncols=True):
-        for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
-            for m, v in enumerate(values):
-                sums[m] += v
-            sums[-1] += 1
-    sums = rt.all_sum(sums)
-    embedder.train(was_training)
-    return {name: sums[m] / sums[-1] for m, name in enumerate(METRICS)}
-
-
-@torch.no_grad()
-def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[int], device: torch.device,
-                   batch: int, max_trajectories: int = 2) -> Dict[str, float]:
-    """What 3DTRL recovers on (the first trajectories of) a split: spread of pseudo-depth over the
-    tokens of an image, of the rotation angle and translation over the images, and, where the data
-    has ground truth, the depth rank correlation and the relative-rotation error (degrees)."""
-    from visualization import geometry_eval
-    from visualization.inference import recover
-
-    names = view_folder_names(views)
-    was_training = embedder.training
-    embedder.eval()
-    scores, depth_std, rotations, translations = geometry_eval.GeometryScores(), [], [], []
-    for k in range(min(len(data), max_trajectories)):
-        rec = recover(embedder, data[k].numpy(), batch, str(device))
-        depth_std.append(rec.depth.reshape(-1, rec.depth[0, 0].size).std(axis=1).mean())
-        rotations.append(rec.rotation.reshape(-1, 3, 3))
-        translations.append(rec.translation.reshape(-1, 3))
-        if os.path.isfile(os.path.join(data.trajectories[k].path, geometry_eval.GROUND_TRUTH)):
-            truth = geometry_eval.load_ground_truth(data.trajectories[k].path, names)
-            scores.add("model", rec.depth, rec.rotation, rec.translation, truth)
-    rotations, translations = np.concatenate(rotations), np.concatenate(translations)
-    angles = geometry_eval.rotation_angle_deg(rotations)
-    stats = {"depth_std_over_tokens": float(np.mean(depth_std)), "rotation_angle_std_deg": float(angles.std()),
-             "translation_std": float(translations.std(axis=0).mean())}
-    if scores.depth:
-        summary = scores.summary()
-        stats["depth_spearman"] = summary["depth_spearman"]["model"]
-        stats["relative_rotation_error_deg"] = summary["relative_rotation_error_deg"]["model"]
-    embedder.train(was_training)
-    return stats
-
-
-@torch.no_grad()
-def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequence[str], device: torch.device,
-                   batch: int, path: str, max_pairs: int = 12) -> None:
-    """Nearest-neighbour frame index vs frame index for the view pairs of the first test trajectory."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    embedder.eval()
-    z = embed_trajectory(embedder, data[0], device, batch)
-    pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
-    cols = min(4, len(pairs))
-    rows = math.ceil(len(pairs) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    length = z.shape[1]
-    for ax, (i, j) in zip(axes.flat, pairs):
-        nearest = nearest_frames(z[i], z[j]).numpy()
-        ax.plot([0, length - 1], [0, length - 1], color="0.7", lw=1, label="perfect")
-        ax.plot(np.arange(length), nearest, marker="o", ms=3, lw=1, label="nearest neighbour")
-        ax.set_title(f"{view_ids[i]} -> {view_ids[j]}  AE {alignment_error(z[i], z[j]):.3f}", fontsize=9)
-        ax.set_xlabel(f"frame in {view_ids[i]}", fontsize=8)
-        ax.set_ylabel(f"matched frame in {view_ids[j]}", fontsize=8)
-    for ax in list(axes.flat)[len(pairs):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"test alignment, {data.trajectories[0].name}")
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------- training
-
-def batch_loss(z: torch.Tensor, times: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
-    """``z (B, V, K, D)``: triplets (V = 2 views, K = 3) or clips (V views, K = L frames) -> the loss
-    ``--loss`` names."""
-    if args.loss == "npairs":
-        return npairs_loss(z, args.temperature, times, args.label_sigma)
-    return time_contrastive_loss(z, release=args.release_loss)
-
-
-def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, args: argparse.Namespace, progress: bool, epoch: int) -> Dict[str, float]:
-    """One pass over the sampler's items (triplets or clips). Returns mean loss, items/s and the
-    share of time spent waiting for data."""
-    embedder.train()
-    loss_meter = AverageMeter()
-    wait, start = 0.0, time.perf_counter()
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False,
-               dynamic_ncols=True)
-    tick = time.perf_counter()
-    samples = 0
-    for frames, times, _ in loader:
-        frames = frames.to(device, non_blocking=True)
-        wait += time.perf_counter() - tick
-        batch = frames.shape[0]
-        z = embedder(frames.flatten(0, 2)).view(*frames.shape[:3], -1)
-        loss = batch_loss(z, times.to(device), args)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(embedder.parameters(), GRAD_CLIP)
-        optimizer.step()
-        loss_meter.update(loss.item(), batch)
-        samples += batch
-        bar.set_postfix(loss=f"{loss_meter.avg:.3f}")
-        bar.update()
-        tick = time.perf_counter()
-    bar.close()
-    elapsed = time.perf_counter() - start
-    return {"train_loss": loss_meter.avg, "triplets_per_s": samples / max(elapsed, 1e-9),
-            "data_wait_share": wait / max(elapsed, 1e-9), "steps": len(loader)}
-
+# ----------------------------------------------------------------------------- data, checkpoints, runs
 
 def load_split(args: argparse.Namespace, split: str, train_views: int, progress: bool
                ) -> Tuple[TrajectoryDataset, List[int]]:
@@ -489,55 +213,11 @@ def view_names(views: Sequence[int]) -> List[str]:
     return ["fpv"] + [f"view_{v}" for v in views]
 
 
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script (tensors and plain data only: nothing in the file can run code)."""
-    ckpt = load_checkpoint_file(path)
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py")
-    return ckpt
-
-
-def init_from_file(net: nn.Module, path: str) -> Dict:
-    """Load the backbone weights of ``path`` into ``net`` (see ``--init``); returns what was loaded,
-    left at initialisation and ignored."""
-    ckpt = load_checkpoint_file(path, "--init file")
-    state = ckpt
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            state = ckpt[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"--init {path} holds no state dict")
-    own = net.state_dict()
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
-        from timm.layers import resample_abs_pos_embed
-        prefix = 0 if getattr(net, "no_embed_class", False) else getattr(net, "num_prefix_tokens", 1)
-        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=net.patch_embed.grid_size,
-                                                    num_prefix_tokens=prefix)
-    ignored = sorted(k for k, v in state.items() if k not in own or v.shape != own[k].shape)
-    state = {k: v for k, v in state.items() if k not in ignored}
-    if not state:
-        raise UserError(f"--init {path}: none of its tensors fits {type(net).__name__} (same --model, --depth, "
-                        f"--patch_size?)")
-    left = sorted(net.load_state_dict(state, strict=False).missing_keys)
-    left = [k for k in left if not k.endswith(("estimator.u", "estimator.v"))]
-    return {"file": path, "loaded": len(state), "left_at_init": left, "ignored": ignored}
-
-
 def model_cfg(args: argparse.Namespace) -> Dict:
     """What rebuilds the model: ``MODEL_DEFAULTS``' keys from the arguments."""
     cfg = {key: getattr(args, key) for key in MODEL_DEFAULTS if key != "normalize_embedding"}
     cfg["normalize_embedding"] = args.loss == "npairs"
     return cfg
-
-
-def checkpoint_model_cfg(ckpt: dict, path: str) -> Dict:
-    """The model config stored in a checkpoint of this script (older ones lack the newer keys)."""
-    cfg = ckpt.get("model_cfg") if isinstance(ckpt, dict) else None
-    if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(ckpt.get("model"), dict):
-        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py (no model and model_cfg)")
-    return {key: cfg.get(key, default) for key, default in MODEL_DEFAULTS.items()}
 
 
 def test_sets(args: argparse.Namespace, progress: bool) -> Dict[str, Tuple[TrajectoryDataset, List[int]]]:

@@ -171,7 +171,9 @@ def write_alignment(models: Dict[str, Recovered], display: np.ndarray, names: Se
     plots.save_gif(frames, os.path.join(out, "alignment.gif"), fps)
     by_name = {names[k]: v for k, v in nearest.items()}
     errors_by_name = {names[k]: v for k, v in errors.items()}
-    plots.save_png(plots.alignment_plot(by_name, errors_by_name, "multi-view alignment: first person -> third person"),
+    plots.save_png(plots.alignment_plot({(names[0], view): v for view, v in by_name.items()},
+                                        {(names[0], view): v for view, v in errors_by_name.items()},
+                                        "multi-view alignment: first person -> third person"),
                    os.path.join(out, "alignment.png"))
     summary = {view: {name: {"alignment_error": errors_by_name[view][name],
                              "nearest": by_name[view][name].tolist()} for name in models} for view in by_name}

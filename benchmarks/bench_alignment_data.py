@@ -18,7 +18,9 @@ import compat  # noqa: F401
 import torch
 from torch.utils.data import DataLoader
 
-import multiview_video_alignment as mva
+from alignment.embedder import MODEL_DEFAULTS, create_embedder
+from alignment.engine import train_one_epoch
+from alignment.sampler import EpochSampler
 from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
 from utils import seed_everything, write_json_atomic
@@ -33,7 +35,7 @@ def bench_renderer(out: str, preset: Preset, workers: int) -> float:
 
 
 def make_loader(triplets: TripletDataset, batch: int, workers: int, limit: int) -> DataLoader:
-    sampler = mva.EpochSampler(len(triplets), seed=0, limit=limit)
+    sampler = EpochSampler(len(triplets), seed=0, limit=limit)
     return DataLoader(triplets, batch_size=batch, sampler=sampler, num_workers=workers)
 
 
@@ -51,13 +53,13 @@ def bench_loader(triplets: TripletDataset, batch: int, workers: int, epochs: int
 
 def bench_training(triplets: TripletDataset, args: argparse.Namespace) -> dict:
     seed_everything(0)
-    embedder = mva.create_embedder(dict(mva.MODEL_DEFAULTS, model=args.model, img_size=args.img_size))
+    embedder = create_embedder(dict(MODEL_DEFAULTS, model=args.model, img_size=args.img_size))
     loss_args = argparse.Namespace(loss="triplet", release_loss=False)
     optimizer = torch.optim.Adam(embedder.parameters(), lr=1e-4)
     loader = make_loader(triplets, args.batch_size, args.num_workers, limit=args.steps * args.batch_size)
-    mva.train_one_epoch(embedder, make_loader(triplets, args.batch_size, 0, limit=args.batch_size), optimizer,
-                        torch.device("cpu"), loss_args, False, 0)  # warm-up step
-    return mva.train_one_epoch(embedder, loader, optimizer, torch.device("cpu"), loss_args, False, 1)
+    train_one_epoch(embedder, make_loader(triplets, args.batch_size, 0, limit=args.batch_size), optimizer,
+                    torch.device("cpu"), loss_args, False, 0)  # warm-up step
+    return train_one_epoch(embedder, loader, optimizer, torch.device("cpu"), loss_args, False, 1)
 
 
 def main() -> None:

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
+from alignment.embedder import create_embedder
+from alignment.losses import npairs_loss, time_contrastive_loss
+from alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset
@@ -36,9 +39,9 @@ def test_loss_against_hand_computed_values():
     #   pull = .25 + 0 + 1 + .25 + 1 + .25 = 2.75;  push = 4 + 2.25 + 4 + 2.25 = 12.5;  2.75 - 12.5 + 30 = 20.25
     # Row 2: far negatives, the hinge is 0 in both variants.
     z = _embeddings([[[0, 1, 2], [0.5, 1.5, 2.5]], [[0, 0, 10], [0, 0, 10]]])
-    assert mva.time_contrastive_loss(z).item() == pytest.approx((18.5 + 0) / 2)
-    assert mva.time_contrastive_loss(z, release=True).item() == pytest.approx((20.25 + 0) / 2)
-    assert mva.time_contrastive_loss(z[:1], margin=0.0).item() == pytest.approx(0.0)
+    assert time_contrastive_loss(z).item() == pytest.approx((18.5 + 0) / 2)
+    assert time_contrastive_loss(z, release=True).item() == pytest.approx((20.25 + 0) / 2)
+    assert time_contrastive_loss(z[:1], margin=0.0).item() == pytest.approx(0.0)
 
 
 def test_short_training_lowers_the_loss(root):
@@ -46,12 +49,12 @@ def test_short_training_lowers_the_loss(root):
     triplets = TripletDataset(TrajectoryDataset(trajectories, 32, progress=False), window=3, seed=0)
     frames = torch.stack([triplets[i][0] for i in range(0, len(triplets), 12)])
     seed_everything(0)
-    embedder = mva.create_embedder(dict(model="vit_3dtrl_tiny_patch16_224", img_size=32, pred_depth=1,
+    embedder = create_embedder(dict(model="vit_3dtrl_tiny_patch16_224", img_size=32, pred_depth=1,
                                         pred_campos_from="both-sep"))
     optimizer = torch.optim.Adam(embedder.parameters(), lr=1e-3)
 
     def loss():
-        return mva.time_contrastive_loss(embedder(frames.flatten(0, 2)).view(len(frames), 2, 3, -1))
+        return time_contrastive_loss(embedder(frames.flatten(0, 2)).view(len(frames), 2, 3, -1))
 
     losses = []
     for _ in range(8):
@@ -110,10 +113,10 @@ def test_compile_trains_like_eager(root, tmp_path):
 
 
 def test_epoch_sampler_shards_cover_the_epoch():
-    shards = [list(mva.EpochSampler(10, seed=1, rank=r, world=3)) for r in range(3)]
+    shards = [list(EpochSampler(10, seed=1, rank=r, world=3)) for r in range(3)]
     assert len({len(s) for s in shards}) == 1
     assert set(sum(shards, [])) == set(range(10))
-    limited = mva.EpochSampler(10, seed=1, limit=4)
+    limited = EpochSampler(10, seed=1, limit=4)
     first = list(limited)
     limited.set_epoch(1)
     assert len(first) == 4 and list(limited) != first
@@ -165,15 +168,15 @@ def test_npairs_loss_against_hand_computed_values():
     # logits [[1, 0], [0, 1]]; each row's cross-entropy is log(1 + e^-1) = 0.31326
     e = torch.eye(2, dtype=torch.float64)
     z = torch.stack([e, e])[None]                                  # (1, 2 views, 2 instants, 2)
-    assert mva.npairs_loss(z, temperature=1.0).item() == pytest.approx(0.313262, abs=1e-6)
+    assert npairs_loss(z, temperature=1.0).item() == pytest.approx(0.313262, abs=1e-6)
     # three identical views: every ordered pair gives the same value
-    assert mva.npairs_loss(torch.stack([e, e, e])[None], 1.0).item() == pytest.approx(0.313262, abs=1e-6)
+    assert npairs_loss(torch.stack([e, e, e])[None], 1.0).item() == pytest.approx(0.313262, abs=1e-6)
     # swapped instants in view 2: the positive has logit 0, the negative 1 -> log(1 + e) = 1.31326
-    assert mva.npairs_loss(torch.stack([e, e.flip(0)])[None], 1.0).item() == pytest.approx(1.313262, abs=1e-6)
+    assert npairs_loss(torch.stack([e, e.flip(0)])[None], 1.0).item() == pytest.approx(1.313262, abs=1e-6)
     # Gaussian targets, sigma 1, instants 0 and 1: target row softmax([0, -1/2]) = [0.62246, 0.37754];
     # 0.62246 * 0.31326 + 0.37754 * 1.31326 = 0.69080
     times = torch.tensor([[0, 1]])
-    assert mva.npairs_loss(z, 1.0, times, sigma=1.0).item() == pytest.approx(0.690804, abs=1e-5)
+    assert npairs_loss(z, 1.0, times, sigma=1.0).item() == pytest.approx(0.690804, abs=1e-5)
 
 
 def test_clip_dataset_draws_aligned_views(root):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import multiview_video_alignment as mva
+from alignment.embedder import MODEL_DEFAULTS, create_embedder
 import visualize
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, render_dataset, sample_episode
 from tools import render_objects
@@ -115,8 +115,8 @@ def test_random_cameras_give_the_reference_values(root):
 
 
 def _checkpoint(tmp_path, name, model):
-    cfg = dict(mva.MODEL_DEFAULTS, model=model, img_size=32, patch_size=8, depth=2, trl_depth=1)
-    embedder = mva.create_embedder(cfg)
+    cfg = dict(MODEL_DEFAULTS, model=model, img_size=32, patch_size=8, depth=2, trl_depth=1)
+    embedder = create_embedder(cfg)
     path = str(tmp_path / f"{name}.pth")
     torch.save({"model": embedder.net.state_dict(), "model_cfg": cfg, "epoch": 0}, path)
     return path

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("backbone", "model", "classification", "data_pipeline", "visualization", "tools.render_objects",
+MODULES = ("alignment.evaluation", "alignment.metrics", "backbone", "model", "classification", "data_pipeline", "visualization", "tools.render_objects",
            "timesformer.launch", "utils", "imagenet_train", "imagenet_val", "multiview_video_alignment", "visualize")
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 import visualize
 from backbone import token_grid_uv
 from data_pipeline.render_ftpv import Preset, render_dataset
-from multiview_video_alignment import create_embedder
+from alignment.embedder import create_embedder
 from utils import alignment_error, save_checkpoint_atomic
 from visualization import plots
 from visualization.diagram import layer_diagram

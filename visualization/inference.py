@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 import model
 from data_pipeline import normalize
-from multiview_video_alignment import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
+from alignment.embedder import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
 import utils
 from utils import UserError, seed_everything
 

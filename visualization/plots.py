@@ -226,27 +226,33 @@ def alignment_frame(first: np.ndarray, truth: np.ndarray, matches: Dict[str, Tup
     return figure_to_array(fig)
 
 
-def alignment_plot(nearest: Dict[str, Dict[str, np.ndarray]], errors: Dict[str, Dict[str, float]],
-                   title: str) -> np.ndarray:
-    """Nearest-neighbour frame index vs frame index, one panel per third-person view.
+def alignment_plot(nearest: Dict[Tuple[str, str], Dict[str, np.ndarray]],
+                   errors: Dict[Tuple[str, str], Dict[str, float]], title: str, columns: int = 4) -> np.ndarray:
+    """Nearest-frame index vs frame index, one panel per view pair, one line per model (the
+    diagonal is perfect alignment); at most ``columns`` panels per row.
 
     Args:
-        nearest: ``nearest[view][model]`` = ``(T,)`` index of the nearest frame of that view for every
-            first-person frame; errors: the matching alignment errors.
+        nearest: ``nearest[(view a, view b)][model]`` = ``(T,)`` index of the nearest frame of view b
+            for every frame of view a; errors: the matching alignment errors.
     """
-    views = list(nearest)
-    fig, axes = plt.subplots(1, len(views), figsize=(2.6 * len(views), 2.8), dpi=DPI, squeeze=False)
-    for ax, view in zip(axes[0], views):
-        length = len(next(iter(nearest[view].values())))
+    pairs = list(nearest)
+    cols = min(columns, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), dpi=DPI, squeeze=False)
+    for ax, (view_a, view_b) in zip(axes.flat, pairs):
+        models = nearest[(view_a, view_b)]
+        length = len(next(iter(models.values())))
         ax.plot([0, length - 1], [0, length - 1], color="0.75", lw=1, label="perfect")
-        for m, (name, idx) in enumerate(nearest[view].items()):
+        for m, (name, idx) in enumerate(models.items()):
             ax.plot(np.arange(length), idx, marker="os^"[m % 3], ms=3, lw=1,
-                    label=f"{name} (err {errors[view][name]:.3f})")
-        ax.set_title(f"fpv -> {view}", fontsize=8)
-        ax.set_xlabel("first-person frame", fontsize=7)
-        ax.set_ylabel(f"nearest frame of {view}", fontsize=7)
+                    label=f"{name} (err {errors[(view_a, view_b)][name]:.3f})")
+        ax.set_title(f"{view_a} -> {view_b}", fontsize=8)
+        ax.set_xlabel(f"frame of {view_a}", fontsize=7)
+        ax.set_ylabel(f"nearest frame of {view_b}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="upper left")
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.4)
     return figure_to_array(fig)

@@ -2,6 +2,8 @@
 import math
 
 import torch
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.utils import unwrap_model
 from torch import nn
 
 
@@ -29,25 +31,19 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def param_groups(model: nn.Module, weight_decay: float):
-    """No weight decay on biases, norms and embeddings (1-D parameters and ``no_weight_decay`` names)."""
-    inner = model.module if hasattr(model, "module") else model
-    skip = {f"model.{name}" for name in inner.model.no_weight_decay()}
-    decay, no_decay = [], []
-    for name, param in inner.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 or name in skip else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """timm's optimizer factory: SGD (Nesterov when ``SOLVER.NESTEROV``) or AdamW, no weight decay on
+    1-D parameters and the model's ``no_weight_decay`` names. The decayed group comes first, as in
+    the checkpoints written so far."""
     s = cfg.SOLVER
-    groups = param_groups(model, s.WEIGHT_DECAY)
+    inner = unwrap_model(model)
+    skip = [f"model.{name}" for name in inner.model.no_weight_decay()]
+    no_decay, decay = param_groups_weight_decay(inner, s.WEIGHT_DECAY, no_weight_decay_list=skip)
     if s.OPTIMIZING_METHOD == "sgd":
-        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING,
-                               nesterov=s.NESTEROV and s.MOMENTUM > 0)
-    return torch.optim.AdamW(groups, lr=s.BASE_LR, betas=(0.9, 0.999))
+        name = "sgd" if s.NESTEROV and s.MOMENTUM > 0 else "momentum"  # timm: sgd = Nesterov momentum
+        return create_optimizer_v2([decay, no_decay], name, lr=s.BASE_LR, momentum=s.MOMENTUM,
+                                   dampening=s.DAMPENING)
+    return create_optimizer_v2([decay, no_decay], "adamw", lr=s.BASE_LR)
 
 
 def build_loss(cfg) -> nn.Module:

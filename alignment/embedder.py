@@ -1,0 +1,107 @@
+"""The alignment embedder: a timm model (with or without 3DTRL) that maps frames to one vector each,
+and the checkpoints of the alignment script."""
+from typing import Dict, Sequence
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import model
+from data_pipeline import IMAGENET_MEAN, IMAGENET_STD, normalize
+from utils import UserError, load_checkpoint_file
+
+# What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed.
+MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
+                  "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False}
+# The README's and the release's short names.
+MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
+                 "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
+
+
+class Embedder(nn.Module):
+    """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token
+    (L2-normalised when ``unit`` is set, as the n-pairs loss trains it)."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], unit: bool = False):
+        super().__init__()
+        self.net = net
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.unit = unit
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        z = model.embed(self.net, normalize(images, self.mean, self.std))
+        return F.normalize(z, dim=-1) if self.unit else z
+
+
+def create_embedder(cfg: Dict) -> Embedder:
+    """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``, with the
+    patch size, depth and 3DTRL position of ``cfg`` where they are set (non-zero)."""
+    kwargs = dict(num_classes=0, img_size=cfg["img_size"])
+    kwargs.update({key: cfg[key] for key in ("patch_size", "depth", "global_pool") if cfg.get(key)})
+    if cfg["model"] in model.TRL_MODEL_NAMES:
+        kwargs.update(pred_depth=bool(cfg["pred_depth"]), pred_campos_from=cfg["pred_campos_from"])
+        if cfg.get("trl_depth"):
+            kwargs["trl_depth"] = cfg["trl_depth"]
+    if not timm.is_model(cfg["model"]):
+        raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
+    try:
+        net = timm.create_model(cfg["model"], pretrained=cfg.get("pretrained", False), **kwargs)
+    except (OSError, RuntimeError) as err:
+        if cfg.get("pretrained"):
+            raise UserError(f"pretrained weights for {cfg['model']} are not available locally: "
+                            f"{str(err).splitlines()[0]}") from None
+        raise
+    except (TypeError, ValueError, AssertionError) as err:
+        raise UserError(f"cannot build {cfg['model']} with {kwargs}: {str(err).splitlines()[0]}") from None
+    try:
+        model.check_input_size(net, cfg["img_size"])
+    except ValueError as err:
+        raise UserError(f"--img_size: {err}") from None
+    data_cfg = net.pretrained_cfg or {}
+    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD),
+                    unit=bool(cfg.get("normalize_embedding")))
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script (tensors and plain data only: nothing in the file can run code)."""
+    ckpt = load_checkpoint_file(path)
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py")
+    return ckpt
+
+
+def init_from_file(net: nn.Module, path: str) -> Dict:
+    """Load the backbone weights of ``path`` into ``net`` (see ``--init``); returns what was loaded,
+    left at initialisation and ignored."""
+    ckpt = load_checkpoint_file(path, "--init file")
+    state = ckpt
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
+            state = ckpt[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--init {path} holds no state dict")
+    own = net.state_dict()
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "pos_embed" in state and "pos_embed" in own and state["pos_embed"].shape != own["pos_embed"].shape:
+        from timm.layers import resample_abs_pos_embed
+        prefix = 0 if getattr(net, "no_embed_class", False) else getattr(net, "num_prefix_tokens", 1)
+        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], new_size=net.patch_embed.grid_size,
+                                                    num_prefix_tokens=prefix)
+    ignored = sorted(k for k, v in state.items() if k not in own or v.shape != own[k].shape)
+    state = {k: v for k, v in state.items() if k not in ignored}
+    if not state:
+        raise UserError(f"--init {path}: none of its tensors fits {type(net).__name__} (same --model, --depth, "
+                        f"--patch_size?)")
+    left = sorted(net.load_state_dict(state, strict=False).missing_keys)
+    left = [k for k in left if not k.endswith(("estimator.u", "estimator.v"))]
+    return {"file": path, "loaded": len(state), "left_at_init": left, "ignored": ignored}
+
+
+def checkpoint_model_cfg(ckpt: dict, path: str) -> Dict:
+    """The model config stored in a checkpoint of this script (older ones lack the newer keys)."""
+    cfg = ckpt.get("model_cfg") if isinstance(ckpt, dict) else None
+    if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(ckpt.get("model"), dict):
+        raise UserError(f"{path} is not a checkpoint of multiview_video_alignment.py (no model and model_cfg)")
+    return {key: cfg.get(key, default) for key, default in MODEL_DEFAULTS.items()}

@@ -1,0 +1,98 @@
+"""Evaluation of an alignment embedder: the metrics over every view pair of every trajectory, what
+3DTRL recovers during training, and the nearest-frame plot."""
+import itertools
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_pipeline import TrajectoryDataset, view_folder_names
+from utils import alignment_error, alignment_metrics, nearest_frames
+from visualization import plots
+
+from .embedder import Embedder
+
+METRICS = ("alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b")
+
+
+@torch.no_grad()
+def embed_trajectory(embedder: Embedder, frames: torch.Tensor, device: torch.device, batch: int) -> torch.Tensor:
+    """uint8 ``(V, T, 3, H, W)`` -> ``(V, T, D)`` embeddings (on the CPU)."""
+    views, length = frames.shape[:2]
+    flat = frames.flatten(0, 1)
+    out = [embedder(flat[i:i + batch].to(device, non_blocking=True)).float().cpu()
+           for i in range(0, len(flat), batch)]
+    return torch.cat(out).view(views, length, -1)
+
+
+def pair_metrics(z: torch.Tensor) -> List[Tuple[float, ...]]:
+    """``METRICS`` of every unordered view pair ``(i, j), i < j`` of ``z (V, T, D)``."""
+    pairs = [alignment_metrics(z[i], z[j]) for i, j in itertools.combinations(range(len(z)), 2)]
+    return [tuple(metrics[name] for name in METRICS) for metrics in pairs]
+
+
+@torch.no_grad()
+def evaluate(embedder: Embedder, data: TrajectoryDataset, rt, batch: int,
+             progress: bool = False, desc: str = "eval") -> Dict[str, float]:
+    """Mean metrics over every view pair of every trajectory (trajectories split across the
+    processes of ``rt``: ``rank``, ``world``, ``device``, ``all_sum``)."""
+    was_training = embedder.training
+    embedder.eval()
+    sums = [0.0] * (len(METRICS) + 1)
+    mine = range(rt.rank, len(data), rt.world)
+    for k in tqdm(mine, desc=desc, unit="traj", disable=not progress, leave=False, dynamic_ncols=True):
+        for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
+            for m, v in enumerate(values):
+                sums[m] += v
+            sums[-1] += 1
+    sums = rt.all_sum(sums)
+    embedder.train(was_training)
+    return {name: sums[m] / sums[-1] for m, name in enumerate(METRICS)}
+
+
+@torch.no_grad()
+def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[int], device: torch.device,
+                   batch: int, max_trajectories: int = 2) -> Dict[str, float]:
+    """What 3DTRL recovers on (the first trajectories of) a split: spread of pseudo-depth over the
+    tokens of an image, of the rotation angle and translation over the images, and, where the data
+    has ground truth, the depth rank correlation and the relative-rotation error (degrees)."""
+    from visualization import geometry_eval
+    from visualization.inference import recover
+
+    names = view_folder_names(views)
+    was_training = embedder.training
+    embedder.eval()
+    scores, depth_std, rotations, translations = geometry_eval.GeometryScores(), [], [], []
+    for k in range(min(len(data), max_trajectories)):
+        rec = recover(embedder, data[k].numpy(), batch, str(device))
+        depth_std.append(rec.depth.reshape(-1, rec.depth[0, 0].size).std(axis=1).mean())
+        rotations.append(rec.rotation.reshape(-1, 3, 3))
+        translations.append(rec.translation.reshape(-1, 3))
+        if os.path.isfile(os.path.join(data.trajectories[k].path, geometry_eval.GROUND_TRUTH)):
+            truth = geometry_eval.load_ground_truth(data.trajectories[k].path, names)
+            scores.add("model", rec.depth, rec.rotation, rec.translation, truth)
+    rotations, translations = np.concatenate(rotations), np.concatenate(translations)
+    angles = geometry_eval.rotation_angle_deg(rotations)
+    stats = {"depth_std_over_tokens": float(np.mean(depth_std)), "rotation_angle_std_deg": float(angles.std()),
+             "translation_std": float(translations.std(axis=0).mean())}
+    if scores.depth:
+        summary = scores.summary()
+        stats["depth_spearman"] = summary["depth_spearman"]["model"]
+        stats["relative_rotation_error_deg"] = summary["relative_rotation_error_deg"]["model"]
+    embedder.train(was_training)
+    return stats
+
+
+@torch.no_grad()
+def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequence[str], device: torch.device,
+                   batch: int, path: str, max_pairs: int = 12) -> None:
+    """Nearest-frame index vs frame index for the view pairs of the first trajectory of ``data``
+    (``visualization.plots.alignment_plot``), written to the PNG ``path``."""
+    embedder.eval()
+    z = embed_trajectory(embedder, data[0], device, batch)
+    pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
+    nearest = {(view_ids[i], view_ids[j]): {"model": nearest_frames(z[i], z[j]).numpy()} for i, j in pairs}
+    errors = {(view_ids[i], view_ids[j]): {"model": alignment_error(z[i], z[j])} for i, j in pairs}
+    plots.save_png(plots.alignment_plot(nearest, errors, f"test alignment, {data.trajectories[0].name}"), path)
