@@ -61,7 +61,7 @@ class VideoReader:
 
     A wanted frame more than ``seek_ahead`` frames ahead is reached by seeking (the decoder
     starts at the key frame before it), a nearer one by decoding the frames in between, so a
-    clip of 8 frames 32 apart decodes little more than its 8 frames.
+    clip late in a long video does not decode everything before it.
     """
 
     def __init__(self, path: str, seek_ahead: int = SEEK_AHEAD):
