@@ -8,14 +8,16 @@ written in the FTPV layout the alignment task reads:
 
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
-    OUT/Pandav1_Train_Frame/tr_0000/ground_truth.npz       (true cameras and depth; readers ignore it)
+    OUT/Pandav1_Train_Frame/tr_0000/ground_truth.npz       (true cameras, depth, arm state; readers ignore it)
 
 ``ground_truth.npz`` holds, for the views in the order fpv, view_0000, view_0001, ...:
 ``intrinsics (3, 3)`` in pixels of the written frames (pixel (c, r) covers [c, c+1) x [r, r+1));
 ``world_to_camera (V, T, 4, 4)``, world (metres, z up, origin at the robot's base) to the camera
 frame x right, y down, z forward, per frame (the first-person camera moves); ``depth_mm (V, T, S, S)``
 uint16, each pixel's depth along the optical axis in millimetres (0: nothing within the far plane);
-``view_names (V,)``.
+``view_names (V,)``; and the scene's state per frame, the same in every view: ``arm_state (T, 8)``
+(the 7 arm joint angles in radians and the finger opening in metres) and ``cube_position (T, 3)``
+(metres).
 
 Rendering uses pybullet's CPU TinyRenderer, so it runs anywhere. A trajectory depends only on
 the seed and its index, so the output is the same for any number of worker processes, and a
@@ -63,6 +65,7 @@ class Preset:
     size: int
     jpeg_quality: int = 95
     shadows: bool = False
+    random_cameras: bool = False   # third-person cameras drawn anew for every trajectory (pretraining data)
 
 
 PRESETS = {
@@ -84,6 +87,13 @@ def third_person_cameras(num_views: int) -> List[Tuple[float, float, float]]:
     distances = (1.0, 0.9, 1.1)
     return [(30.0 + 360.0 * k / num_views + 13.0 * (k % 2), pitches[k % 3], distances[(k // 3) % 3])
             for k in range(num_views)]
+
+
+def random_cameras(rng: np.random.Generator, num_views: int) -> List[Tuple[float, float, float]]:
+    """``(yaw, pitch, distance)`` of ``num_views`` cameras drawn all around the arm, with the fixed
+    cameras' ranges of elevation and distance."""
+    return [(float(rng.uniform(0.0, 360.0)), float(rng.uniform(-55.0, -15.0)), float(rng.uniform(0.85, 1.15)))
+            for _ in range(num_views)]
 
 
 NEAR, FAR, FOV_DEG = 0.02, 5.0, 55.0
@@ -300,12 +310,16 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
     truth (the arrays of ``ground_truth.npz``)."""
     rng = np.random.default_rng([seed, index])
     episode = sample_episode(rng)
+    if preset.random_cameras:  # a stream of its own: the episodes are those of the fixed-camera render
+        scene.set_cameras(random_cameras(np.random.default_rng([seed, index, 1]), preset.views))
     cube_orientation = scene.p.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
     cube_rest = (*episode.cube_xy, _CUBE_HALF)
     poses = interpolate(episode_keyframes(scene, episode), preset.frames)
     images = np.empty((1 + preset.views, preset.frames, preset.size, preset.size, 3), dtype=np.uint8)
     depth = np.empty((1 + preset.views, preset.frames, preset.size, preset.size), dtype=np.uint16)
     cameras = np.empty((1 + preset.views, preset.frames, 4, 4))
+    arm_state = np.array([[*joints, finger] for joints, finger, _ in poses], dtype=np.float32)
+    cube_position = np.empty((preset.frames, 3), dtype=np.float32)
     grasp_offset = None
     for t, (joints, finger, attached) in enumerate(poses):
         scene.set_arm(joints, finger)
@@ -318,11 +332,13 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
         else:
             position, orientation = cube_rest, cube_orientation
         scene.set_cube(position, orientation, episode.colour)
+        cube_position[t] = position
         for v, view in enumerate([_first_person_view(scene.client, scene.robot)] + scene.tpv_views):
             images[v, t], metres = scene.render(view, preset.size, preset.shadows)
             depth[v, t], cameras[v, t] = depth_to_mm(metres), world_to_camera(view)
     return images, {"intrinsics": intrinsics(preset.size), "world_to_camera": cameras, "depth_mm": depth,
-                    "view_names": np.array(view_folder_names(range(preset.views)))}
+                    "view_names": np.array(view_folder_names(range(preset.views))),
+                    "arm_state": arm_state, "cube_position": cube_position}
 
 
 def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, quality: int) -> None:
@@ -377,7 +393,9 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
     dataset_dir = os.path.join(out, preset.folder)
     refuse_foreign_folder(dataset_dir, MANIFEST)
     prepare_output_dir(dataset_dir)
-    manifest = dict(asdict(preset), seed=seed, scene=SCENE_VERSION)
+    # (random_cameras is recorded only when set, so folders rendered before the option still match)
+    manifest = {k: v for k, v in dict(asdict(preset), seed=seed, scene=SCENE_VERSION).items()
+                if k != "random_cameras" or v}
     check_manifest(dataset_dir, manifest)
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]
@@ -414,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trajectories", type=int, default=None, help="trajectories (default: the preset's)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random_cameras", action="store_true",
+                        help="draw new third-person cameras all around the arm for every trajectory (e.g. for "
+                             "tools/pretrain_state.py); the default is the fixed cameras of the alignment sets")
     parser.add_argument("--xpar", action="store_true", help="no progress bar")
     return parser
 
@@ -426,7 +447,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             raise UserError(f"--{key} must be positive, got {value}")
     if overrides.get("size", preset.size) < 16:
         raise UserError("--size must be at least 16 pixels")
-    return replace(preset, **overrides)
+    return replace(preset, **overrides, random_cameras=args.random_cameras)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from alignment.losses import npairs_loss, time_contrastive_loss
 from alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
-from data_pipeline.render_ftpv import Preset
+from data_pipeline.render_ftpv import Preset, render_dataset
 from utils import UserError, load_checkpoint_file, seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
@@ -161,6 +162,42 @@ def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
     with pytest.raises(mva.UserError, match="holds no state dict"):
         torch.save(torch.ones(2), str(tmp_path / "tensor.pth"))
         _run(root, tmp_path / "misfit", "--init", str(tmp_path / "tensor.pth"))
+
+
+def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_factory, tmp_path):
+    from tools import pretrain_state
+    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
+    out = tmp_path / "w" / "state.pth"
+    pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
+                         "--depth", "2", "--epochs", "8", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
+                         "--out", str(out), "--xpar"])
+    history = json.loads((tmp_path / "w" / "state.pth.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(9))
+    # it fits the state of its frames (six trajectories are too few to generalise to the held-out two)
+    assert history[-1]["train_mse"] < 0.75 * history[1]["train_mse"], history
+    saved = load_checkpoint_file(str(out))
+    assert saved["model"] and not any(k.startswith("head.") for k in saved["model"])
+    results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", str(out), "--patch_size", "8",
+                   "--depth", "2", "--trl_depth", "1", "--global_pool", "avg", "--num_workers", "0")
+    assert results["init"]["left_at_init"] == [] and results["init"]["ignored"] == []
+    assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
+    with pytest.raises(UserError, match="exists"):
+        pretrain_state.main(["--data_root", data, "--out", str(out), "--xpar"])
+
+
+def test_random_cameras_change_the_views_not_the_episodes(tmp_path):
+    from dataclasses import replace
+    small = Preset("Pandav1_Train_Frame", trajectories=2, views=2, frames=4, size=32)
+    truth = {}
+    for name, preset in (("fixed", small), ("random", replace(small, random_cameras=True))):
+        folder = render_dataset(str(tmp_path / name), preset, seed=3, workers=1, progress=False)
+        truth[name] = [np.load(os.path.join(folder, f"tr_{i:04d}", "ground_truth.npz")) for i in range(2)]
+    for fixed, random in zip(truth["fixed"], truth["random"]):
+        np.testing.assert_array_equal(fixed["arm_state"], random["arm_state"])       # same episode
+        np.testing.assert_array_equal(fixed["world_to_camera"][0], random["world_to_camera"][0])  # same hand camera
+        assert not np.allclose(fixed["world_to_camera"][1:], random["world_to_camera"][1:])
+    assert not np.allclose(truth["random"][0]["world_to_camera"][1:], truth["random"][1]["world_to_camera"][1:])
+    np.testing.assert_array_equal(truth["fixed"][0]["world_to_camera"][1:], truth["fixed"][1]["world_to_camera"][1:])
 
 
 def test_npairs_loss_against_hand_computed_values():

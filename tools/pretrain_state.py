@@ -1,0 +1,185 @@
+"""Pretrain an alignment backbone offline: regress the scene's state from single rendered frames.
+
+The FTPV renderer stores, for every frame, the arm's joint angles and finger opening and the
+cube's position (``ground_truth.npz``). They are the same in every camera, so a backbone that
+predicts them from any one view has features that follow the arm and ignore the viewpoint: a
+start point for ``multiview_video_alignment.py --init``, made by the project itself (the release
+fine-tuned ImageNet weights instead). Only the first-person view and the first
+``--train_views`` third-person views are used, so the alignment task's unseen cameras stay
+unseen. The trajectories should be rendered with another seed than the alignment data.
+
+    python data_pipeline/render_ftpv.py --out data/ftpv_pretrain --preset demo --trajectories 100 \
+        --seed 1 --workers 2
+    python tools/pretrain_state.py --data_root data/ftpv_pretrain --model vit_3dtrl --out weights/state_vit_3dtrl.pth
+
+The output holds ``model`` (the backbone's state dict, what ``--init`` loads; the regression head
+is not part of it), ``model_cfg``, the state's mean and standard deviation, and the per-epoch
+history (train and held-out MSE in standard units). Progress on stdout, TensorBoard and JSON
+beside the weights; ``--resume`` continues from ``OUT.last``.
+"""
+import argparse
+import glob
+import os
+import time
+from typing import Dict, List, Tuple
+
+import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder
+from data_pipeline import DATASETS, TrajectoryDataset
+from data_pipeline.ftpv import open_trajectory
+from data_pipeline.render_ftpv import GROUND_TRUTH
+from utils import (UserError, load_checkpoint_file, prepare_output_dir, run_cli, save_checkpoint_atomic,
+                   seed_everything, write_json_atomic)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_root", required=True, help="FTPV root rendered by data_pipeline/render_ftpv.py")
+    p.add_argument("--data", default="panda", choices=["panda"], help="data set folder under the root")
+    p.add_argument("--train_views", type=int, default=6, help="third-person views used (the first K)")
+    p.add_argument("--model", default="vit_3dtrl", help="timm name or short name, as in the alignment script")
+    p.add_argument("--img_size", type=int, default=64)
+    p.add_argument("--patch_size", type=int, default=16)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--trl_depth", type=int, default=1)
+    p.add_argument("--global_pool", default="avg")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--held_out", type=int, default=10, help="trajectories kept out of training, to measure it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="weights file to write (.pth)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.last")
+    p.add_argument("--xpar", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    args.model = MODEL_ALIASES.get(args.model, args.model)
+    if os.path.exists(args.out):
+        raise UserError(f"{args.out} exists: choose another --out")
+    if args.resume and not os.path.isfile(args.out + ".last"):
+        raise UserError(f"nothing to resume: {args.out}.last is missing")
+    for name in ("train_views", "img_size", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    return args
+
+
+def load_states(dataset_dir: str, names: List[str]) -> np.ndarray:
+    """``(N, T, 11)`` float32: arm joints and finger (8) and cube position (3) per frame."""
+    states = []
+    for name in names:
+        path = os.path.join(dataset_dir, name, GROUND_TRUTH)
+        if not os.path.isfile(path):
+            raise UserError(f"{path} is missing: render the data with this project's renderer")
+        with np.load(path, allow_pickle=False) as truth:
+            if "arm_state" not in truth:
+                raise UserError(f"{path} holds no arm state: render the data again with this version")
+            states.append(np.concatenate([truth["arm_state"], truth["cube_position"]], axis=1))
+    return np.stack(states).astype(np.float32)
+
+
+def open_frames(args) -> Tuple[torch.Tensor, np.ndarray]:
+    """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory, and their states ``(N, T, 11)``."""
+    dataset_dir = os.path.join(args.data_root, DATASETS[args.data].folder)
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(dataset_dir, "tr_*")))
+    if len(names) <= args.held_out:
+        raise UserError(f"{dataset_dir} holds {len(names)} trajectories; --held_out {args.held_out} leaves none")
+    trajectories = [open_trajectory(dataset_dir, name, range(args.train_views)) for name in names]
+    data = TrajectoryDataset(trajectories, args.img_size, progress=not args.xpar, desc="decode")
+    return torch.stack([data[k] for k in range(len(data))]), load_states(dataset_dir, names)
+
+
+class StateRegressor(nn.Module):
+    """Embedder (the alignment script's, unnormalised) + a linear head: frames ``(B, 3, S, S)`` -> ``(B, 11)``."""
+
+    def __init__(self, cfg: Dict, outputs: int):
+        super().__init__()
+        self.embedder = create_embedder(cfg)
+        self.head = nn.Linear(self.embedder.net.num_features, outputs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embedder(images))
+
+
+def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, batch: int) -> float:
+    model.eval()
+    with torch.no_grad():
+        total = sum(((model(frames[i:i + batch]) - targets[i:i + batch]) ** 2).sum().item()
+                    for i in range(0, len(frames), batch))
+    model.train()
+    return total / targets.numel()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    frames, states = open_frames(args)
+    n, views, length = frames.shape[:3]
+    flat_frames = frames.flatten(0, 2)                                          # (N V T, 3, S, S)
+    flat_states = torch.from_numpy(np.repeat(states[:, None], views, axis=1).reshape(n * views * length, -1))
+    train_rows = (n - args.held_out) * views * length
+    mean, std = flat_states[:train_rows].mean(0), flat_states[:train_rows].std(0).clamp_min(1e-6)
+    targets = (flat_states - mean) / std
+
+    cfg = dict(MODEL_DEFAULTS, model=args.model, img_size=args.img_size, patch_size=args.patch_size,
+               depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool)
+    seed_everything(args.seed)
+    model = StateRegressor(cfg, targets.shape[1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    steps_per_epoch = -(-train_rows // args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.1)
+    last = args.out + ".last"
+    history, start = [], 0
+    if args.resume:
+        state = load_checkpoint_file(last, "--resume checkpoint")
+        model.load_state_dict(state["regressor"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"]
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    prepare_output_dir(out_dir)
+    writer = SummaryWriter(args.out + ".tb")
+    print(f"{n} trajectories ({args.held_out} held out) x {views} views x {length} frames; {args.model}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    if not history:
+        history.append({"epoch": 0, "held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256)})
+        print(f"epoch 0 (before training): held-out mse {history[0]['held_out_mse']:.4f}", flush=True)
+    for epoch in range(start, args.epochs):
+        generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+        order = torch.randperm(train_rows, generator=generator)
+        tic, total = time.perf_counter(), 0.0
+        for i in tqdm(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", disable=args.xpar,
+                      leave=False, dynamic_ncols=True):
+            rows = order[i:i + args.batch_size]
+            loss = nn.functional.mse_loss(model(flat_frames[rows]), targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(rows)
+        record = {"epoch": epoch + 1, "train_mse": total / train_rows,
+                  "held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256),
+                  "seconds": time.perf_counter() - tic}
+        history.append(record)
+        for key in ("train_mse", "held_out_mse"):
+            writer.add_scalar(key, record[key], epoch + 1)
+        print(f"epoch {epoch + 1}: train mse {record['train_mse']:.4f}  held-out mse {record['held_out_mse']:.4f}  "
+              f"[{record['seconds']:.0f}s]", flush=True)
+        save_checkpoint_atomic({"regressor": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1}, last)
+    writer.close()
+    save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
+                            "state_mean": mean, "state_std": std, "history": history, "args": vars(args)}, args.out)
+    write_json_atomic({"history": history, "args": vars(args)}, args.out + ".json")
+    os.remove(last)
+    print(f"weights: {args.out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
