@@ -13,6 +13,10 @@ case "$CONFIG" in
     */*) case "$CONFIG" in /*) ;; *) if [ -f "$PWD/$CONFIG" ]; then CONFIG="$PWD/$CONFIG"; else CONFIG="$HERE/$CONFIG"; fi ;; esac ;;
     *) CONFIG="$HERE/configs/$CONFIG" ;;
 esac
+if [ ! -f "$CONFIG" ]; then
+    echo "error: config file not found: $CONFIG" >&2
+    exit 2
+fi
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 case "$OUTPUT_DIR" in /*) ;; *) OUTPUT_DIR="$PWD/$OUTPUT_DIR" ;; esac
 PYTHON="${PYTHON:-}"
