@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import UserError, alignment_error, atomic_write, prepare_output_dir, run_cli, write_json_atomic
+from alignment.metrics import alignment_error_of_matches
+from utils import UserError, atomic_write, prepare_output_dir, run_cli, write_json_atomic
 from visualization import frames as frame_io
 from visualization import plots
 from visualization import geometry_eval
@@ -155,7 +156,7 @@ def match_views(models: Dict[str, Recovered]) -> Tuple[Dict[str, Dict[str, np.nd
         for name, rec in models.items():
             z = rec.embeddings
             nearest[k][name] = nearest_frames(z[0], z[k])
-            errors[k][name] = alignment_error(torch.from_numpy(z[0]), torch.from_numpy(z[k]))
+            errors[k][name] = alignment_error_of_matches(nearest[k][name])
     return nearest, errors
 
 

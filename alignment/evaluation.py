@@ -9,10 +9,11 @@ import torch
 from tqdm import tqdm
 
 from data_pipeline import TrajectoryDataset, view_folder_names
-from utils import alignment_error, alignment_metrics, nearest_frames
+from utils import alignment_metrics, nearest_frames
 from visualization import plots
 
 from .embedder import Embedder
+from .metrics import alignment_error_of_matches
 
 METRICS = ("alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b")
 
@@ -94,5 +95,5 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
     z = embed_trajectory(embedder, data[0], device, batch)
     pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
     nearest = {(view_ids[i], view_ids[j]): {"model": nearest_frames(z[i], z[j]).numpy()} for i, j in pairs}
-    errors = {(view_ids[i], view_ids[j]): {"model": alignment_error(z[i], z[j])} for i, j in pairs}
+    errors = {pair: {"model": alignment_error_of_matches(m["model"])} for pair, m in nearest.items()}
     plots.save_png(plots.alignment_plot(nearest, errors, f"test alignment, {data.trajectories[0].name}"), path)

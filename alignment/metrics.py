@@ -68,13 +68,14 @@ def nearest_frames(z1, z2) -> torch.Tensor:
     return torch.from_numpy(_nearest_rows(dist, sq_a, sq_b, a, b))
 
 
-def _alignment_error(nn12: np.ndarray) -> float:
+def alignment_error_of_matches(nn12: np.ndarray) -> float:
+    """Mean ``|i - NN(i)| / l`` from the nearest frames ``(l,)`` already found (``nearest_frames``)."""
     length = len(nn12)
     return float(np.abs(np.arange(length) - nn12).sum()) / length / length
 
 
 def _cycle_error(nn12: np.ndarray, nn21: np.ndarray) -> float:
-    return _alignment_error(nn21[nn12])
+    return alignment_error_of_matches(nn21[nn12])
 
 
 def _ordered_pairs(nn12: np.ndarray) -> tuple:
@@ -105,7 +106,7 @@ def _kendalls_tau_b(pairs: tuple, nn12: np.ndarray) -> float:
 
 def alignment_error(z1, z2) -> float:
     """Mean ``|i - NN(i)| / l`` over frames ``i`` of ``z1`` ``(l, D)`` matched into ``z2`` ``(l, D)``."""
-    return _alignment_error(nearest_frames(z1, z2).numpy())
+    return alignment_error_of_matches(nearest_frames(z1, z2).numpy())
 
 
 def cycle_error(z1, z2) -> float:
@@ -131,5 +132,5 @@ def alignment_metrics(z1, z2) -> dict:
     against ``z2 (l, D)`` from one distance matrix (each equal to its function above)."""
     nn12, nn21 = nearest_frames_both_ways(z1, z2)
     pairs = _ordered_pairs(nn12)
-    return {"alignment_error": _alignment_error(nn12), "cycle_error": _cycle_error(nn12, nn21),
+    return {"alignment_error": alignment_error_of_matches(nn12), "cycle_error": _cycle_error(nn12, nn21),
             "kendalls_tau": _kendalls_tau(pairs), "kendalls_tau_b": _kendalls_tau_b(pairs, nn12)}

@@ -116,4 +116,4 @@ def recover(embedder: Embedder, frames: np.ndarray, batch_size: int = 32, device
 def nearest_frames(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
     """For every frame of ``z1 (l1, D)`` the index of its nearest frame in ``z2 (l2, D)``,
     as the alignment metrics count it (``utils.nearest_frames``)."""
-    return utils.nearest_frames(torch.from_numpy(np.asarray(z1)), torch.from_numpy(np.asarray(z2))).numpy()
+    return utils.nearest_frames(z1, z2).numpy()
