@@ -12,38 +12,33 @@ epochs, as in timm. ``--output/<experiment>/`` receives ``last.pth.tar``, ``mode
 ``summary.csv``, ``metrics.json``, ``args.yaml`` and TensorBoard scalars.
 """
 import argparse
-import contextlib
 import csv
 import json
 import logging
 import math
 import os
-import sys
 import time
-from functools import partial
 from typing import Callable, Dict, List, Optional
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
-import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from timm.data import Mixup, create_dataset, create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.models import load_checkpoint, resume_checkpoint
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
-from timm.utils import CheckpointSaver, ModelEmaV3, NativeScaler, accuracy, dispatch_clip_grad, unwrap_model
+from timm.utils import CheckpointSaver, ModelEmaV3, accuracy, dispatch_clip_grad, unwrap_model
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
 from classification.models import build_classifier
 from model.three_d_trl import resolve_trl_depth
-from utils import (AverageMeter, UserError, atomic_write, check_compile_options, check_output_dir, compile_model,
-                   load_checkpoint_file, prepare_output_dir, run_cli, seed_everything, stop_with_launcher,
-                   write_json_atomic)
+from runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
+                     check_output_dir, compile_model, epoch_seed, init_runtime, load_checkpoint_file, progress_bar,
+                     run_cli, seed_everything, setup_logging)
+from utils import AverageMeter
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -176,39 +171,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ----------------------------------------------------------------------------- setup
 
-def setup_distributed(args: argparse.Namespace) -> torch.device:
-    """Join the process group started by torchrun (NCCL with CUDA, gloo otherwise); pick the device."""
-    args.world_size = int(os.environ.get("WORLD_SIZE", 1))
-    args.rank = int(os.environ.get("RANK", 0))
-    args.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    args.distributed = args.world_size > 1
-    stop_with_launcher()
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{args.local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if args.distributed:
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return device
+def join_runtime(args: argparse.Namespace) -> Runtime:
+    """Join the process group started by torchrun (NCCL with CUDA, gloo otherwise); the ranks are
+    also kept in ``args`` (and so in ``args.yaml`` and the checkpoints), as timm does."""
+    rt = init_runtime("auto")
+    args.world_size, args.rank, args.local_rank, args.distributed = rt.world, rt.rank, rt.local_rank, rt.distributed
+    return rt
 
 
-def setup_logging(rank: int) -> None:
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
-
-
-def autocast_and_scaler(args: argparse.Namespace, device: torch.device):
-    """``(autocast context factory, loss scaler or None)``; AMP runs on CUDA only."""
-    if not args.amp:
-        return contextlib.nullcontext, None
-    if device.type != "cuda":
-        _logger.info("AMP is off: it runs on CUDA only, so this CPU run trains in float32")
-        args.amp = False
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if args.amp_dtype == "bfloat16" else torch.float16
-    _logger.info("AMP on (%s)", args.amp_dtype)
-    scaler = NativeScaler(device="cuda") if dtype == torch.float16 else None
-    return partial(torch.autocast, device_type="cuda", dtype=dtype), scaler
+def output_layout(out_dir: str) -> OutputLayout:
+    """timm's layout: checkpoints, TensorBoard scalars and ``metrics.json`` all in the experiment folder."""
+    return OutputLayout(out_dir, checkpoints="", tensorboard="", results="metrics.json")
 
 
 def experiment_dir(args: argparse.Namespace) -> str:
@@ -284,14 +257,6 @@ def train_loss_fn(args: argparse.Namespace, mixup: Optional[Mixup]) -> torch.nn.
 
 # ----------------------------------------------------------------------------- loops
 
-def all_reduce_sum(values: List[float], device: torch.device, distributed: bool) -> List[float]:
-    if not distributed:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
-
-
 def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device, autocast: Callable,
                     loss_scaler, scheduler, num_updates: int, mixup=None, model_ema=None, writer=None):
     """One pass over ``loader``; returns the epoch's metrics and the update count."""
@@ -300,7 +265,7 @@ def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device,
     model.train()
     loss_meter = AverageMeter()
     seen, start = 0, None
-    bar = tqdm(loader, desc=f"train {epoch}", leave=False, disable=args.no_progress or args.rank != 0)
+    bar = progress_bar(loader, f"train {epoch}", enabled=not args.no_progress, rank=args.rank)
     for batch_idx, (images, targets) in enumerate(bar):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if mixup is not None:
@@ -336,7 +301,7 @@ def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device,
             writer.add_scalar("train/loss_step", loss.item(), num_updates)
             writer.add_scalar("train/lr_step", lr, num_updates)
     elapsed = time.perf_counter() - start if start is not None else 0.0
-    loss_sum, count, seen = all_reduce_sum([loss_meter.sum, loss_meter.count, seen], device, args.distributed)
+    loss_sum, count, seen = all_reduce_sum([loss_meter.sum, loss_meter.count, seen], device).tolist()
     rate = seen / elapsed if elapsed > 0 and seen else float("nan")
     return {"loss": loss_sum / max(count, 1), "img_per_s": rate}, num_updates
 
@@ -347,7 +312,7 @@ def validate(model, loader, args, device, autocast: Callable, num_classes: int, 
     model.eval()
     top_k = min(5, num_classes)
     sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct@1, correct@k, n
-    bar = tqdm(loader, desc=desc, leave=False, disable=args.no_progress or args.rank != 0)
+    bar = progress_bar(loader, desc, enabled=not args.no_progress, rank=args.rank)
     for images, targets in bar:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if args.channels_last:
@@ -359,24 +324,24 @@ def validate(model, loader, args, device, autocast: Callable, num_classes: int, 
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         for i, value in enumerate((loss.item() * n, acc1.item() * n / 100, acc_k.item() * n / 100, n)):
             sums[i] += value
-    loss_sum, correct1, correct_k, n = all_reduce_sum(sums, device, args.distributed)
+    loss_sum, correct1, correct_k, n = all_reduce_sum(sums, device).tolist()
     return {"loss": loss_sum / n, "top1": 100 * correct1 / n, "top5": 100 * correct_k / n}
 
 
 # ----------------------------------------------------------------------------- records
 
-def load_history(out_dir: str, start_epoch: int) -> List[dict]:
+def load_history(layout: OutputLayout, start_epoch: int) -> List[dict]:
     """Rows of ``metrics.json`` for epochs before ``start_epoch`` (kept when resuming)."""
-    path = os.path.join(out_dir, "metrics.json")
+    path = layout.results_path
     if not os.path.isfile(path):
         return []
     with open(path) as f:
         return [row for row in json.load(f).get("epochs", []) if row["epoch"] < start_epoch]
 
 
-def write_records(out_dir: str, history: List[dict], summary: dict) -> None:
+def write_records(layout: OutputLayout, history: List[dict], summary: dict) -> None:
     """``metrics.json`` and ``summary.csv``, both replaced atomically."""
-    write_json_atomic(dict(summary, epochs=history), os.path.join(out_dir, "metrics.json"))
+    layout.write_results(dict(summary, epochs=history))
     fields = list(dict.fromkeys(key for row in history for key in row))
 
     def write_csv(tmp: str) -> None:
@@ -384,7 +349,7 @@ def write_records(out_dir: str, history: List[dict], summary: dict) -> None:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(history)
-    atomic_write(os.path.join(out_dir, "summary.csv"), write_csv)
+    atomic_write(os.path.join(layout.root, "summary.csv"), write_csv)
 
 
 def write_args(out_dir: str, args: argparse.Namespace) -> None:
@@ -409,13 +374,12 @@ def main(argv=None) -> None:
         check_batches(args, len(dataset_train))
         print(f"ok: {len(class_names)} classes in {args.data_dir}, model {args.model}, output {out_dir}")
         return
-    device = setup_distributed(args)
-    setup_logging(args.rank)
+    rt = join_runtime(args)
+    setup_logging(rt.rank)
     try:
-        train(args, device)
+        train(args, rt.device)
     finally:
-        if args.distributed:
-            dist.destroy_process_group()
+        rt.close()
 
 
 def train(args: argparse.Namespace, device: torch.device) -> None:
@@ -440,7 +404,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    autocast, loss_scaler = autocast_and_scaler(args, device)
+    autocast, loss_scaler, args.amp = amp_policy(args.amp, args.amp_dtype, device)
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
 
     start_epoch = args.start_epoch or 0
@@ -476,16 +440,15 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
 
     saver, writer, history = None, None, []
     if args.rank == 0:
-        from torch.utils.tensorboard import SummaryWriter  # slow import, not needed by --check-only
-        prepare_output_dir(out_dir)
+        layout = output_layout(out_dir).prepare()
         saver = CheckpointSaver(model, optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
-                                checkpoint_dir=out_dir, recovery_dir=out_dir, max_history=args.checkpoint_hist,
-                                decreasing=args.eval_metric == "loss")
+                                checkpoint_dir=layout.checkpoint_dir, recovery_dir=layout.checkpoint_dir,
+                                max_history=args.checkpoint_hist, decreasing=args.eval_metric == "loss")
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(out_dir):
             saver.load_state_dict_from_checkpoint(args.resume)
         write_args(out_dir, args)
-        writer = SummaryWriter(log_dir=out_dir)
-        history = load_history(out_dir, start_epoch)
+        writer = layout.tensorboard_writer()
+        history = load_history(layout, start_epoch)
     _logger.info("training epochs %d..%d (%d + %d cooldown), %d updates per epoch, output %s", start_epoch,
                  num_epochs - 1, args.epochs, num_epochs - args.epochs, updates_per_epoch, out_dir)
 
@@ -493,7 +456,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     for epoch in range(start_epoch, num_epochs):
         # Every random draw of an epoch follows from (seed, rank, epoch), so a resumed run repeats
         # the epochs of the uninterrupted one (loader workers are started afresh every epoch).
-        seed_everything(int(np.random.SeedSequence([args.seed, args.rank, epoch]).generate_state(1)[0]))
+        seed_everything(epoch_seed(args.seed, args.rank, epoch))
         if args.distributed and hasattr(loader_train.sampler, "set_epoch"):
             loader_train.sampler.set_epoch(epoch)
         train_metrics, num_updates = train_one_epoch(
@@ -514,7 +477,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
                     writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             writer.flush()
             best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[args.eval_metric])
-            write_records(out_dir, history, {"model": args.model, "best_epoch": best_epoch,
+            write_records(layout, history, {"model": args.model, "best_epoch": best_epoch,
                                              f"best_{args.eval_metric}": best_metric, "num_classes": num_classes})
             _logger.info("epoch %d: train loss %.4f (%.1f img/s)  val loss %.4f top1 %.2f top5 %.2f%s", epoch,
                          train_metrics["loss"], train_metrics["img_per_s"], eval_metrics["loss"],

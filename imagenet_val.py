@@ -12,20 +12,20 @@ training arguments stored in the checkpoint.
 """
 import argparse
 import os
-import sys
 import time
+from typing import Callable
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
 from timm.data import create_loader, resolve_data_config
 from timm.models import load_checkpoint
 from timm.utils import accuracy
-from tqdm import tqdm
 
 from classification.cli import CliParser, ParseKwargs
 from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders
 from classification.models import build_classifier
-from utils import UserError, compile_model, load_checkpoint_file, run_cli, write_json_atomic
+from runtime import (UserError, amp_policy, compile_model, init_runtime, load_checkpoint_file, progress_bar, run_cli,
+                     write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -107,10 +107,8 @@ def main(argv=None) -> None:
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise UserError(f"{args.checkpoint} does not fit {name}: {str(err).splitlines()[0]}") from None
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if args.amp and device.type != "cuda":
-        print("AMP is off: it runs on CUDA only", file=sys.stderr)
-    use_amp = args.amp and device.type == "cuda"
+    device = init_runtime("auto").device
+    autocast, _, _ = amp_policy(args.amp, "bfloat16", device)
     net.to(device).eval()
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -132,7 +130,7 @@ def main(argv=None) -> None:
                            use_prefetcher=False, device=device, persistent_workers=False)
     if args.torchcompile:
         net = compile_model(net, args.torchcompile)
-    results = evaluate(net, loader, device, use_amp, args, num_classes)
+    results = evaluate(net, loader, device, autocast, args, num_classes)
     results.update(model=name, checkpoint=args.checkpoint, data=folder, num_images=len(dataset),
                    img_size=data_config["input_size"][-1], use_ema=args.use_ema, perturbed=args.perturbed,
                    perturb=dict(seed=args.perturb_seed, distortion=args.perturb_distortion) if args.perturbed else None)
@@ -142,16 +140,16 @@ def main(argv=None) -> None:
 
 
 @torch.no_grad()
-def evaluate(net, loader, device, use_amp: bool, args, num_classes: int) -> dict:
+def evaluate(net, loader, device, autocast: Callable, args, num_classes: int) -> dict:
     """Top-1/top-5 accuracy (%) and mean cross-entropy over ``loader``."""
     top_k = min(5, num_classes)
     correct1 = correct_k = loss_sum = count = 0.0
     start = time.perf_counter()
-    for images, targets in tqdm(loader, desc="eval", disable=args.no_progress):
+    for images, targets in progress_bar(loader, "eval", enabled=not args.no_progress):
         images, targets = images.to(device), targets.to(device)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast():
             logits = net(images).float()
         acc1, acc_k = accuracy(logits, targets, topk=(1, top_k))
         n = images.shape[0]

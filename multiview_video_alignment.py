@@ -23,10 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
@@ -35,9 +33,9 @@ from alignment.engine import train_one_epoch
 from alignment.evaluation import evaluate, geometry_stats, plot_alignment
 from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
-from data_pipeline import DATASETS, ClipDataset, TrajectoryDataset, TripletDataset, open_split
-from utils import (UserError, check_compile_options, compile_model, prepare_output_dir, run_cli,
-                   save_checkpoint_atomic, seed_everything, write_json_atomic)
+from data_pipeline import DATASETS, FPV, ClipDataset, TrajectoryDataset, TripletDataset, open_split
+from runtime import (OutputLayout, Runtime, UserError, check_compile_options, compile_model, init_runtime, run_cli,
+                     save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -156,49 +154,6 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         args.output_dir = os.path.join("output", "alignment", name)
 
 
-# ----------------------------------------------------------------------------- distributed
-
-class Runtime:
-    """Device and process group. One process unless launched by ``torchrun``."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"--device {device} asked for, but CUDA is not available")
-        if device == "cuda" and self.world > 1:
-            device = f"cuda:{local_rank}"
-        try:
-            self.device = torch.device(device)
-        except RuntimeError:
-            raise UserError(f"unknown --device {device!r}") from None
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if self.world > 1:
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_sum(self, values: Sequence[float]) -> List[float]:
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        if self.world > 1:
-            dist.all_reduce(tensor)
-        return tensor.tolist()
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.world > 1:
-            dist.destroy_process_group()
-
-
 # ----------------------------------------------------------------------------- data, checkpoints, runs
 
 def load_split(args: argparse.Namespace, split: str, train_views: int, progress: bool
@@ -210,7 +165,7 @@ def load_split(args: argparse.Namespace, split: str, train_views: int, progress:
 
 
 def view_names(views: Sequence[int]) -> List[str]:
-    return ["fpv"] + [f"view_{v}" for v in views]
+    return [FPV] + [f"view_{v}" for v in views]
 
 
 def model_cfg(args: argparse.Namespace) -> Dict:
@@ -238,8 +193,15 @@ def format_metrics(metrics: Dict[str, float]) -> str:
             f"Kendall's tau {metrics['kendalls_tau']:+.4f}")
 
 
+def output_layout(args: argparse.Namespace) -> OutputLayout:
+    """The release's layout: ``last.pth``, ``best.pth`` and ``results.json`` in ``--output_dir``,
+    TensorBoard scalars in ``tb/``."""
+    return OutputLayout(args.output_dir, checkpoints="", tensorboard="tb", results="results.json")
+
+
 def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
-    path = os.path.join(args.output_dir, "best.pth") if args.test == "best" else args.test
+    layout = output_layout(args)
+    path = layout.checkpoint("best.pth") if args.test == "best" else args.test
     ckpt = load_checkpoint(path)
     cfg = checkpoint_model_cfg(ckpt, path)
     for key in MODEL_DEFAULTS:
@@ -256,11 +218,11 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
             print(f"{name:16s} {format_metrics(results[name])}")
     if rt.main:
         data, views = sets["test"]
-        results["plot"] = os.path.join(args.output_dir, "alignment_test.png")
-        prepare_output_dir(args.output_dir)
+        layout.prepare()
+        results["plot"] = os.path.join(layout.root, "alignment_test.png")
         plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
-        write_json_atomic(results, os.path.join(args.output_dir, "test.json"))
-        print(f"results: {os.path.join(args.output_dir, 'test.json')}\nplot:    {results['plot']}")
+        write_json_atomic(results, os.path.join(layout.root, "test.json"))
+        print(f"results: {os.path.join(layout.root, 'test.json')}\nplot:    {results['plot']}")
 
 
 def train(args: argparse.Namespace, rt: Runtime) -> None:
@@ -289,12 +251,13 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
 
-    last_path, best_path = os.path.join(args.output_dir, "last.pth"), os.path.join(args.output_dir, "best.pth")
+    layout = output_layout(args)
+    last_path, best_path = layout.checkpoint("last.pth"), layout.checkpoint("best.pth")
     if not args.resume and not args.overwrite and os.path.isfile(last_path):
         raise UserError(f"{args.output_dir} already holds a run: pass --resume to continue it, --overwrite to "
                         f"replace it, or another --output_dir")
     if rt.main:
-        prepare_output_dir(args.output_dir)
+        layout.prepare()
     if args.resume:
         resume_path = last_path if args.resume == "auto" else args.resume
         ckpt = load_checkpoint(resume_path)
@@ -308,7 +271,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     if args.compile:
         trainer = compile_model(trainer, args.compile)
     has_3dtrl = hasattr(embedder.net, "three_d_trl")
-    writer = SummaryWriter(os.path.join(args.output_dir, "tb")) if rt.main else None
+    writer = layout.tensorboard_writer() if rt.main else None
 
     def checkpoint(improved: bool) -> None:
         if not rt.main:
@@ -386,14 +349,14 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
                 writer.add_scalar(f"{name}/{key}", value, state["best"]["epoch"])
     if rt.main:
         data, views = tests["test"]
-        results["plot"] = os.path.join(args.output_dir, "alignment_test.png")
+        results["plot"] = os.path.join(layout.root, "alignment_test.png")
         plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
-        write_json_atomic(results, os.path.join(args.output_dir, "results.json"))
+        layout.write_results(results)
         writer.close()
-        print_summary(results, args.output_dir)
+        print_summary(results, layout)
 
 
-def print_summary(results: Dict, output_dir: str) -> None:
+def print_summary(results: Dict, layout: OutputLayout) -> None:
     """Test metrics before and after training, and where the outputs are."""
     names = [n for n in ("test_seen_views", "test") if n in results]
     labels = {"test": "unseen views" if results["setting"] == "unseen" else "all views",
@@ -406,16 +369,16 @@ def print_summary(results: Dict, output_dir: str) -> None:
             print(f"  {labels[name]:14s} {when:8s} {metrics['alignment_error']:10.4f} "
                   f"{metrics['cycle_error']:10.4f} {metrics['kendalls_tau']:+8.4f} "
                   f"{metrics.get('kendalls_tau_b', float('nan')):+8.4f}")
-    print(f"results: {os.path.join(output_dir, 'results.json')}")
+    print(f"results: {layout.results_path}")
     print(f"plot:    {results['plot']}")
-    print(f"curves:  tensorboard --logdir {os.path.join(output_dir, 'tb')}")
+    print(f"curves:  tensorboard --logdir {layout.tensorboard_dir}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     check_args(args, argv)
-    rt = Runtime(args.device)
+    rt = init_runtime(args.device)
     try:
         seed_everything(args.seed)
         if args.test is not None:

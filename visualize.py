@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from alignment.metrics import alignment_error_of_matches
-from utils import UserError, atomic_write, prepare_output_dir, run_cli, write_json_atomic
+from runtime import UserError, atomic_write, prepare_output_dir, run_cli, write_json_atomic
 from visualization import frames as frame_io
 from visualization import plots
 from visualization import geometry_eval

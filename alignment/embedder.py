@@ -9,7 +9,7 @@ from torch import nn
 
 import model
 from data_pipeline import IMAGENET_MEAN, IMAGENET_STD, normalize
-from utils import UserError, load_checkpoint_file
+from runtime import UserError, load_checkpoint_file
 
 # What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed.
 MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",

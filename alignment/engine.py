@@ -6,8 +6,8 @@ from typing import Dict
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from runtime import progress_bar
 from utils import AverageMeter
 
 from .losses import npairs_loss, time_contrastive_loss
@@ -30,8 +30,7 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
     embedder.train()
     loss_meter = AverageMeter()
     wait, start = 0.0, time.perf_counter()
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="step", disable=not progress, leave=False,
-               dynamic_ncols=True)
+    bar = progress_bar(total=len(loader), desc=f"epoch {epoch}", unit="step", enabled=progress)
     tick = time.perf_counter()
     samples = 0
     for frames, times, _ in loader:

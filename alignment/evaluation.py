@@ -6,14 +6,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from data_pipeline import TrajectoryDataset, view_folder_names
-from utils import alignment_metrics, nearest_frames
+from runtime import progress_bar
 from visualization import plots
 
 from .embedder import Embedder
-from .metrics import alignment_error_of_matches
+from .metrics import alignment_error_of_matches, alignment_metrics, nearest_frames
 
 METRICS = ("alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b")
 
@@ -43,7 +42,7 @@ def evaluate(embedder: Embedder, data: TrajectoryDataset, rt, batch: int,
     embedder.eval()
     sums = [0.0] * (len(METRICS) + 1)
     mine = range(rt.rank, len(data), rt.world)
-    for k in tqdm(mine, desc=desc, unit="traj", disable=not progress, leave=False, dynamic_ncols=True):
+    for k in progress_bar(mine, desc, enabled=progress, unit="traj"):
         for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
             for m, v in enumerate(values):
                 sums[m] += v

@@ -23,7 +23,7 @@ from alignment.engine import train_one_epoch
 from alignment.sampler import EpochSampler
 from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
-from utils import seed_everything, write_json_atomic
+from runtime import seed_everything, write_json_atomic
 
 MC = DATASETS["mc"]
 

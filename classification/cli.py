@@ -1,11 +1,9 @@
 """Command-line parsing with YAML configs whose keys are the flag names (timm's convention)."""
 import argparse
-import os
 from typing import List, Optional, Sequence, Tuple
 
-import yaml
-
-from utils import UserError, load_yaml
+from runtime import UserError
+from utils import load_yaml, load_yaml_mapping
 
 
 class CliParser(argparse.ArgumentParser):
@@ -30,15 +28,7 @@ class ParseKwargs(argparse.Action):
 
 def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict:
     """Read a YAML config and check that every key is a flag of ``parser`` (``-`` or ``_`` both fine)."""
-    if not os.path.isfile(path):
-        raise UserError(f"config file not found: {path}")
-    with open(path) as f:
-        try:
-            data = load_yaml(f.read()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of flag names to values")
+    data = load_yaml_mapping(path, "flag names")
     known = {action.dest for action in parser._actions}
     config = {}
     for key, value in data.items():

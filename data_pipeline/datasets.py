@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from utils import UserError
+from runtime import UserError
 
 from .ftpv import Trajectory, read_frame, read_frames
 

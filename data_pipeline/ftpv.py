@@ -1,12 +1,14 @@
-"""Reading the First-Third Person View (FTPV) layout: data sets, splits, views and frames.
+"""The First-Third Person View (FTPV) layout: its names (used by the reader here and by the
+renderer), data sets, splits, views and frames.
 
     <data_root>/<folder>/<trajectory>/fpv/000000.jpg ...              first-person view
     <data_root>/<folder>/<trajectory>/tpv/view_0000/000000.jpg ...    third-person views
 
 A trajectory's views are ordered first-person first, then ``view_0000``, ``view_0001``, ...
-Every problem with the files is raised as :class:`utils.UserError` naming the file or folder.
+Every problem with the files is raised as :class:`runtime.UserError` naming the file or folder.
 """
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -14,15 +16,38 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from utils import UserError, load_plain_pickle
+from runtime import UserError, load_plain_pickle
 
 SPLITS = ("train", "val", "test")
 FPV = "fpv"
+TPV = "tpv"
 
 
 def view_folder_names(views: Sequence[int]) -> List[str]:
     """Folder names of a trajectory's views, first-person first: ``fpv``, ``view_0000``, ..."""
     return [FPV] + [f"view_{v:04d}" for v in views]
+
+
+def trajectory_name(index: int) -> str:
+    """Folder name of trajectory ``index`` of the numbered data sets: ``tr_0007``."""
+    return f"tr_{index:04d}"
+
+
+def numbered_trajectories(dataset_dir: str) -> List[str]:
+    """Names of the numbered trajectory folders in ``dataset_dir``, in order."""
+    return sorted(d for d in os.listdir(dataset_dir)
+                  if re.fullmatch(r"tr_\d{4,}", d) and os.path.isdir(os.path.join(dataset_dir, d)))
+
+
+def frame_name(t: int) -> str:
+    """File name of frame ``t``: ``000007.jpg``."""
+    return f"{t:06d}.jpg"
+
+
+def trajectory_view_dirs(traj_dir: str, views: Sequence[int]) -> List[str]:
+    """Folders of a trajectory's first-person view and of its third-person ``views`` (indices)."""
+    first, *third = view_folder_names(views)
+    return [os.path.join(traj_dir, first)] + [os.path.join(traj_dir, TPV, name) for name in third]
 
 
 @dataclass(frozen=True)
@@ -53,7 +78,7 @@ class Trajectory:
     num_frames: int
 
     def frame_path(self, view: int, t: int) -> str:
-        return os.path.join(self.view_dirs[view], f"{t:06d}.jpg")
+        return os.path.join(self.view_dirs[view], frame_name(t))
 
 
 # ----------------------------------------------------------------------------- splits and views
@@ -84,7 +109,7 @@ def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = 
                  "test": _pouring_names(dataset_dir, "val.pkl")}[split]
     else:
         start, stop = spec.ranges[SPLITS.index(split)]
-        names = [f"tr_{i:04d}" for i in range(start, stop)]
+        names = [trajectory_name(i) for i in range(start, stop)]
     if split == "train" and train_videos > 0:
         names = names[:train_videos]
     return names
@@ -92,11 +117,11 @@ def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = 
 
 def count_views(dataset_dir: str, first_trajectory: str) -> int:
     """Number of third-person views, read from the first trajectory (``view_0000`` .. contiguous)."""
-    tpv = os.path.join(dataset_dir, first_trajectory, "tpv")
+    tpv = os.path.join(dataset_dir, first_trajectory, TPV)
     if not os.path.isdir(tpv):
         raise UserError(f"missing folder: {tpv}")
     present = sorted(d for d in os.listdir(tpv) if d.startswith("view_"))
-    expected = [f"view_{v:04d}" for v in range(len(present))]
+    expected = view_folder_names(range(len(present)))[1:]
     if present != expected:
         missing = sorted(set(expected) - set(present)) or [present[-1]]
         raise UserError(f"third-person views of {tpv} are not numbered view_0000..: check {missing[0]}")
@@ -126,9 +151,9 @@ def _count_frames(view_dir: str) -> int:
     if not files:
         raise UserError(f"no frames in {view_dir}")
     for t, name in enumerate(files):
-        if name != f"{t:06d}.jpg":
+        if name != frame_name(t):
             raise UserError(f"frames of {view_dir} are not numbered 000000.jpg.. contiguously: "
-                            f"expected {t:06d}.jpg, found {name}")
+                            f"expected {frame_name(t)}, found {name}")
     return len(files)
 
 
@@ -137,8 +162,7 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
     path = os.path.join(dataset_dir, name)
     if not os.path.isdir(path):
         raise UserError(f"missing trajectory folder: {path}")
-    first, *third = view_folder_names(views)
-    view_dirs = [os.path.join(path, first)] + [os.path.join(path, "tpv", name) for name in third]
+    view_dirs = trajectory_view_dirs(path, views)
     counts = [_count_frames(d) for d in view_dirs]
     for d, n in zip(view_dirs[1:], counts[1:]):
         if n != counts[0]:
@@ -163,8 +187,8 @@ def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
     num_views = count_views(dataset_dir, names[0])
     for name in names[1:]:
         if os.path.isdir(os.path.join(dataset_dir, name)) and count_views(dataset_dir, name) != num_views:
-            raise UserError(f"{os.path.join(dataset_dir, name, 'tpv')} does not have the {num_views} views "
-                            f"of {os.path.join(first, 'tpv')}")
+            raise UserError(f"{os.path.join(dataset_dir, name, TPV)} does not have the {num_views} views "
+                            f"of {os.path.join(first, TPV)}")
     views = view_selection(num_views, train_views)[split]
     return [open_trajectory(dataset_dir, name, views) for name in names], views
 

@@ -19,35 +19,30 @@ uint16, each pixel's depth along the optical axis in millimetres (0: nothing wit
 (the 7 arm joint angles in radians and the finger opening in metres) and ``cube_position (T, 3)``
 (metres).
 
-Rendering uses pybullet's CPU TinyRenderer, so it runs anywhere. A trajectory depends only on
+Rendering uses pybullet's CPU TinyRenderer (the shared Panda scene of ``simulation``), so it runs
+anywhere. A trajectory depends only on
 the seed and its index, so the output is the same for any number of worker processes, and a
 re-run keeps trajectories that are already complete (resumable).
 
     python -m data_pipeline.render_ftpv --out data/ftpv --preset demo
 """
 import argparse
-import json
 import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, replace
-from multiprocessing import get_context
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from data_pipeline.ftpv import view_folder_names
-from utils import UserError, prepare_output_dir, refuse_foreign_folder, run_cli, write_json_atomic
+import simulation
+from data_pipeline.ftpv import frame_name, trajectory_name, trajectory_view_dirs, view_folder_names
+from runtime import UserError, progress_bar, run_cli, write_json_atomic
+from simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
 MANIFEST = "render.json"
 SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)
-_ARM_JOINTS = tuple(range(7))
-_FINGER_JOINTS = (9, 10)
-_HAND_LINK = 8
-_GRASP_LINK = 11
-_REST_POSE = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
 _WORKSPACE_TARGET = (0.35, 0.0, 0.25)
 _FLOOR_RGBA = (0.55, 0.55, 0.5, 1.0)
 _CUBE_HALF = 0.03
@@ -97,113 +92,37 @@ def random_cameras(rng: np.random.Generator, num_views: int) -> List[Tuple[float
 
 
 NEAR, FAR, FOV_DEG = 0.02, 5.0, 55.0
+LIGHT_DIRECTION = (0.6, -0.4, 2.0)
 GROUND_TRUTH = "ground_truth.npz"
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera (y up, looking along -z) -> x right, y down, z forward
 
 
-def _projection() -> list:
-    import pybullet as p
-    return p.computeProjectionMatrixFOV(FOV_DEG, 1.0, NEAR, FAR)
-
-
-def intrinsics(size: int) -> np.ndarray:
-    """``(3, 3)`` pinhole matrix of the square ``size`` px frames, for pixel (c, r) at (c + 0.5, r + 0.5).
-
-    TinyRenderer samples each pixel at a corner of the OpenGL pixel grid and flips the rows, so the
-    principal point is half a pixel right of and above the image centre (measured against the depth
-    of the floor, tests/test_geometry_eval.py)."""
-    focal = size / 2 / math.tan(math.radians(FOV_DEG) / 2)
-    return np.array([[focal, 0.0, size / 2 + 0.5], [0.0, focal, size / 2 - 0.5], [0.0, 0.0, 1.0]])
-
-
-def world_to_camera(view: Sequence[float]) -> np.ndarray:
-    """``(4, 4)`` world-to-camera transform (x right, y down, z forward) of a pybullet view matrix."""
-    return _GL_TO_CV @ np.asarray(view, dtype=np.float64).reshape(4, 4).T
-
-
-def metric_depth(zbuffer: np.ndarray) -> np.ndarray:
-    """Depth along the optical axis in metres from pybullet's [0, 1] depth buffer (inf at the far plane)."""
-    depth = FAR * NEAR / (FAR - (FAR - NEAR) * zbuffer)
-    return np.where(zbuffer >= 1.0, np.inf, depth)
-
-
-def depth_to_mm(depth: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 millimetres, 0 where there is nothing (inf) or beyond 65.535 m."""
-    mm = np.round(np.where(np.isfinite(depth), depth, 0.0) * 1000.0)
-    return np.where(mm > 65535, 0, mm).astype(np.uint16)
-
-
-def _first_person_view(client: int, robot: int) -> list:
+def first_person_view(scene: PandaScene) -> list:
     """View matrix of a camera fixed to the hand, looking along the gripper towards the fingers."""
-    import pybullet as p
-    position, orientation = p.getLinkState(robot, _HAND_LINK, computeForwardKinematics=True,
-                                           physicsClientId=client)[4:6]
-    rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
+    import pybullet as pb
+
+    position, orientation = scene.link_pose(HAND_LINK)
+    rotation = np.array(pb.getMatrixFromQuaternion(orientation)).reshape(3, 3)
     forward, up = rotation[:, 2], rotation[:, 0]
     eye = np.asarray(position) - 0.05 * forward + 0.07 * up
-    return p.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), up.tolist(), physicsClientId=client)
+    return simulation.look_at_view(eye, eye + forward, up)
 
 
 # ----------------------------------------------------------------------------- scene and motion
 
-class PandaScene:
-    """A Panda on a checkered floor with one cube; poses are set kinematically (no dynamics),
-    which keeps every frame a pure function of the trajectory's parameters."""
+def build_scene() -> PandaScene:
+    """The shared Panda scene dressed for FTPV: plain floor, links in alternating greys (so the
+    arm's pose reads in every view), dark hand and fingers."""
+    scene = PandaScene(cube_half=_CUBE_HALF)
+    scene.set_floor(_FLOOR_RGBA)
+    for link in range(-1, scene.num_links):
+        shade = 0.92 if link % 2 else 0.55
+        scene.set_link_colour(link, (0.2, 0.2, 0.22, 1.0) if link >= HAND_LINK else (shade, shade, shade, 1.0))
+    return scene
 
-    def __init__(self):
-        import pybullet as p
-        import pybullet_data
-        self.p = p
-        self.client = p.connect(p.DIRECT)
-        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
-        plane = p.loadURDF("plane.urdf", physicsClientId=self.client)
-        p.changeVisualShape(plane, -1, textureUniqueId=-1, rgbaColor=_FLOOR_RGBA, physicsClientId=self.client)
-        self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=self.client)
-        self.cube = p.loadURDF("cube_small.urdf", globalScaling=_CUBE_HALF / 0.025, physicsClientId=self.client)
-        for link in range(-1, p.getNumJoints(self.robot, physicsClientId=self.client)):
-            shade = 0.92 if link % 2 else 0.55
-            colour = (0.2, 0.2, 0.22, 1.0) if link >= _HAND_LINK else (shade, shade, shade, 1.0)
-            p.changeVisualShape(self.robot, link, rgbaColor=colour, physicsClientId=self.client)
-        self.projection = _projection()
-        self.tpv_views: List[list] = []
 
-    def set_cameras(self, cameras: Sequence[Tuple[float, float, float]]) -> None:
-        self.tpv_views = [self.p.computeViewMatrixFromYawPitchRoll(_WORKSPACE_TARGET, dist, yaw, pitch, 0.0, 2,
-                                                                   physicsClientId=self.client)
-                          for yaw, pitch, dist in cameras]
-
-    def set_arm(self, joints: Sequence[float], finger: float) -> None:
-        for j, q in zip(_ARM_JOINTS, joints):
-            self.p.resetJointState(self.robot, j, q, physicsClientId=self.client)
-        for j in _FINGER_JOINTS:
-            self.p.resetJointState(self.robot, j, finger, physicsClientId=self.client)
-
-    def solve_ik(self, position: Sequence[float], yaw: float) -> List[float]:
-        orientation = self.p.getQuaternionFromEuler((math.pi, 0.0, yaw))
-        joints = self.p.calculateInverseKinematics(
-            self.robot, _GRASP_LINK, position, orientation, restPoses=list(_REST_POSE) + [0.0] * 5,
-            maxNumIterations=100, residualThreshold=1e-4, physicsClientId=self.client)
-        return list(joints[:7])
-
-    def grasp_pose(self) -> Tuple[tuple, tuple]:
-        state = self.p.getLinkState(self.robot, _GRASP_LINK, computeForwardKinematics=True,
-                                    physicsClientId=self.client)
-        return state[4], state[5]
-
-    def set_cube(self, position: Sequence[float], orientation: Sequence[float], colour: Sequence[float]) -> None:
-        self.p.resetBasePositionAndOrientation(self.cube, position, orientation, physicsClientId=self.client)
-        self.p.changeVisualShape(self.cube, -1, rgbaColor=(*colour, 1.0), physicsClientId=self.client)
-
-    def render(self, view: list, size: int, shadows: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-        """``(size, size, 3)`` uint8 RGB image and ``(size, size)`` depth in metres (inf: nothing)."""
-        _, _, rgba, zbuffer, _ = self.p.getCameraImage(size, size, view, self.projection, shadow=int(shadows),
-                                                       lightDirection=(0.6, -0.4, 2.0),
-                                                       renderer=self.p.ER_TINY_RENDERER, physicsClientId=self.client)
-        rgb = np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3]
-        return rgb, metric_depth(np.asarray(zbuffer, dtype=np.float64).reshape(size, size))
-
-    def close(self) -> None:
-        self.p.disconnect(physicsClientId=self.client)
+def camera_views(cameras: Sequence[Tuple[float, float, float]]) -> List[list]:
+    """View matrices of third-person cameras ``(yaw, pitch, distance)`` around the workspace."""
+    return [simulation.orbit_view(_WORKSPACE_TARGET, dist, yaw, pitch) for yaw, pitch, dist in cameras]
 
 
 @dataclass(frozen=True)
@@ -230,26 +149,24 @@ def sample_episode(rng: np.random.Generator) -> Episode:
     )
 
 
-def _smooth(s: np.ndarray) -> np.ndarray:
-    return s * s * (3.0 - 2.0 * s)
-
-
 def episode_keyframes(scene: PandaScene, episode: Episode) -> List[Tuple[List[float], float, bool]]:
     """``(joints, finger opening, cube attached)`` at the key moments of the episode."""
+    import pybullet as pb
+
     x, y = episode.cube_xy
     above, at = (x, y, _CUBE_HALF + 0.15), (x, y, _CUBE_HALF)
-    yaw = episode.cube_yaw
-    start = [q + d for q, d in zip(_REST_POSE, episode.start_offset)]
-    scene.set_arm(start, 0.04)
-    q_above = scene.solve_ik(above, yaw)
-    scene.set_arm(q_above, 0.04)
-    q_at = scene.solve_ik(at, yaw)
-    scene.set_arm(q_at, 0.04)
-    q_goal = scene.solve_ik(episode.goal, yaw)
+    down = pb.getQuaternionFromEuler((math.pi, 0.0, episode.cube_yaw))
+    start = [q + d for q, d in zip(REST_POSE, episode.start_offset)]
+    scene.set_arm(start, FINGER_OPEN)
+    q_above = scene.solve_ik(above, down)
+    scene.set_arm(q_above, FINGER_OPEN)
+    q_at = scene.solve_ik(at, down)
+    scene.set_arm(q_at, FINGER_OPEN)
+    q_goal = scene.solve_ik(episode.goal, down)
     if episode.kind == "pick":
-        return [(start, 0.04, False), (q_above, 0.04, False), (q_at, 0.04, False),
+        return [(start, FINGER_OPEN, False), (q_above, FINGER_OPEN, False), (q_at, FINGER_OPEN, False),
                 (q_at, _CUBE_HALF, True), (q_above, _CUBE_HALF, True), (q_goal, _CUBE_HALF, True)]
-    return [(start, 0.04, False), (q_above, 0.04, False), (q_at, 0.0, False),
+    return [(start, FINGER_OPEN, False), (q_above, FINGER_OPEN, False), (q_at, 0.0, False),
             (q_above, 0.0, False), (q_goal, 0.02, False)]
 
 
@@ -260,7 +177,7 @@ def interpolate(keyframes: List[Tuple[List[float], float, bool]], frames: int
     out = []
     for t in np.linspace(0.0, segments, frames):
         k = min(int(t), segments - 1)
-        s = float(_smooth(np.array(t - k)))
+        s = float(simulation.smoothstep(np.array(t - k)))
         (q0, f0, a0), (q1, f1, a1) = keyframes[k], keyframes[k + 1]
         joints = (1 - s) * np.asarray(q0) + s * np.asarray(q1)
         out.append((joints, (1 - s) * f0 + s * f1, a1 if s >= 0.5 else a0))
@@ -269,18 +186,9 @@ def interpolate(keyframes: List[Tuple[List[float], float, bool]], frames: int
 
 # ----------------------------------------------------------------------------- writing
 
-def trajectory_name(index: int) -> str:
-    return f"tr_{index:04d}"
-
-
-def frame_name(t: int) -> str:
-    return f"{t:06d}.jpg"
-
-
 def view_dirs(traj_dir: str, num_views: int) -> List[str]:
     """First-person folder, then the third-person folders."""
-    first, *third = view_folder_names(range(num_views))
-    return [os.path.join(traj_dir, first)] + [os.path.join(traj_dir, "tpv", name) for name in third]
+    return trajectory_view_dirs(traj_dir, range(num_views))
 
 
 def is_complete(traj_dir: str, preset: Preset) -> bool:
@@ -297,7 +205,8 @@ def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
     holding only its own frames is re-rendered; one with anything else is left alone)."""
     ours = {os.path.join(traj_dir, GROUND_TRUTH),
             *(os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames))}
-    folders = {traj_dir, os.path.join(traj_dir, "tpv"), *view_dirs(traj_dir, preset.views)}
+    folders = {traj_dir, *(os.path.dirname(d) for d in view_dirs(traj_dir, preset.views)),
+               *view_dirs(traj_dir, preset.views)}
     found = []
     for parent, dirs, files in os.walk(traj_dir):
         found += [os.path.join(parent, d) for d in dirs if os.path.join(parent, d) not in folders]
@@ -308,11 +217,16 @@ def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
 def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) -> Tuple[np.ndarray, dict]:
     """``(1 + views, frames, size, size, 3)`` uint8 RGB frames of trajectory ``index`` and its ground
     truth (the arrays of ``ground_truth.npz``)."""
+    import pybullet as pb
+
     rng = np.random.default_rng([seed, index])
     episode = sample_episode(rng)
     if preset.random_cameras:  # a stream of its own: the episodes are those of the fixed-camera render
-        scene.set_cameras(random_cameras(np.random.default_rng([seed, index, 1]), preset.views))
-    cube_orientation = scene.p.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
+        third_person = camera_views(random_cameras(np.random.default_rng([seed, index, 1]), preset.views))
+    else:
+        third_person = camera_views(third_person_cameras(preset.views))
+    proj = simulation.projection(FOV_DEG, NEAR, FAR)
+    cube_orientation = pb.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
     cube_rest = (*episode.cube_xy, _CUBE_HALF)
     poses = interpolate(episode_keyframes(scene, episode), preset.frames)
     images = np.empty((1 + preset.views, preset.frames, preset.size, preset.size, 3), dtype=np.uint8)
@@ -320,24 +234,26 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
     cameras = np.empty((1 + preset.views, preset.frames, 4, 4))
     arm_state = np.array([[*joints, finger] for joints, finger, _ in poses], dtype=np.float32)
     cube_position = np.empty((preset.frames, 3), dtype=np.float32)
+    scene.set_cube_colour((*episode.colour, 1.0))
     grasp_offset = None
     for t, (joints, finger, attached) in enumerate(poses):
         scene.set_arm(joints, finger)
         if attached:
-            hand_pos, hand_orn = scene.grasp_pose()
+            hand_pos, hand_orn = scene.link_pose(simulation.GRASP_LINK)
             if grasp_offset is None:
-                inv_pos, inv_orn = scene.p.invertTransform(hand_pos, hand_orn)
-                grasp_offset = scene.p.multiplyTransforms(inv_pos, inv_orn, cube_rest, cube_orientation)
-            position, orientation = scene.p.multiplyTransforms(hand_pos, hand_orn, *grasp_offset)
+                inv_pos, inv_orn = pb.invertTransform(hand_pos, hand_orn)
+                grasp_offset = pb.multiplyTransforms(inv_pos, inv_orn, cube_rest, cube_orientation)
+            position, orientation = pb.multiplyTransforms(hand_pos, hand_orn, *grasp_offset)
         else:
             position, orientation = cube_rest, cube_orientation
-        scene.set_cube(position, orientation, episode.colour)
+        scene.set_cube(position, orientation)
         cube_position[t] = position
-        for v, view in enumerate([_first_person_view(scene.client, scene.robot)] + scene.tpv_views):
-            images[v, t], metres = scene.render(view, preset.size, preset.shadows)
-            depth[v, t], cameras[v, t] = depth_to_mm(metres), world_to_camera(view)
-    return images, {"intrinsics": intrinsics(preset.size), "world_to_camera": cameras, "depth_mm": depth,
-                    "view_names": np.array(view_folder_names(range(preset.views))),
+        for v, view in enumerate([first_person_view(scene)] + third_person):
+            images[v, t], zbuffer = scene.render(view, proj, preset.size, preset.shadows, LIGHT_DIRECTION)
+            depth[v, t] = simulation.depth_to_mm(simulation.metric_depth(zbuffer, NEAR, FAR))
+            cameras[v, t] = simulation.world_to_camera(view)
+    return images, {"intrinsics": simulation.intrinsics(preset.size, FOV_DEG), "world_to_camera": cameras,
+                    "depth_mm": depth, "view_names": np.array(view_folder_names(range(preset.views))),
                     "arm_state": arm_state, "cube_position": cube_position}
 
 
@@ -355,48 +271,23 @@ def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, qual
     os.replace(tmp, traj_dir)
 
 
-_WORKER_SCENE: Optional[PandaScene] = None
-
-
-def _init_worker(views: int) -> None:
-    global _WORKER_SCENE
-    _WORKER_SCENE = PandaScene()
-    _WORKER_SCENE.set_cameras(third_person_cameras(views))
-
-
-def _render_job(job: Tuple[Preset, int, int, str]) -> int:
+def render_job(job: Tuple[Preset, int, int, str]) -> int:
+    """Render and write one trajectory in this process's scene; returns the number of images."""
     preset, seed, index, traj_dir = job
-    write_trajectory(*render_trajectory(_WORKER_SCENE, preset, seed, index), traj_dir, preset.jpeg_quality)
+    scene = simulation.worker_scene("ftpv", build_scene)
+    write_trajectory(*render_trajectory(scene, preset, seed, index), traj_dir, preset.jpeg_quality)
     return preset.frames * (1 + preset.views)
 
 
 # ----------------------------------------------------------------------------- driver
 
-def check_manifest(dataset_dir: str, manifest: dict) -> None:
-    """A folder holds one rendering configuration; refuse to mix another one into it."""
-    path = os.path.join(dataset_dir, MANIFEST)
-    if not os.path.isfile(path):  # a new or empty folder (refuse_foreign_folder has refused any other)
-        return
-    with open(path) as f:
-        try:
-            existing = json.load(f)
-        except json.JSONDecodeError:
-            raise UserError(f"{path} is not valid JSON") from None
-    if existing != manifest:
-        changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
-        raise UserError(f"{dataset_dir} was rendered with other settings ({', '.join(changed)} differ); "
-                        f"use another --out or the same settings")
-
-
 def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, progress: bool = True) -> str:
     """Render (or complete) ``preset`` under ``out``; returns the data set folder."""
     dataset_dir = os.path.join(out, preset.folder)
-    refuse_foreign_folder(dataset_dir, MANIFEST)
-    prepare_output_dir(dataset_dir)
     # (random_cameras is recorded only when set, so folders rendered before the option still match)
     manifest = {k: v for k, v in dict(asdict(preset), seed=seed, scene=SCENE_VERSION).items()
                 if k != "random_cameras" or v}
-    check_manifest(dataset_dir, manifest)
+    manifest_path = simulation.claim_folder(dataset_dir, MANIFEST, manifest)
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]
     for job in todo:
@@ -404,20 +295,12 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
         if foreign:
             raise UserError(f"{job[3]} holds files this renderer does not write ({foreign[0]}); "
                             f"move them away (nothing in the folder is replaced) or render into another --out")
-    write_json_atomic(manifest, os.path.join(dataset_dir, MANIFEST))
+    write_json_atomic(manifest, manifest_path)
     total = len(jobs) * preset.frames * (1 + preset.views)
-    bar = tqdm(total=total, initial=total - len(todo) * preset.frames * (1 + preset.views), unit="img",
-               desc=f"render {preset.folder}", disable=not progress, dynamic_ncols=True)
-    if workers <= 1:
-        _init_worker(preset.views)
-        for job in todo:
-            bar.update(_render_job(job))
-        _WORKER_SCENE.close()
-    else:
-        with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(preset.views,)) as pool:
-            for done in pool.imap_unordered(_render_job, todo):
-                bar.update(done)
-    bar.close()
+    with progress_bar(total=total, initial=total - len(todo) * preset.frames * (1 + preset.views), unit="img",
+                      desc=f"render {preset.folder}", enabled=progress) as bar:
+        for done in simulation.run_jobs(render_job, todo, workers):
+            bar.update(done)
     return dataset_dir
 
 

@@ -1,12 +1,12 @@
 """Shared building blocks of the 3DTRL model families: pretrained configs, building, feature outputs."""
 import logging
 from functools import partial
-from typing import Callable, List, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 from timm.models import build_model_with_cfg, get_pretrained_cfg
 
-from .three_d_trl import trl_kwargs
+from .three_d_trl import ThreeDTRL, trl_kwargs
 
 _logger = logging.getLogger(__name__)
 _DERIVED_BUFFERS = ("estimator.u", "estimator.v")
@@ -93,9 +93,17 @@ def with_trl_group(matcher: dict, ordinal: Tuple[int, ...]) -> dict:
     return dict(matcher, blocks=[(r"^three_d_trl\.", tuple(ordinal))] + specs)
 
 
-def check_trl_depth(trl_depth: int, num_positions: int, what: str) -> None:
-    if not 0 <= trl_depth < num_positions:
-        raise ValueError(f"trl_depth={trl_depth} out of range: the model has {num_positions} {what}")
+def attach_three_d_trl(model: torch.nn.Module, trl_depth: int, sites: Sequence[Tuple[int, Tuple[int, int]]],
+                       what: str, has_cls: bool, **layer_kwargs) -> None:
+    """The 3DTRL part of the ViT, TnT and Swin constructors. ``sites`` gives, for each of the
+    model's blocks or stages (``what``), the width and ``(h, w)`` grid of the tokens entering it:
+    check that ``trl_depth`` is one of them, keep it, and build ``model.three_d_trl`` for that site
+    (``layer_kwargs``: see :class:`ThreeDTRL`)."""
+    if not 0 <= trl_depth < len(sites):
+        raise ValueError(f"trl_depth={trl_depth} out of range: the model has {len(sites)} {what}")
+    dim, grid_size = sites[trl_depth]
+    model.trl_depth = trl_depth
+    model.three_d_trl = ThreeDTRL(dim, grid_size, has_cls=has_cls, **layer_kwargs)
 
 
 

@@ -14,8 +14,7 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
-from ._factory import build_3dtrl_model, check_trl_depth, derived_cfg, with_trl_group
-from .three_d_trl import ThreeDTRL
+from ._factory import build_3dtrl_model, attach_three_d_trl, derived_cfg, with_trl_group
 
 __all__ = ["Swin_3DTRL"]
 
@@ -33,12 +32,9 @@ class Swin_3DTRL(SwinTransformer):
     def __init__(self, *args, trl_depth: int = 1, pred_depth: bool = True, pred_campos_from: str = "tok",
                  cat: bool = False, x2d: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        check_trl_depth(trl_depth, len(self.layers), "stages")
-        self.trl_depth = trl_depth
-        stage = self.layers[trl_depth]
-        self.three_d_trl = ThreeDTRL(
-            self.feature_info[trl_depth]["num_chs"], stage.output_resolution, has_cls=False,
-            pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+        sites = [(info["num_chs"], stage.output_resolution) for info, stage in zip(self.feature_info, self.layers)]
+        attach_three_d_trl(self, trl_depth, sites, "stages", has_cls=False, pred_depth=pred_depth,
+                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -11,9 +11,8 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.tnt import TNT, checkpoint_filter_fn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+from ._factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
                        with_trl_group)
-from .three_d_trl import ThreeDTRL
 
 __all__ = ["TNT_3DTRL"]
 
@@ -30,11 +29,9 @@ class TNT_3DTRL(TNT):
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
                  cat: bool = False, x2d: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        check_trl_depth(trl_depth, len(self.blocks), "blocks")
-        self.trl_depth = trl_depth
-        self.three_d_trl = ThreeDTRL(
-            self.embed_dim, self.pixel_embed.grid_size, has_cls=True,
-            pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+        attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.pixel_embed.grid_size)] * len(self.blocks),
+                           "blocks", has_cls=True, pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat,
+                           x2d=x2d)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

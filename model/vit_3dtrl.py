@@ -15,9 +15,8 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (build_3dtrl_model, check_trl_depth, derived_cfg, format_token_intermediates,
+from ._factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
                        with_trl_group)
-from .three_d_trl import ThreeDTRL
 
 __all__ = ["ViT_3DTRL"]
 
@@ -34,13 +33,11 @@ class ViT_3DTRL(VisionTransformer):
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
                  cat: bool = False, x2d: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        check_trl_depth(trl_depth, len(self.blocks), "blocks")
         if self.reg_token is not None or not isinstance(self.patch_drop, nn.Identity):
             raise ValueError("3DTRL needs the full token grid: register tokens and patch dropout are not supported")
-        self.trl_depth = trl_depth
-        self.three_d_trl = ThreeDTRL(
-            self.embed_dim, self.patch_embed.grid_size, has_cls=self.cls_token is not None,
-            pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+        attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.patch_embed.grid_size)] * len(self.blocks),
+                           "blocks", has_cls=self.cls_token is not None, pred_depth=pred_depth,
+                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
 
     def _pos_embed_2d(self, grid_size: Tuple[int, int]) -> Optional[torch.Tensor]:
         """The learned 2D position embedding for ``grid_size`` (resampled as the input path does)."""

@@ -17,7 +17,7 @@ from timesformer.config import load_config
 from timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop
 from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,
                                 split_lists)
-from utils import UserError
+from runtime import UserError
 
 DEMO = os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml")
 from timesformer import launch as run_net

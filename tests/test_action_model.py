@@ -12,7 +12,7 @@ from timesformer.config import get_defaults, load_config, model_depth
 from timesformer.model import TimeSformer, build_model
 from timesformer.optim import get_epoch_lr
 from timesformer.weights import load_pretrained
-from utils import UserError
+from runtime import UserError
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "action_recognition", "configs")
 TINY = dict(img_size=32, patch_size=8, num_classes=5, embed_dim=48, depth=3, num_heads=3, num_frames=4)

@@ -11,7 +11,7 @@ import torch
 
 from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split, split_names, view_selection
 from data_pipeline.render_ftpv import Preset, render_dataset
-from utils import UserError, run_cli
+from runtime import UserError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)

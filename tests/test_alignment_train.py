@@ -15,7 +15,7 @@ from alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
-from utils import UserError, load_checkpoint_file, seed_everything
+from runtime import UserError, load_checkpoint_file, seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"

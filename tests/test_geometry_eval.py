@@ -15,7 +15,7 @@ from alignment.embedder import MODEL_DEFAULTS, create_embedder
 import visualize
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, render_dataset, sample_episode
 from tools import render_objects
-from utils import UserError
+from runtime import UserError
 from visualization import geometry_eval as ge
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)

@@ -17,7 +17,7 @@ import imagenet_train
 import imagenet_val
 from classification.data import perspective_warp, perturb_rng
 from tools import render_objects
-from utils import UserError
+from runtime import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "i1k_configs", "*.yaml")))

@@ -4,8 +4,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("alignment.evaluation", "alignment.metrics", "backbone", "model", "classification", "data_pipeline", "visualization", "tools.render_objects",
-           "timesformer.launch", "utils", "imagenet_train", "imagenet_val", "multiview_video_alignment", "visualize")
+MODULES = ("alignment.evaluation", "alignment.metrics", "backbone", "model", "classification", "data_pipeline",
+           "data_pipeline.render_ftpv", "visualization", "tools.render_objects", "runtime", "simulation",
+           "timesformer.launch", "timesformer.render", "utils", "imagenet_train", "imagenet_val", "multiview_video_alignment", "visualize")
 
 
 def test_every_package_imports_from_outside_the_repository(tmp_path):

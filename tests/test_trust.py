@@ -16,13 +16,13 @@ from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
 from tools import render_objects
-from utils import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
-                   save_checkpoint_atomic)
+from runtime import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
+                     save_checkpoint_atomic)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")
 
-from timesformer.checkpoint import read_checkpoint
+from timesformer.checkpoint import resume
 from timesformer.config import load_config
 from timesformer.render import render_dataset as render_actions
 from timesformer.trainer import changed_keys
@@ -73,7 +73,7 @@ def test_checkpoint_payload_never_runs(tmp_path, root):
         lambda: load_checkpoint_file(path),
         lambda: mva.main(["--test", path, "--data", "mc", "--data_root", root, "--output_dir", str(tmp_path / "t")]),
         lambda: load_embedder(path, "vit_3dtrl_tiny_patch16_224", 32, 0),
-        lambda: read_checkpoint(path),
+        lambda: resume(path, torch.nn.Linear(1, 1), None),
         lambda: imagenet_val.main([str(tmp_path), "--checkpoint", path]),
         lambda: imagenet_train.parse_args([str(tmp_path), "--resume", path]),
         lambda: imagenet_train.parse_args([str(tmp_path), "--initial-checkpoint", path]),

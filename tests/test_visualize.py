@@ -11,7 +11,8 @@ import visualize
 from backbone import token_grid_uv
 from data_pipeline.render_ftpv import Preset, render_dataset
 from alignment.embedder import create_embedder
-from utils import alignment_error, save_checkpoint_atomic
+from runtime import save_checkpoint_atomic
+from utils import alignment_error
 from visualization import plots
 from visualization.diagram import layer_diagram
 from visualization.inference import nearest_frames

@@ -22,7 +22,7 @@ from scipy.stats import ttest_rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, atomic_write, run_cli, write_json_atomic
+from runtime import UserError, atomic_write, run_cli, write_json_atomic
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))

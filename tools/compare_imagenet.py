@@ -20,7 +20,7 @@ from typing import Dict, List
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from utils import UserError, run_cli, write_json_atomic
+from runtime import UserError, run_cli, write_json_atomic
 
 MODELS = {  # label -> (timm model, release config)
     "ViT-T": ("vit_tiny_patch16_224", "vit_1k_nomixup.yaml"),

@@ -22,12 +22,12 @@ from typing import List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from data_pipeline import DATASETS, trajectory_name
 from tools.compare_alignment import DEMO_RECIPE
-from utils import UserError, run_cli
+from runtime import UserError, run_cli
 from visualization.diagram import draw_layer_diagram
 
-DATASET_FOLDER = "Pandav1_Train_Frame"
-TEST_TRAJECTORY = "tr_0015"
+TEST_TRAJECTORY = trajectory_name(15)
 MODELS = {"3dtrl": "vit_3dtrl_tiny_patch16_224", "baseline": "vit_plain_tiny_patch16_224"}
 FIGURES = ("depth.png", "depth.gif", "tokens3d.png", "tokens3d.gif", "cameras.png", "alignment.gif",
            "alignment.png")
@@ -61,7 +61,7 @@ def render_data(args: argparse.Namespace) -> str:
     run(["-m", "data_pipeline.render_ftpv", "--out", args.data_root, "--preset", "demo", "--size",
          str(args.img_size), "--views", "4", "--seed", str(args.seed), "--workers", str(args.workers)]
         + (["--xpar"] if args.xpar else []))
-    return os.path.join(args.data_root, DATASET_FOLDER, TEST_TRAJECTORY)
+    return os.path.join(args.data_root, DATASETS["panda"].folder, TEST_TRAJECTORY)
 
 
 def train(args: argparse.Namespace, name: str) -> str:

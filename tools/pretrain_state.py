@@ -18,7 +18,6 @@ history (train and held-out MSE in standard units). Progress on stdout, TensorBo
 beside the weights; ``--resume`` continues from ``OUT.last``.
 """
 import argparse
-import glob
 import os
 import time
 from typing import Dict, List, Tuple
@@ -32,10 +31,10 @@ from tqdm import tqdm
 
 from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder
 from data_pipeline import DATASETS, TrajectoryDataset
-from data_pipeline.ftpv import open_trajectory
+from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
-from utils import (UserError, load_checkpoint_file, prepare_output_dir, run_cli, save_checkpoint_atomic,
-                   seed_everything, write_json_atomic)
+from runtime import (UserError, load_checkpoint_file, prepare_output_dir, run_cli, save_checkpoint_atomic,
+                     seed_everything, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -87,7 +86,7 @@ def load_states(dataset_dir: str, names: List[str]) -> np.ndarray:
 def open_frames(args) -> Tuple[torch.Tensor, np.ndarray]:
     """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory, and their states ``(N, T, 11)``."""
     dataset_dir = os.path.join(args.data_root, DATASETS[args.data].folder)
-    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(dataset_dir, "tr_*")))
+    names = numbered_trajectories(dataset_dir) if os.path.isdir(dataset_dir) else []
     if len(names) <= args.held_out:
         raise UserError(f"{dataset_dir} holds {len(names)} trajectories; --held_out {args.held_out} leaves none")
     trajectories = [open_trajectory(dataset_dir, name, range(args.train_views)) for name in names]

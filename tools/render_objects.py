@@ -14,22 +14,17 @@ Every image is a function of (seed, split, class, index) only, so the output is 
 any ``--workers``; existing images are kept, so an interrupted run resumes where it stopped.
 """
 import argparse
-import contextlib
 import hashlib
-import json
 import math
 import os
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from utils import (UserError, atomic_write, prepare_output_dir, refuse_foreign_folder, run_cli,
-                   write_json_atomic)
+import simulation
+from runtime import UserError, atomic_write, progress_bar, run_cli, write_json_atomic
 
 # class name -> (URDF inside pybullet_data, global scaling)
 OBJECTS: Dict[str, Tuple[str, float]] = {
@@ -83,8 +78,10 @@ def image_rng(seed: int, split: str, name: str, index: int) -> np.random.Generat
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def object_bounds(pb, client: int, body: int) -> Tuple[np.ndarray, float]:
+def object_bounds(client: int, body: int) -> Tuple[np.ndarray, float]:
     """Centre ``(3,)`` and bounding radius of a body over all its links."""
+    import pybullet as pb
+
     boxes = [pb.getAABB(body, link, physicsClientId=client) for link in range(-1, pb.getNumJoints(body, physicsClientId=client))]
     lo = np.min([b[0] for b in boxes], axis=0)
     hi = np.max([b[1] for b in boxes], axis=0)
@@ -104,9 +101,11 @@ def sample_camera(rng: np.random.Generator, view: ViewRange) -> Tuple[float, flo
     return rng.uniform(*view.azimuth), rng.uniform(*view.elevation), rng.uniform(*view.distance)
 
 
-def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, view: ViewRange,
+def render_view(client: int, body: int, centre: np.ndarray, radius: float, view: ViewRange,
                 rng: np.random.Generator, size: int) -> np.ndarray:
     """One RGB image ``(size, size, 3)`` uint8 of ``body`` from a random camera in ``view``."""
+    import pybullet as pb
+
     azimuth, elevation, radii = sample_camera(rng, view)
     distance = radius * radii
     target = centre + rng.normal(0, 0.05 * radius, 3)
@@ -115,8 +114,8 @@ def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, v
     light_dir = rng.normal(size=3)
     light_dir[2] = abs(light_dir[2]) + 0.3
     full = size * OVERSAMPLE
-    view_matrix = pb.computeViewMatrix(eye.tolist(), target.tolist(), [0, 0, 1])
-    proj_matrix = pb.computeProjectionMatrixFOV(FOV_DEG, 1.0, 0.01 * distance, 10 * distance)
+    view_matrix = simulation.look_at_view(eye, target)
+    proj_matrix = simulation.projection(FOV_DEG, 0.01 * distance, 10 * distance)
     _, _, rgba, _, seg = pb.getCameraImage(
         full, full, view_matrix, proj_matrix, lightDirection=light_dir.tolist(),
         lightColor=rng.uniform(0.7, 1.0, 3).tolist(), lightAmbientCoeff=rng.uniform(0.3, 0.6),
@@ -128,41 +127,23 @@ def render_view(pb, client: int, body: int, centre: np.ndarray, radius: float, v
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-@contextlib.contextmanager
-def silenced_stdout():
-    """Silence the C-level stdout (pybullet's URDF importer prints warnings for links without inertia)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def render_chunk(job: Tuple[str, str, str, List[int], int, int]) -> int:
     """Render images ``indices`` of one class and split; returns how many were written."""
-    out, split, name, indices, size, seed = job
     import pybullet as pb
-    import pybullet_data
-    client = pb.connect(pb.DIRECT)
+
+    out, split, name, indices, size, seed = job
+    client = simulation.connect()
     try:
-        pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
         urdf, scale = OBJECTS[name]
-        with silenced_stdout():
+        with simulation.silenced_stdout():
             body = pb.loadURDF(urdf, globalScaling=scale, useFixedBase=True, physicsClientId=client)
-        centre, radius = object_bounds(pb, client, body)
+        centre, radius = object_bounds(client, body)
         folder = os.path.join(out, split, name)
-        os.makedirs(folder, exist_ok=True)
         for index in indices:
             rng = image_rng(seed, split, name, index)
-            image = render_view(pb, client, body, centre, radius, VIEWS[split], rng, size)
-            path = os.path.join(folder, f"{index:05d}.png")
-            tmp = os.path.join(folder, f".tmp-{index:05d}.png")
-            cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            os.replace(tmp, path)
+            image = render_view(client, body, centre, radius, VIEWS[split], rng, size)
+            atomic_write(os.path.join(folder, f"{index:05d}.png"),
+                         lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)))
     finally:
         pb.disconnect(physicsClientId=client)
     return len(indices)
@@ -177,17 +158,6 @@ def pending_jobs(out: str, preset: Preset, size: int, seed: int, chunk: int) -> 
             missing = [i for i in range(count) if not os.path.isfile(os.path.join(out, split, name, f"{i:05d}.png"))]
             jobs += [(out, split, name, missing[k:k + chunk], size, seed) for k in range(0, len(missing), chunk)]
     return jobs
-
-
-def check_existing(out: str, record: dict) -> None:
-    """Refuse to mix images rendered with other settings into ``out``."""
-    path = os.path.join(out, "render.json")
-    if not os.path.isfile(path):
-        return
-    with open(path) as f:
-        previous = json.load(f)
-    if {k: previous.get(k) for k in record} != record:
-        raise UserError(f"{out} holds a rendering with other settings ({path}); choose another --out")
 
 
 def write_cameras(out: str, preset: Preset, seed: int) -> None:
@@ -233,20 +203,13 @@ def main(argv=None) -> None:
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     record = dict(preset=args.preset, size=size, seed=args.seed, **{k: v for k, v in asdict(preset).items() if k != "size"})
-    refuse_foreign_folder(args.out, "render.json")
-    prepare_output_dir(args.out)
-    check_existing(args.out, record)
+    simulation.claim_folder(args.out, "render.json", record, compare=list(record))
     write_record(args.out, record, complete=False)
     jobs = pending_jobs(args.out, preset, size, args.seed, chunk=16)
     total = sum(len(job[3]) for job in jobs)
-    with tqdm(total=total, desc="render", unit="img", disable=args.no_progress) as bar:
-        if args.workers == 1:
-            for job in jobs:
-                bar.update(render_chunk(job))
-        else:
-            with ProcessPoolExecutor(args.workers) as pool:
-                for done in pool.map(render_chunk, jobs):
-                    bar.update(done)
+    with progress_bar(total=total, desc="render", unit="img", enabled=not args.no_progress) as bar:
+        for done in simulation.run_jobs(render_chunk, jobs, args.workers):
+            bar.update(done)
     write_cameras(args.out, preset, args.seed)
     write_record(args.out, record, complete=True)
     print(f"{args.out}: {preset.classes} classes, {preset.train_per_class} train and "

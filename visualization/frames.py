@@ -10,8 +10,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from data_pipeline.ftpv import count_views, open_trajectory, read_frame
-from utils import UserError
+from data_pipeline.ftpv import FPV, count_views, open_trajectory, read_frame
+from runtime import UserError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def open_trajectory_source(path: str, views: Optional[Sequence[int]], max_views:
             raise UserError(f"--views: {path} has third-person views 0..{available - 1}, not {v}")
     traj = open_trajectory(dataset_dir, name, views)
     paths = [[traj.frame_path(k, t) for t in range(traj.num_frames)] for k in range(len(traj.view_dirs))]
-    return Source(["fpv"] + [f"view_{v}" for v in views], paths)
+    return Source([FPV] + [f"view_{v}" for v in views], paths)
 
 
 def open_images_source(paths: Sequence[str]) -> Source:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from data_pipeline.render_ftpv import GROUND_TRUTH
-from utils import UserError
+from runtime import UserError
 
 
 # ----------------------------------------------------------------------------- ground truth

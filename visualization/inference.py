@@ -10,8 +10,8 @@ from tqdm import tqdm
 import model
 from data_pipeline import normalize
 from alignment.embedder import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
-import utils
-from utils import UserError, seed_everything
+from alignment import metrics
+from runtime import UserError, seed_everything
 
 
 @dataclass
@@ -115,5 +115,5 @@ def recover(embedder: Embedder, frames: np.ndarray, batch_size: int = 32, device
 
 def nearest_frames(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
     """For every frame of ``z1 (l1, D)`` the index of its nearest frame in ``z2 (l2, D)``,
-    as the alignment metrics count it (``utils.nearest_frames``)."""
-    return utils.nearest_frames(z1, z2).numpy()
+    as the alignment metrics count it (``alignment.metrics.nearest_frames``)."""
+    return metrics.nearest_frames(z1, z2).numpy()

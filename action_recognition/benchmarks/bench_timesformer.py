@@ -25,7 +25,7 @@ import torch
 from timesformer.config import load_config
 from timesformer.dataset import SEEK_AHEAD, VideoDataset
 from timesformer.model import build_model
-from utils import UserError, compile_model, run_cli, write_json_atomic
+from runtime import UserError, compile_model, run_cli, write_json_atomic
 
 SIZES = {
     # the CPU demo: width 192, 4 blocks (3DTRL before block 2), 4 frames of 64 px, patch 16

@@ -1,27 +1,29 @@
-"""Checkpoints in TimeSformer's format (``model_state``, ``optimizer_state``, ``epoch``), written atomically."""
+"""Checkpoints in TimeSformer's format (``model_state``, ``optimizer_state``, ``epoch``), written atomically,
+and TimeSformer's output layout."""
 import glob
-import os
 import re
 from typing import Optional
 
 from timm.utils import unwrap_model
 from torch import nn
 
-from utils import UserError, load_checkpoint_file, save_checkpoint_atomic
+from runtime import OutputLayout, UserError, load_checkpoint_file, save_checkpoint_atomic
 
 
-def checkpoint_dir(output_dir: str) -> str:
-    return os.path.join(output_dir, "checkpoints")
+def output_layout(output_dir: str) -> OutputLayout:
+    """TimeSformer's layout: ``checkpoints/``, ``tensorboard/`` and ``results.json`` in ``OUTPUT_DIR``
+    (``stats.json`` beside them, per epoch)."""
+    return OutputLayout(output_dir, checkpoints="checkpoints", tensorboard="tensorboard", results="results.json")
 
 
 def checkpoint_path(output_dir: str, epoch: int) -> str:
     """``OUTPUT_DIR/checkpoints/checkpoint_epoch_00005.pyth`` for 1-based ``epoch``."""
-    return os.path.join(checkpoint_dir(output_dir), f"checkpoint_epoch_{epoch:05d}.pyth")
+    return output_layout(output_dir).checkpoint(f"checkpoint_epoch_{epoch:05d}.pyth")
 
 
 def last_checkpoint(output_dir: str) -> Optional[str]:
     """The checkpoint with the highest epoch in ``OUTPUT_DIR/checkpoints``, if any."""
-    found = glob.glob(os.path.join(checkpoint_dir(output_dir), "checkpoint_epoch_*.pyth"))
+    found = glob.glob(output_layout(output_dir).checkpoint("checkpoint_epoch_*.pyth"))
     return max(found, key=lambda p: int(re.findall(r"(\d+)\.pyth$", p)[0])) if found else None
 
 
@@ -38,17 +40,9 @@ def save_checkpoint(output_dir: str, model: nn.Module, optimizer, epoch: int, cf
     return path
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file on the CPU (tensors and plain data only), with a one-line error when it is
-    missing, unreadable or holds anything that could run code."""
-    return load_checkpoint_file(path)
-
-
 def resume(path: str, model: nn.Module, optimizer) -> int:
     """Restore model and optimizer from ``path``; returns the number of finished epochs."""
-    state = read_checkpoint(path)
-    if not isinstance(state, dict) or "model_state" not in state:
-        raise UserError(f"{path} is not a TimeSformer checkpoint (no model_state)")
+    state = load_checkpoint_file(path, "TimeSformer checkpoint", keys=("model_state",))
     try:
         unwrap_model(model).load_state_dict(state["model_state"])
     except RuntimeError as err:

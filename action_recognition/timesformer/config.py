@@ -5,7 +5,8 @@ the command line. Keys that are not listed here are rejected.
 """
 from typing import Iterable, Optional
 
-from utils import Config, UserError, check_compile_options
+from runtime import UserError, check_compile_options
+from utils import Config
 
 _DEFAULTS = {
     "TRAIN": {

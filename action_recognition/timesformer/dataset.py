@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils import UserError
+from runtime import UserError
 
 SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 

@@ -15,9 +15,9 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from utils import UserError, load_checkpoint_file, prepare_output_dir
+from runtime import UserError, load_checkpoint_file, user_message
 
-from .checkpoint import checkpoint_dir
+from .checkpoint import output_layout
 from .config import load_config
 from .dataset import VideoDataset, check_readable
 from .trainer import run, world_size
@@ -72,8 +72,7 @@ def main(argv=None) -> None:
     if cfg.NUM_SHARDS > 1 and not args.init_method:
         raise UserError("a multi-node run (NUM_SHARDS > 1) needs --init_method tcp://HOST:PORT")
     check_inputs(cfg)
-    prepare_output_dir(cfg.OUTPUT_DIR)
-    prepare_output_dir(checkpoint_dir(cfg.OUTPUT_DIR))
+    output_layout(cfg.OUTPUT_DIR).prepare()
     init_method = args.init_method or f"tcp://127.0.0.1:{free_port()}"
     processes = max(cfg.NUM_GPUS, 1)
     if world_size(cfg) == 1:
@@ -82,6 +81,6 @@ def main(argv=None) -> None:
         try:
             mp.spawn(run_process, args=(cfg, init_method), nprocs=processes, join=True)
         except mp.ProcessRaisedException as err:
-            raise UserError(str(err).strip().splitlines()[-1].split("UserError: ", 1)[-1]) from None
+            raise UserError(user_message(err)) from None
         except mp.ProcessExitedException as err:
             raise UserError(f"a training process exited with code {err.exit_code}") from None

@@ -5,7 +5,6 @@ gloo on the CPU). With one process in total nothing distributed is initialised.
 Outputs in ``OUTPUT_DIR``: ``checkpoints/checkpoint_epoch_XXXXX.pyth`` (atomic, auto-resumed),
 ``tensorboard/``, ``stats.json`` (per epoch) and ``results.json`` (the test metrics).
 """
-import contextlib
 import logging
 import os
 import time
@@ -18,10 +17,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from timm.utils import accuracy
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from utils import AverageMeter, UserError, compile_model, seed_everything, write_json_atomic
+from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, compile_model, init_runtime,
+                     load_checkpoint_file, progress_bar, seed_everything, setup_logging, user_message,
+                     write_json_atomic)
+from utils import AverageMeter
 
 from . import checkpoint as cu
 from .dataset import VideoDataset
@@ -43,18 +43,15 @@ def use_cuda(cfg) -> bool:
     return cfg.NUM_GPUS > 0 and torch.cuda.is_available()
 
 
-def init_process(local_rank: int, cfg, init_method: str) -> torch.device:
-    """Join the process group (when there is more than one process) and pick this process's device."""
-    rank = cfg.SHARD_ID * max(cfg.NUM_GPUS, 1) + local_rank
-    device = torch.device("cuda", local_rank) if use_cuda(cfg) else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    elif "OMP_NUM_THREADS" not in os.environ:
+def init_process(local_rank: int, cfg, init_method: str) -> Runtime:
+    """Join the process group (when there is more than one process) and pick this process's device:
+    TimeSformer's launcher numbers the processes ``SHARD_ID * NUM_GPUS + local_rank``."""
+    rt = init_runtime("cuda" if use_cuda(cfg) else "cpu", rank=cfg.SHARD_ID * max(cfg.NUM_GPUS, 1) + local_rank,
+                      world=world_size(cfg), local_rank=local_rank, init_method=init_method,
+                      backend=cfg.DIST_BACKEND)
+    if rt.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(cpu_threads(cfg))
-    if world_size(cfg) > 1:
-        backend = cfg.DIST_BACKEND or ("nccl" if device.type == "cuda" else "gloo")
-        dist.init_process_group(backend, init_method=init_method, world_size=world_size(cfg), rank=rank)
-    return device
+    return rt
 
 
 def cpu_threads(cfg) -> int:
@@ -70,20 +67,8 @@ def worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
 def is_main() -> bool:
-    return rank() == 0
-
-
-def all_reduce_sum(array: np.ndarray) -> np.ndarray:
-    if not dist.is_initialized():
-        return array
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
-    dist.all_reduce(tensor)
-    return tensor.numpy()
+    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 # ----------------------------------------------------------------------------- data
@@ -103,29 +88,20 @@ def build_loader(cfg, split: str, dataset: Optional[VideoDataset] = None) -> Dat
                       worker_init_fn=worker_init)
 
 
-def one_line(err: UserError) -> UserError:
-    """A UserError re-raised from a loader worker carries the worker's traceback: keep its message."""
-    lines = str(err).strip().splitlines()
-    if len(lines) <= 1:
-        return err
-    return UserError(lines[-1].split("UserError: ", 1)[-1])
-
-
 def iterate(loader: DataLoader, desc: str, cfg):
-    """Batches with a progress bar on the main process; loader errors stay one line."""
-    bar = tqdm(loader, desc=desc, leave=False, disable=not (cfg.LOG.PROGRESS and is_main()), dynamic_ncols=True)
+    """Batches with a progress bar on the main process (``LOG.PROGRESS``); loader errors stay one line."""
+    bar = progress_bar(loader, desc, enabled=cfg.LOG.PROGRESS and is_main())
     try:
         yield from bar
     except UserError as err:
-        raise one_line(err) from None
+        raise UserError(user_message(err)) from None
     finally:
         bar.close()
 
 
 def autocast(cfg, device: torch.device):
-    if cfg.TRAIN.MIXED_PRECISION and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on GPUs when ``TRAIN.MIXED_PRECISION`` (the shared AMP policy)."""
+    return amp_policy(cfg.TRAIN.MIXED_PRECISION, "bfloat16", device)[0]()
 
 
 # ----------------------------------------------------------------------------- epochs
@@ -158,7 +134,7 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch: int, cfg, device, writ
         if writer is not None and step % cfg.LOG.PERIOD == 0:
             writer.add_scalar("train/loss", loss.item(), step)
             writer.add_scalar("train/lr", lr, step)
-    totals = all_reduce_sum(np.array([loss_meter.sum, top1_meter.sum, loss_meter.count], dtype=np.float64))
+    totals = all_reduce_sum([loss_meter.sum, top1_meter.sum, loss_meter.count], device).tolist()
     count = max(totals[2], 1)
     return {"loss": totals[0] / count, "top1": totals[1] / count, "lr": lr}
 
@@ -173,9 +149,9 @@ def evaluate(model, loader, cfg, device, desc: str) -> Dict[str, float]:
         with autocast(cfg, device):
             logits = model(clips.to(device, non_blocking=True))
         scores.update(logits.float().softmax(dim=1).cpu(), labels, video_index)
-    scores.sums = all_reduce_sum(scores.sums)
-    scores.counts = all_reduce_sum(scores.counts).astype(np.int64)
-    labels = all_reduce_sum(np.where(scores.labels >= 0, scores.labels + 1, 0)).astype(np.int64)
+    scores.sums = all_reduce_sum(scores.sums, device)
+    scores.counts = all_reduce_sum(scores.counts, device).astype(np.int64)
+    labels = all_reduce_sum(np.where(scores.labels >= 0, scores.labels + 1, 0), device).astype(np.int64)
     scores.labels = np.where(labels > 0, labels - 1, -1)
     metrics = scores.metrics()
     metrics["views_per_video"] = dataset.views_per_video
@@ -227,7 +203,7 @@ def train(cfg, model, device, writer) -> Dict:
     last = cu.last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last:
         start = cu.resume(last, model, optimizer)
-        stored = cu.read_checkpoint(last)
+        stored = load_checkpoint_file(last)
         history = stored.get("history", [])
         if is_main():
             log.info("resumed from %s (epoch %d)", last, start)
@@ -275,11 +251,12 @@ def test(cfg, model, device, writer) -> Dict[str, float]:
 
 def run(local_rank: int, cfg, init_method: str = "") -> Optional[Dict]:
     """Everything one process does: train (if enabled), then test (if enabled), then write results."""
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    device = init_process(local_rank, cfg, init_method)
+    rt = init_process(local_rank, cfg, init_method)
+    setup_logging(rt.rank, fmt="[%(asctime)s] %(message)s")
+    device = rt.device
     try:
         model = prepare_model(cfg, device)
-        writer = SummaryWriter(os.path.join(cfg.OUTPUT_DIR, "tensorboard")) if is_main() else None
+        writer = cu.output_layout(cfg.OUTPUT_DIR).tensorboard_writer() if rt.main else None
         results = {"config": cfg.to_dict(), "world_size": world_size(cfg), "device": device.type}
         if cfg.TRAIN.ENABLE:
             results["train"] = train(cfg, model, device, writer)
@@ -287,10 +264,9 @@ def run(local_rank: int, cfg, init_method: str = "") -> Optional[Dict]:
             results["test"] = test(cfg, model, device, writer)
             if is_main():
                 log.info("test %s", " ".join(f"{k} {v:.4g}" for k, v in results["test"].items()))
-        if is_main():
-            write_json_atomic(results, os.path.join(cfg.OUTPUT_DIR, "results.json"))
+        if rt.main:
+            cu.output_layout(cfg.OUTPUT_DIR).write_results(results)
             writer.close()
         return results
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        rt.close()

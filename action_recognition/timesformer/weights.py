@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
-from utils import UserError
+from runtime import UserError, load_checkpoint_file
 
-from .checkpoint import read_checkpoint
 from .model import TimeSformer
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ def _state_dict_of(obj, path: str) -> Dict[str, torch.Tensor]:
 
 def load_pretrained(model: TimeSformer, path: str) -> Tuple[List[str], List[str]]:
     """Initialise from ``path``: a TimeSformer checkpoint (``model_state``) or ImageNet ViT weights."""
-    obj = read_checkpoint(path)
+    obj = load_checkpoint_file(path)
     state = _state_dict_of(obj, path)
     if not (isinstance(obj, dict) and "model_state" in obj) and not any(k.startswith("model.") for k in state):
         state = imagenet_to_timesformer(state, model)

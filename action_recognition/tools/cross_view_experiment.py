@@ -17,7 +17,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from utils import UserError, run_cli, write_json_atomic
+from runtime import UserError, run_cli, write_json_atomic
 
 VARIANTS = {"TimeSformer": "TimeSformer_demo_cpu.yaml", "TimeSformer + 3DTRL": "TimeSformer_3DTRL_demo_cpu.yaml"}
 METRICS = ("top1", "mean_class_acc")

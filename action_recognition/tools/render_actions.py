@@ -8,7 +8,7 @@ import os
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 from timesformer.render import PRESETS, render_dataset
-from utils import UserError, run_cli
+from runtime import UserError, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ Multi-node: start the same command on every node with ``--init_method tcp://HOST
 """
 import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from timesformer.launch import main
-from utils import run_cli
+from runtime import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -1,0 +1,87 @@
+"""Checkpoints: written atomically, read with one error style, and never able to run code."""
+import argparse
+import io
+import os
+import pickle
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .files import atomic_write
+
+# Besides tensors and plain Python data, the only types a checkpoint may hold: the training arguments
+# that timm's CheckpointSaver (and so checkpoints of imagenet_train.py) store, and NumPy scalars (with
+# their dtypes), which older checkpoints of this project hold in their metric histories. Rebuilding
+# these runs no code of the file's choosing.
+CHECKPOINT_SAFE_GLOBALS = (argparse.Namespace, np._core.multiarray.scalar, np.dtype,
+                           *(type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")))
+
+
+def save_checkpoint_atomic(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint_file(path: str, what: str = "checkpoint", keys: Sequence[str] = ()) -> Any:
+    """``torch.load`` of a file a user names, with ``weights_only=True``: only tensors, plain Python
+    data and :data:`CHECKPOINT_SAFE_GLOBALS` are rebuilt, so nothing in the file can run code.
+    With ``keys``, the file must be a dict that holds them (a checkpoint of the calling task).
+
+    Raises:
+        UserError: the file is missing, unreadable (truncated, damaged, foreign), holds other objects
+            (the message names them) or lacks ``keys``; always one line.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"{what} not found: {path}")
+    try:
+        with torch.serialization.safe_globals(list(CHECKPOINT_SAFE_GLOBALS)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (unsafe content, or a truncated, foreign or damaged file)
+        names = _unsafe_globals(path) if isinstance(err, pickle.UnpicklingError) else []
+        if names:
+            raise UserError(f"{what} {path} holds objects other than tensors and plain data "
+                            f"({', '.join(names)}); refused, since loading them could run code") from None
+        raise UserError(f"cannot read {what} {path}: {type(err).__name__} (truncated, damaged or not a "
+                        f"PyTorch file)") from None
+    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
+    if missing:
+        raise UserError(f"{what} {path} is not of the expected kind (no {', '.join(missing)})")
+    return obj
+
+
+def _unsafe_globals(path: str) -> list:
+    """Classes and functions the file would have to rebuild beyond those allowed (found by reading
+    the pickle's opcodes, not by running it)."""
+    try:
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in CHECKPOINT_SAFE_GLOBALS}
+        return [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(path) if name not in allowed]
+    except Exception:  # noqa: BLE001  (not a zip checkpoint: the caller reports the load error)
+        return []
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles only builtin containers, strings and numbers: any class or function is refused
+    (sets and frozensets, which older pickle protocols build by name, excepted)."""
+
+    _BUILTIN_CONTAINERS = {(module, name) for module in ("builtins", "__builtin__") for name in ("set", "frozenset")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._BUILTIN_CONTAINERS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load_plain_pickle(path: str) -> Any:
+    """Read a pickle that may hold only lists, dicts, tuples, sets, strings, bytes, numbers, booleans
+    and None; anything else is a :class:`UserError` (and is never constructed)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return _PlainUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path} holds more than lists, dicts, strings and numbers ({err}); "
+                        f"refused, since loading it could run code") from None
+    except Exception as err:  # noqa: BLE001  (truncated or not a pickle)
+        raise UserError(f"cannot read {path}: {type(err).__name__}") from None

@@ -1,0 +1,28 @@
+"""User errors: one line on stderr, exit status 2, no traceback."""
+import sys
+from typing import Any, Callable
+
+
+class UserError(Exception):
+    """A problem with the user's input (files, flags, config): reported in one line, no traceback."""
+
+
+def user_message(err: BaseException) -> str:
+    """The one-line message of a :class:`UserError`, also when a DataLoader worker or a spawned
+    process raised it (they put the original traceback in front of the message)."""
+    lines = str(err).strip().splitlines()
+    if len(lines) > 1 and "Traceback" in str(err):
+        return lines[-1].split("UserError: ", 1)[-1]
+    return lines[0] if lines else type(err).__name__
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run ``main``; a :class:`UserError` prints ``error: <message>`` to stderr and exits with 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {user_message(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,112 @@
+"""The runtime shared by the three tasks: checkpoint reading, output layouts, process groups, AMP, seeds."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import runtime
+from runtime import OutputLayout, UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_truncated_checkpoint_is_one_line(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": {"w": torch.randn(64, 64)}, "epoch": 3}, path)
+    data = path.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    script = ("from runtime import load_checkpoint_file, run_cli; "
+              f"run_cli(lambda: load_checkpoint_file({str(tmp_path / 'cut.pth')!r}))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: cannot read checkpoint") and "truncated" in done.stderr
+    assert runtime.load_checkpoint_file(str(path), keys=("model", "epoch"))["epoch"] == 3
+    with pytest.raises(UserError, match="no optimizer"):
+        runtime.load_checkpoint_file(str(path), "run", keys=("model", "optimizer"))
+
+
+@pytest.mark.parametrize("layout, checkpoint, tensorboard, results", [
+    (OutputLayout("run", "", "", "metrics.json"), "run/last.pth.tar", "run", "run/metrics.json"),
+    (OutputLayout("run", "", "tb"), "run/last.pth.tar", "run/tb", "run/results.json"),
+    (OutputLayout("run", "checkpoints", "tensorboard"), "run/checkpoints/last.pth.tar", "run/tensorboard",
+     "run/results.json"),
+])
+def test_output_layouts(tmp_path, layout, checkpoint, tensorboard, results):
+    assert layout.checkpoint("last.pth.tar") == checkpoint
+    assert layout.tensorboard_dir == tensorboard and layout.results_path == results
+    placed = OutputLayout(str(tmp_path / layout.root), layout.checkpoints, layout.tensorboard, layout.results)
+    os.makedirs(placed.checkpoint_dir)
+    stale = os.path.join(placed.checkpoint_dir, ".tmp-x.pth")
+    open(stale, "w").close()
+    placed.prepare()
+    assert os.path.isdir(placed.checkpoint_dir) and not os.path.exists(stale)
+    assert placed.write_results({"a": 1}) == placed.results_path and os.path.isfile(placed.results_path)
+
+
+def test_unwritable_layout_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        OutputLayout(str(blocker / "run"), "checkpoints").prepare()
+
+
+def test_single_process_runtime(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    rt = runtime.init_runtime("cpu")
+    assert (rt.rank, rt.world, rt.main, rt.distributed, rt.device.type) == (0, 1, True, False, "cpu")
+    assert rt.all_sum([1.5, 2]) == [1.5, 2.0]
+    np.testing.assert_array_equal(runtime.all_reduce_sum(np.arange(3)), [0.0, 1.0, 2.0])
+    with pytest.raises(UserError, match="unknown --device"):
+        runtime.init_runtime("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            runtime.init_runtime("cuda")
+
+
+def _two_processes(rank: int, init_method: str, out: str) -> None:
+    rt = runtime.init_runtime("cpu", rank=rank, world=2, init_method=init_method)
+    try:
+        total = rt.all_sum([rank + 1.0, 10.0 * rank])
+        torch.save({"total": total, "main": rt.main, "rank": rt.rank}, f"{out}.{rank}")
+    finally:
+        rt.close()
+
+
+def test_two_process_group_sums_over_ranks(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "r")
+    mp.spawn(_two_processes, args=(f"tcp://127.0.0.1:{port}", out), nprocs=2, join=True)
+    results = [torch.load(f"{out}.{r}") for r in range(2)]
+    assert [r["total"] for r in results] == [[3.0, 10.0], [3.0, 10.0]]
+    assert [r["main"] for r in results] == [True, False]
+
+
+def test_amp_policy_is_float32_on_the_cpu():
+    autocast, scaler, on = runtime.amp_policy(True, "float16", torch.device("cpu"))
+    assert (scaler, on) == (None, False)
+    with autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert runtime.amp_policy(False, "bfloat16", torch.device("cpu"))[2] is False
+
+
+def test_epoch_seeds_differ_by_rank_and_epoch_and_repeat():
+    seeds = {runtime.epoch_seed(42, rank, epoch) for rank in range(3) for epoch in range(4)}
+    assert len(seeds) == 12 and runtime.epoch_seed(42, 1, 2) == runtime.epoch_seed(42, 1, 2)
+
+
+def test_utils_keeps_the_earlier_names():
+    import utils
+
+    for name in ("UserError", "run_cli", "load_checkpoint_file", "save_checkpoint_atomic", "write_json_atomic",
+                 "atomic_write", "seed_everything", "alignment_error", "cycle_error", "kendalls_tau"):
+        assert hasattr(utils, name), name
+    assert utils.UserError is runtime.UserError
