@@ -177,12 +177,36 @@ def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_facto
     assert history[-1]["train_mse"] < 0.75 * history[1]["train_mse"], history
     saved = load_checkpoint_file(str(out))
     assert saved["model"] and not any(k.startswith("head.") for k in saved["model"])
+    assert saved["head"]["weight"].shape == (11, saved["model"]["cls_token"].shape[-1])   # 8 arm + 3 cube values
     results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", str(out), "--patch_size", "8",
                    "--depth", "2", "--trl_depth", "1", "--global_pool", "avg", "--num_workers", "0")
     assert results["init"]["left_at_init"] == [] and results["init"]["ignored"] == []
     assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
     with pytest.raises(UserError, match="exists"):
         pretrain_state.main(["--data_root", data, "--out", str(out), "--xpar"])
+
+
+def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_factory, tmp_path, monkeypatch):
+    from tools import pretrain_state
+    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
+    flags = ["--data_root", data, "--train_views", "1", "--img_size", "32", "--patch_size", "8", "--depth", "2",
+             "--trl_depth", "1", "--epochs", "3", "--batch_size", "32", "--held_out", "2", "--xpar"]
+    pretrain_state.main(flags + ["--out", str(tmp_path / "whole.pth")])
+    save = pretrain_state.save_checkpoint_atomic
+
+    def interrupted_after_epoch_two(obj, path):
+        save(obj, path)
+        if obj.get("epoch") == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(pretrain_state, "save_checkpoint_atomic", interrupted_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_state.main(flags + ["--out", str(tmp_path / "resumed.pth")])
+    monkeypatch.setattr(pretrain_state, "save_checkpoint_atomic", save)
+    pretrain_state.main(flags + ["--out", str(tmp_path / "resumed.pth"), "--resume"])
+    whole, resumed = (load_checkpoint_file(str(tmp_path / f"{name}.pth")) for name in ("whole", "resumed"))
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0)
+    assert [h["held_out_mse"] for h in resumed["history"]] == [h["held_out_mse"] for h in whole["history"]]
 
 
 def test_random_cameras_change_the_views_not_the_episodes(tmp_path):

@@ -12,8 +12,9 @@ unseen. The trajectories should be rendered with another seed than the alignment
         --seed 1 --workers 2
     python tools/pretrain_state.py --data_root data/ftpv_pretrain --model vit_3dtrl --out weights/state_vit_3dtrl.pth
 
-The output holds ``model`` (the backbone's state dict, what ``--init`` loads; the regression head
-is not part of it), ``model_cfg``, the state's mean and standard deviation, and the per-epoch
+The output holds ``model`` (the backbone's state dict, what ``--init`` loads), ``head`` (the
+regression head, a linear map from the pooled embedding to the 11 standardised state values),
+``model_cfg``, the state's mean and standard deviation, and the per-epoch
 history (train and held-out MSE in standard units). Progress on stdout, TensorBoard and JSON
 beside the weights; ``--resume`` continues from ``OUT.last``.
 """
@@ -174,7 +175,8 @@ def main(argv=None) -> None:
                                 "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1}, last)
     writer.close()
     save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
-                            "state_mean": mean, "state_std": std, "history": history, "args": vars(args)}, args.out)
+                            "head": model.head.state_dict(), "state_mean": mean, "state_std": std,
+                            "history": history, "args": vars(args)}, args.out)
     write_json_atomic({"history": history, "args": vars(args)}, args.out + ".json")
     os.remove(last)
     print(f"weights: {args.out}")
