@@ -24,7 +24,7 @@ from timm.utils import accuracy
 from classification.cli import CliParser, ParseKwargs
 from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders
 from classification.models import build_classifier
-from runtime import (UserError, amp_policy, compile_model, init_runtime, load_checkpoint_file, progress_bar, run_cli,
+from runtime import (UserError, amp_policy, compile_model, load_checkpoint_file, progress_bar, resolve_device, run_cli,
                      write_json_atomic)
 
 
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise UserError(f"{args.checkpoint} does not fit {name}: {str(err).splitlines()[0]}") from None
 
-    device = init_runtime("auto").device
+    device = resolve_device("auto", local_rank=0)
     autocast, _, _ = amp_policy(args.amp, "bfloat16", device)
     net.to(device).eval()
     if args.channels_last:

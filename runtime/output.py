@@ -37,7 +37,8 @@ class OutputLayout:
         """Create the run's folder and its checkpoint folder (one-line error when they cannot be
         written) and remove what interrupted atomic writes left there. Called on rank 0."""
         prepare_output_dir(self.root)
-        prepare_output_dir(self.checkpoint_dir)
+        if self.checkpoints:
+            prepare_output_dir(self.checkpoint_dir)
         return self
 
     def tensorboard_writer(self):
