@@ -2,11 +2,12 @@
 # make test   - the test suite
 # make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
+# make weights - remakes the demo's start point (weights/state_vit_3dtrl.pth) into output/weights/<time>/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo bench figures clean
+.PHONY: venv test demo bench figures weights clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,8 +29,12 @@ IMAGENET_DEMO_OUT ?= output/imagenet_demo/$(STAMP)
 # FTPV_ROOT=DIR: run the same training and test on your own FTPV root (Pandav1_Train_Frame layout), no rendering.
 FTPV_ROOT ?=
 DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
+# The demo starts from a 3DTRL ViT that the project pretrained itself (make weights) and fine-tunes it at lr 1e-4;
+# DEMO_INIT= trains from scratch instead (at lr 1e-3).
+DEMO_INIT ?= weights/state_vit_3dtrl.pth
 DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
-	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --lr 1e-3 --epochs 30 --patience 30
+	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 \
+	$(if $(DEMO_INIT),--lr 1e-4 --init $(DEMO_INIT),--lr 1e-3)
 
 demo: venv
 	$(if $(FTPV_ROOT),,$(PY) -m data_pipeline.render_ftpv --out data/ftpv_demo --preset demo --workers 2)
@@ -43,6 +48,16 @@ bench: venv
 
 figures: venv
 	$(PY) tools/make_figures.py
+
+# State pretraining on 300 rendered trajectories seen from random cameras (another seed than the demo's data):
+# about 20 minutes of rendering and 20 of training on 2 cores. Writes a new folder; copy the file over
+# weights/state_vit_3dtrl.pth to use it.
+WEIGHTS_OUT ?= output/weights/$(STAMP)
+weights: venv
+	$(PY) -m data_pipeline.render_ftpv --out data/ftpv_pretrain_rc300 --preset demo --trajectories 300 --seed 1 \
+		--random_cameras --workers 2
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc300 \
+		--model vit_3dtrl --epochs 10 --out $(WEIGHTS_OUT)/state_vit_3dtrl.pth
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
-from alignment.embedder import create_embedder
+from alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
 from alignment.losses import npairs_loss, time_contrastive_loss
 from alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
@@ -184,6 +184,19 @@ def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_facto
     assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
     with pytest.raises(UserError, match="exists"):
         pretrain_state.main(["--data_root", data, "--out", str(out), "--xpar"])
+
+
+def test_committed_demo_weights_initialise_the_demo_model_completely():
+    """The demo's start point (make weights) fits the model of the demo's recipe, every tensor of it."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "state_vit_3dtrl.pth")
+    saved = load_checkpoint_file(path)
+    recipe = dict(model="vit_3dtrl_tiny_patch16_224", img_size=64, depth=4, trl_depth=1, global_pool="avg",
+                  patch_size=16)
+    assert {k: saved["model_cfg"][k] for k in recipe} == recipe
+    embedder = create_embedder(dict(MODEL_DEFAULTS, **recipe, normalize_embedding=True))
+    report = init_from_file(embedder.net, path)
+    assert report["left_at_init"] == [] and report["ignored"] == [] and report["loaded"] == len(saved["model"])
+    assert saved["history"][-1]["held_out_mse"] < 0.5 * saved["history"][0]["held_out_mse"]
 
 
 def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_factory, tmp_path, monkeypatch):

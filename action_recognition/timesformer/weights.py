@@ -16,6 +16,7 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
+from timm.models import clean_state_dict
 
 from runtime import UserError, load_checkpoint_file
 
@@ -25,15 +26,11 @@ log = logging.getLogger(__name__)
 HEAD_KEYS = ("model.head.weight", "model.head.bias")
 
 
-def _strip(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
 def imagenet_to_timesformer(state: Dict[str, torch.Tensor], model: TimeSformer) -> Dict[str, torch.Tensor]:
     """Rename timm ViT keys to ``model.*`` and add the temporal copies of ``attn`` / ``norm1``."""
     divided = model.model.attention_type == "divided_space_time"
     out = {}
-    for key, value in _strip(state, "module.").items():
+    for key, value in clean_state_dict(state).items():
         out[f"model.{key}"] = value
         match = re.match(r"blocks\.(\d+)\.(attn|norm1)\.(.*)", key)
         if divided and match:
@@ -95,5 +92,5 @@ def load_pretrained(model: TimeSformer, path: str) -> Tuple[List[str], List[str]
     if not (isinstance(obj, dict) and "model_state" in obj) and not any(k.startswith("model.") for k in state):
         state = imagenet_to_timesformer(state, model)
     else:
-        state = _strip(state, "module.")
+        state = clean_state_dict(state)
     return load_state(model, state, os.path.basename(path))
