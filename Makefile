@@ -49,15 +49,15 @@ bench: venv
 figures: venv
 	$(PY) tools/make_figures.py
 
-# State pretraining on 300 rendered trajectories seen from random cameras (another seed than the demo's data):
-# about 20 minutes of rendering and 20 of training on 2 cores. Writes a new folder; copy the file over
+# State pretraining on 600 rendered trajectories seen from random cameras (another seed than the demo's data):
+# about 40 minutes of rendering and 32 of training on 2 cores. Writes a new folder; copy the file over
 # weights/state_vit_3dtrl.pth to use it.
 WEIGHTS_OUT ?= output/weights/$(STAMP)
 weights: venv
-	$(PY) -m data_pipeline.render_ftpv --out data/ftpv_pretrain_rc300 --preset demo --trajectories 300 --seed 1 \
+	$(PY) -m data_pipeline.render_ftpv --out data/ftpv_pretrain_rc600 --preset demo --trajectories 600 --seed 1 \
 		--random_cameras --workers 2
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc300 \
-		--model vit_3dtrl --epochs 10 --out $(WEIGHTS_OUT)/state_vit_3dtrl.pth
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
+		--model vit_3dtrl --epochs 8 --out $(WEIGHTS_OUT)/state_vit_3dtrl.pth
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo
