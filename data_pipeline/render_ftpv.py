@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 import simulation
-from data_pipeline.ftpv import frame_name, trajectory_name, trajectory_view_dirs, view_folder_names
+from data_pipeline.ftpv import TPV, frame_name, trajectory_name, trajectory_view_dirs, view_folder_names
 from runtime import UserError, progress_bar, run_cli, write_json_atomic
 from simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
@@ -203,10 +203,10 @@ def is_complete(traj_dir: str, preset: Preset) -> bool:
 def foreign_files(traj_dir: str, preset: Preset) -> List[str]:
     """Paths under ``traj_dir`` that are not frames this renderer writes (an incomplete trajectory
     holding only its own frames is re-rendered; one with anything else is left alone)."""
+    dirs_of_views = view_dirs(traj_dir, preset.views)
     ours = {os.path.join(traj_dir, GROUND_TRUTH),
-            *(os.path.join(d, frame_name(t)) for d in view_dirs(traj_dir, preset.views) for t in range(preset.frames))}
-    folders = {traj_dir, *(os.path.dirname(d) for d in view_dirs(traj_dir, preset.views)),
-               *view_dirs(traj_dir, preset.views)}
+            *(os.path.join(d, frame_name(t)) for d in dirs_of_views for t in range(preset.frames))}
+    folders = {traj_dir, os.path.join(traj_dir, TPV), *dirs_of_views}
     found = []
     for parent, dirs, files in os.walk(traj_dir):
         found += [os.path.join(parent, d) for d in dirs if os.path.join(parent, d) not in folders]
