@@ -184,6 +184,17 @@ def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_facto
     assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
     with pytest.raises(UserError, match="exists"):
         pretrain_state.main(["--data_root", data, "--out", str(out), "--xpar"])
+    # a second stage with the multi-view n-pairs term starts exactly where the first ended (backbone and head)
+    stage2 = tmp_path / "w" / "align.pth"
+    pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
+                         "--depth", "2", "--epochs", "1", "--batch_size", "16", "--lr", "1e-3", "--held_out", "2",
+                         "--init", str(out), "--align_weight", "1", "--align_frames", "4", "--out", str(stage2),
+                         "--xpar"])
+    second = json.loads((tmp_path / "w" / "align.pth.json").read_text())
+    assert second["init"]["loaded"] == len(saved["model"]) and second["init"]["left_at_init"] == []
+    assert second["history"][0]["held_out_mse"] == pytest.approx(history[-1]["held_out_mse"], rel=1e-5)
+    assert second["history"][0]["held_out_alignment_error"] == history[-1]["held_out_alignment_error"]
+    assert second["history"][1]["train_npairs"] > 0
 
 
 def test_committed_demo_weights_initialise_the_demo_model_completely():
@@ -203,7 +214,8 @@ def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_fact
     from tools import pretrain_state
     data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
     flags = ["--data_root", data, "--train_views", "1", "--img_size", "32", "--patch_size", "8", "--depth", "2",
-             "--trl_depth", "1", "--epochs", "3", "--batch_size", "32", "--held_out", "2", "--xpar"]
+             "--trl_depth", "1", "--epochs", "3", "--batch_size", "32", "--held_out", "2", "--align_weight", "0.5",
+             "--align_frames", "4", "--xpar"]
     pretrain_state.main(flags + ["--out", str(tmp_path / "whole.pth")])
     save = pretrain_state.save_checkpoint_atomic
 
@@ -219,7 +231,9 @@ def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_fact
     whole, resumed = (load_checkpoint_file(str(tmp_path / f"{name}.pth")) for name in ("whole", "resumed"))
     for key, value in whole["model"].items():
         torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0)
-    assert [h["held_out_mse"] for h in resumed["history"]] == [h["held_out_mse"] for h in whole["history"]]
+    def without_time(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    assert without_time(resumed["history"]) == without_time(whole["history"])   # losses and held-out metrics
 
 
 def test_random_cameras_change_the_views_not_the_episodes(tmp_path):
@@ -267,3 +281,32 @@ def test_clip_dataset_draws_aligned_views(root):
     assert before == [clips.draw(i) for i in range(10)]                          # seeded
     clips.set_epoch(1)
     assert before != [clips.draw(i) for i in range(10)]                          # drawn anew each epoch
+
+
+def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_settings(root, tmp_path):
+    from tools import compare_alignment
+    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
+              "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
+    cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=2, trl_depth=1,
+               global_pool="avg")
+    start = tmp_path / "start.pth"
+    torch.save({"model": create_embedder(cfg).net.state_dict()}, str(start))
+    out = tmp_path / "cmp"
+    argv = ["--data", "mc", "--data_root", root, "--out", str(out), "--seeds", "0", "--unseen_train_views", "2",
+            "--init", f"vit_3dtrl={start}", "--jobs", "2", "--train_args", recipe, "--xpar"]
+    compare_alignment.main(argv)
+    table = json.loads((out / "table.json").read_text())
+    rows = table["table"]["unseen"]
+    assert set(rows) == {"test_seen_views", "test"}
+    assert set(rows["test"]) == {"vit_plain_tiny_patch16_224", "vit_3dtrl_tiny_patch16_224"}
+    runs = out / "runs"
+    trl = json.loads((runs / "unseen_vit_3dtrl_tiny_patch16_224_seed0" / "results.json").read_text())
+    plain = json.loads((runs / "unseen_vit_plain_tiny_patch16_224_seed0" / "results.json").read_text())
+    assert trl["init"]["loaded"] == len(torch.load(str(start))["model"]) and plain["init"] is None
+    for model in rows["test"]:
+        assert rows["test"][model]["alignment_error"]["values"][0] == json.loads(
+            (runs / f"unseen_{model}_seed0" / "results.json").read_text())["test"]["alignment_error"]
+    with pytest.raises(UserError, match=r"other settings \(train_args\)"):
+        compare_alignment.main([a if a != recipe else recipe.replace("1e-3", "1e-4") for a in argv])
+    compare_alignment.main(argv)                    # the same settings reuse the finished runs
+    assert json.loads((out / "table.json").read_text())["table"] == table["table"]

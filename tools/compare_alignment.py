@@ -4,7 +4,10 @@ Trains both models with one recipe for several seeds with ``multiview_video_alig
 writes a table of test metrics (mean and standard deviation over seeds, and a paired t-test of
 the per-seed differences) as Markdown and JSON. In the unseen setting every run is tested on the
 training cameras ("seen views") and on the held-out cameras ("unseen views"). Finished runs (with
-a results.json) are reused, so an interrupted comparison continues where it stopped.
+a results.json) are reused, so an interrupted comparison continues where it stopped; the
+comparison's settings are kept in ``OUT/comparison.json`` and a rerun with other settings is
+refused. ``--init MODEL=FILE`` starts one model from its own weights (e.g. each model's
+``tools/pretrain_state.py`` output); ``--jobs`` runs several trainings at once.
 
     python tools/compare_alignment.py --data_root data/ftpv --out output/compare_alignment \\
         --train_args "--loss npairs --depth 4 --trl_depth 1 --global_pool avg ..."
@@ -15,6 +18,8 @@ import os
 import shlex
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -22,6 +27,8 @@ from scipy.stats import ttest_rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from alignment.embedder import MODEL_ALIASES
 from runtime import UserError, atomic_write, run_cli, write_json_atomic
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
@@ -43,10 +50,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seen: train and test on every view; unseen: train on views 0..k-1, test on the rest")
     p.add_argument("--unseen_train_views", type=int, default=6, help="--train_views of the unseen setting")
     p.add_argument("--train_args", default=DEMO_RECIPE, help="the recipe: flags of multiview_video_alignment.py")
+    p.add_argument("--init", action="append", default=[], metavar="MODEL=FILE",
+                   help="start MODEL (name or short name) from FILE (multiview_video_alignment.py --init); "
+                        "repeat for each model")
+    p.add_argument("--device", default="cpu", help="device of every training run (cpu, cuda, cuda:N)")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at a time")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per training run (one wastes least on a busy machine)")
     p.add_argument("--xpar", action="store_true", help="no progress bars")
     return p
+
+
+def model_name(name: str) -> str:
+    return MODEL_ALIASES.get(name, name)
+
+
+def parse_inits(items: Sequence[str], models: Sequence[str]) -> Dict[str, str]:
+    """``["MODEL=FILE", ...]`` -> {timm name: file}; every MODEL must be one of ``models``."""
+    inits = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--init takes MODEL=FILE, got {item!r}")
+        if model_name(name) not in models:
+            raise UserError(f"--init names {name}, which is not one of --models ({', '.join(models)})")
+        if not os.path.isfile(path):
+            raise UserError(f"--init file {path} is missing")
+        inits[model_name(name)] = path
+    return inits
+
+
+def claim_comparison(args: argparse.Namespace, record: Dict) -> None:
+    """Write ``OUT/comparison.json``, or check that an earlier run of this folder used the same settings."""
+    path = os.path.join(args.out, "comparison.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            earlier = json.load(f)
+        changed = sorted(k for k in record if k != "seeds" and earlier.get(k) != record[k])
+        if changed:
+            raise UserError(f"{args.out} holds a comparison with other settings ({', '.join(changed)}): "
+                            "choose another --out")
+    write_json_atomic(record, path)
 
 
 def run_dir(args: argparse.Namespace, setting: str, model: str, seed: int) -> str:
@@ -60,18 +104,39 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         train_views = -1 if setting == "seen" else args.unseen_train_views
         cmd = [sys.executable, os.path.join(ROOT, "multiview_video_alignment.py"), "--data", args.data,
                "--data_root", args.data_root, "--train_views", str(train_views), "--model", model,
-               "--seed", str(seed), "--num_workers", "0", "--output_dir", out, "--device", "cpu",
+               "--seed", str(seed), "--num_workers", "0", "--output_dir", out, "--device", args.device,
                *shlex.split(args.train_args)]
+        if model in args.inits:
+            cmd += ["--init", args.inits[model]]
         if os.path.isfile(os.path.join(out, "last.pth")):
             cmd.append("--resume")
-        if args.xpar:
+        if args.xpar or args.jobs > 1:
             cmd.append("--xpar")
         print(f"== {setting} {model} seed {seed}", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-        if subprocess.run(cmd, env=env).returncode != 0:
+        started = time.time()
+        log = open(os.path.join(args.out, "runs", f"{setting}_{model}_seed{seed}.log"), "a") if args.jobs > 1 else None
+        try:
+            code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None).returncode
+        finally:
+            if log:
+                log.close()
+        if code != 0:
             raise UserError(f"training failed: {' '.join(cmd)}")
+        print(f"== {setting} {model} seed {seed} done in {time.time() - started:.0f} s", flush=True)
     with open(results) as f:
         return json.load(f)
+
+
+def train_all(args: argparse.Namespace, setting: str) -> Dict[str, List[Dict]]:
+    """Every model's run for every seed, ``--jobs`` at a time: {model: [results per seed]}."""
+    jobs = [(model, seed) for seed in args.seeds for model in args.models]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = list(pool.map(lambda job: train_run(args, setting, *job), jobs))
+    runs: Dict[str, List[Dict]] = {model: [] for model in args.models}
+    for (model, _), result in zip(jobs, done):
+        runs[model].append(result)
+    return runs
 
 
 def summarise(values: Sequence[float]) -> Dict:
@@ -114,9 +179,19 @@ def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    args.models = [model_name(m) for m in args.models]
+    args.inits = parse_inits(args.init, args.models)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be positive, got {args.jobs}")
+    settings = {"data": args.data, "data_root": os.path.normpath(args.data_root), "train_args": args.train_args,
+                "models": args.models, "inits": {m: os.path.normpath(f) for m, f in args.inits.items()},
+                "device": args.device, "seeds": args.seeds, "unseen_train_views": args.unseen_train_views}
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    claim_comparison(args, settings)
+    started = time.time()
     table: Dict[str, Dict] = {}
     for setting in args.settings:
-        runs = {model: [train_run(args, setting, model, seed) for seed in args.seeds] for model in args.models}
+        runs = train_all(args, setting)
         table[setting] = {}
         for views in view_sets(setting):
             table[setting][views] = {}
@@ -129,8 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     row["paired"] = {m: paired(table[setting][views][args.models[0]][m]["values"], row[m]["values"])
                                      for m, _ in METRICS}
                 table[setting][views][model] = row
-    settings = {"data": args.data, "train_args": args.train_args, "seeds": args.seeds,
-                "unseen_train_views": args.unseen_train_views}
+    settings["wall_seconds"] = time.time() - started
     write_json_atomic({"settings": settings, "table": table}, os.path.join(args.out, "table.json"))
     text = markdown_table(table, args.models, args.seeds)
 

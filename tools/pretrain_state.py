@@ -8,6 +8,13 @@ fine-tuned ImageNet weights instead). Only the first-person view and the first
 ``--train_views`` third-person views are used, so the alignment task's unseen cameras stay
 unseen. The trajectories should be rendered with another seed than the alignment data.
 
+``--align_weight W`` adds the alignment script's multi-view n-pairs loss (``--loss npairs``) on
+clips of every loaded view of one trajectory at a time, weighted by W: with random cameras it
+teaches the embedding to match the same instant across many viewpoints, which the alignment
+task's unseen cameras need. ``--init FILE`` continues from an earlier output of this tool (its
+backbone and head), e.g. a second, shorter stage with the alignment term. Every epoch reports
+the held-out state MSE and the held-out alignment error (mean over ordered view pairs).
+
     python data_pipeline/render_ftpv.py --out data/ftpv_pretrain --preset demo --trajectories 100 \
         --seed 1 --workers 2
     python tools/pretrain_state.py --data_root data/ftpv_pretrain --model vit_3dtrl --out weights/state_vit_3dtrl.pth
@@ -30,7 +37,9 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder
+from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder, init_from_file
+from alignment.losses import npairs_loss
+from alignment.metrics import alignment_error
 from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
@@ -53,6 +62,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--align_weight", type=float, default=0.0,
+                   help="weight of the multi-view n-pairs term (0: state regression alone)")
+    p.add_argument("--align_clips", type=int, default=1, help="trajectory clips of the n-pairs term per step")
+    p.add_argument("--align_frames", type=int, default=10, help="instants per clip of the n-pairs term")
+    p.add_argument("--temperature", type=float, default=0.1, help="n-pairs softmax temperature")
+    p.add_argument("--init", default=None, metavar="FILE", help="start from an earlier output of this tool")
     p.add_argument("--held_out", type=int, default=10, help="trajectories kept out of training, to measure it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="weights file to write (.pth)")
@@ -64,7 +79,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError(f"{args.out} exists: choose another --out")
     if args.resume and not os.path.isfile(args.out + ".last"):
         raise UserError(f"nothing to resume: {args.out}.last is missing")
-    for name in ("train_views", "img_size", "epochs", "batch_size"):
+    if args.init and not os.path.isfile(args.init):
+        raise UserError(f"--init file {args.init} is missing")
+    if args.align_weight < 0:
+        raise UserError(f"--align_weight must not be negative, got {args.align_weight}")
+    for name in ("train_views", "img_size", "epochs", "batch_size", "align_clips", "align_frames"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
     return args
@@ -116,6 +135,44 @@ def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, batc
     return total / targets.numel()
 
 
+def held_out_alignment_error(model: StateRegressor, frames: torch.Tensor) -> float:
+    """Mean alignment error over the held-out trajectories ``frames (N, V, T, 3, S, S)`` and their
+    ordered view pairs, matching pooled embeddings by nearest neighbour as the alignment test does."""
+    model.eval()
+    errors = []
+    with torch.no_grad():
+        for trajectory in frames:
+            z = model.embedder(trajectory.flatten(0, 1)).unflatten(0, trajectory.shape[:2])   # (V, T, D)
+            errors += [alignment_error(z[v], z[w]) for v in range(len(z)) for w in range(len(z)) if v != w]
+    model.train()
+    return float(np.mean(errors))
+
+
+def sample_clips(frames: torch.Tensor, trajectories: int, clips: int, length: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """``(C, V, L, 3, S, S)``: ``clips`` random training trajectories of ``frames (N, V, T, 3, S, S)``
+    (the first ``trajectories``), each at ``length`` random instants in time order, every view."""
+    picked = torch.randint(trajectories, (clips,), generator=generator)
+    times = torch.stack([torch.randperm(frames.shape[2], generator=generator)[:length].sort().values
+                         for _ in range(clips)])
+    return torch.stack([frames[i][:, t] for i, t in zip(picked.tolist(), times)])
+
+
+def alignment_loss(model: StateRegressor, clips: torch.Tensor, temperature: float) -> torch.Tensor:
+    """n-pairs loss of ``clips (C, V, L, 3, S, S)`` on L2-normalised pooled embeddings."""
+    z = model.embedder(clips.flatten(0, 2)).unflatten(0, clips.shape[:3])
+    return npairs_loss(nn.functional.normalize(z, dim=-1), temperature)
+
+
+def init_regressor(model: StateRegressor, path: str) -> Dict:
+    """Load an earlier output of this tool: the backbone (as ``--init`` of the alignment script) and the head."""
+    report = init_from_file(model.embedder.net, path)
+    head = load_checkpoint_file(path, "--init file").get("head")
+    if isinstance(head, dict):
+        model.head.load_state_dict(head)
+    return report
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     frames, states = open_frames(args)
@@ -130,6 +187,7 @@ def main(argv=None) -> None:
                depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool)
     seed_everything(args.seed)
     model = StateRegressor(cfg, targets.shape[1])
+    init_report = init_regressor(model, args.init) if args.init and not args.resume else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     steps_per_epoch = -(-train_rows // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
@@ -141,43 +199,59 @@ def main(argv=None) -> None:
         model.load_state_dict(state["regressor"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"]
+        history, start, init_report = state["history"], state["epoch"], state.get("init")
     out_dir = os.path.dirname(os.path.abspath(args.out))
     prepare_output_dir(out_dir)
     writer = SummaryWriter(args.out + ".tb")
     print(f"{n} trajectories ({args.held_out} held out) x {views} views x {length} frames; {args.model}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    train_trajectories = n - args.held_out
+
+    def held_out() -> Dict:
+        return {"held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256),
+                "held_out_alignment_error": held_out_alignment_error(model, frames[train_trajectories:])}
     if not history:
-        history.append({"epoch": 0, "held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256)})
-        print(f"epoch 0 (before training): held-out mse {history[0]['held_out_mse']:.4f}", flush=True)
+        history.append({"epoch": 0, **held_out()})
+        print(f"epoch 0 (before training): held-out mse {history[0]['held_out_mse']:.4f}  alignment error "
+              f"{history[0]['held_out_alignment_error']:.3f}", flush=True)
     for epoch in range(start, args.epochs):
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(train_rows, generator=generator)
-        tic, total = time.perf_counter(), 0.0
+        tic, total, total_align = time.perf_counter(), 0.0, 0.0
         for i in tqdm(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", disable=args.xpar,
                       leave=False, dynamic_ncols=True):
             rows = order[i:i + args.batch_size]
             loss = nn.functional.mse_loss(model(flat_frames[rows]), targets[rows])
+            total += loss.item() * len(rows)
+            if args.align_weight > 0:
+                clips = sample_clips(frames, train_trajectories, args.align_clips, args.align_frames, generator)
+                align = alignment_loss(model, clips, args.temperature)
+                total_align += align.item() * len(rows)
+                loss = loss + args.align_weight * align
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(rows)
-        record = {"epoch": epoch + 1, "train_mse": total / train_rows,
-                  "held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256),
+        record = {"epoch": epoch + 1, "train_mse": total / train_rows, **held_out(),
                   "seconds": time.perf_counter() - tic}
+        if args.align_weight > 0:
+            record["train_npairs"] = total_align / train_rows
         history.append(record)
-        for key in ("train_mse", "held_out_mse"):
-            writer.add_scalar(key, record[key], epoch + 1)
-        print(f"epoch {epoch + 1}: train mse {record['train_mse']:.4f}  held-out mse {record['held_out_mse']:.4f}  "
-              f"[{record['seconds']:.0f}s]", flush=True)
+        for key in ("train_mse", "train_npairs", "held_out_mse", "held_out_alignment_error"):
+            if key in record:
+                writer.add_scalar(key, record[key], epoch + 1)
+        print(f"epoch {epoch + 1}: train mse {record['train_mse']:.4f}"
+              + (f"  n-pairs {record['train_npairs']:.3f}" if "train_npairs" in record else "")
+              + f"  held-out mse {record['held_out_mse']:.4f}  alignment error "
+              f"{record['held_out_alignment_error']:.3f}  [{record['seconds']:.0f}s]", flush=True)
         save_checkpoint_atomic({"regressor": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1}, last)
+                                "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1,
+                                "init": init_report}, last)
     writer.close()
     save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
                             "head": model.head.state_dict(), "state_mean": mean, "state_std": std,
-                            "history": history, "args": vars(args)}, args.out)
-    write_json_atomic({"history": history, "args": vars(args)}, args.out + ".json")
+                            "history": history, "args": vars(args), "init": init_report}, args.out)
+    write_json_atomic({"history": history, "args": vars(args), "init": init_report}, args.out + ".json")
     os.remove(last)
     print(f"weights: {args.out}")
 
