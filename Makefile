@@ -2,7 +2,7 @@
 # make test   - the test suite
 # make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
-# make weights - remakes the demo's start point (weights/state_vit_3dtrl.pth) into output/weights/<time>/
+# make weights - remakes the demo's start point (weights/align_vit_3dtrl.pth) into output/weights/<time>/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
@@ -31,7 +31,7 @@ FTPV_ROOT ?=
 DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
 # The demo starts from a 3DTRL ViT that the project pretrained itself (make weights) and fine-tunes it at lr 1e-4;
 # DEMO_INIT= trains from scratch instead (at lr 1e-3).
-DEMO_INIT ?= weights/state_vit_3dtrl.pth
+DEMO_INIT ?= weights/align_vit_3dtrl.pth
 DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
 	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 \
 	$(if $(DEMO_INIT),--lr 1e-4 --init $(DEMO_INIT),--lr 1e-3)
@@ -49,15 +49,20 @@ bench: venv
 figures: venv
 	$(PY) tools/make_figures.py
 
-# State pretraining on 600 rendered trajectories seen from random cameras (another seed than the demo's data):
-# about 40 minutes of rendering and 32 of training on 2 cores. Writes a new folder; copy the file over
-# weights/state_vit_3dtrl.pth to use it.
+# The demo's start point, in two stages on 600 rendered trajectories seen from random cameras (another seed than
+# the demo's data): state regression (8 epochs), then state regression plus the multi-view n-pairs term (3 epochs).
+# About 40 minutes of rendering, 32 + 40 of training on 2 cores. WEIGHTS_MODEL=deit_tcn makes the baseline's
+# weights for tools/compare_alignment.py. Writes a new folder; copy align_*.pth over weights/ to use it.
 WEIGHTS_OUT ?= output/weights/$(STAMP)
+WEIGHTS_MODEL ?= vit_3dtrl
 weights: venv
 	$(PY) -m data_pipeline.render_ftpv --out data/ftpv_pretrain_rc600 --preset demo --trajectories 600 --seed 1 \
 		--random_cameras --workers 2
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
-		--model vit_3dtrl --epochs 8 --out $(WEIGHTS_OUT)/state_vit_3dtrl.pth
+		--model $(WEIGHTS_MODEL) --epochs 8 --out $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
+		--model $(WEIGHTS_MODEL) --init $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth --align_weight 1 --epochs 3 \
+		--lr 2e-4 --out $(WEIGHTS_OUT)/align_$(WEIGHTS_MODEL).pth
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo
