@@ -158,3 +158,14 @@ def test_object_renderer_writes_each_camera(tmp_path):
     assert all(40 <= float(r["elevation_deg"]) <= 65 for r in val)
     assert os.path.isfile(os.path.join(out, "render.json"))
     assert GROUND_TRUTH not in os.listdir(out)
+
+
+def test_direction_between_cameras_at_one_point_is_undefined_not_a_warning():
+    import warnings
+    a = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    b = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        angles = ge.angle_between_deg(a, b)
+    np.testing.assert_allclose(angles[[0, 2]], [90.0, 0.0], atol=1e-6)
+    assert np.isnan(angles[1])

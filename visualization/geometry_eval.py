@@ -87,8 +87,10 @@ def rotation_angle_deg(rotation: np.ndarray) -> np.ndarray:
 
 
 def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Angle in degrees between vectors ``(..., 3)``."""
-    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    """Angle in degrees between vectors ``(..., 3)``; NaN where either has zero length (two cameras
+    placed at the same point have no direction between them)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
@@ -206,9 +208,9 @@ class GeometryScores:
                   angle_between_deg(self.rng.normal(size=directions.shape), directions).ravel())
 
     def summary(self) -> Dict[str, Dict[str, float]]:
-        """Means (and standard deviations for depth) of every comparison, finite numbers only."""
+        """Means (and standard deviations for depth) of every comparison, over its defined values."""
         def mean(table):
-            return {k: float(np.mean(np.concatenate(v))) for k, v in table.items()}
+            return {k: float(np.nanmean(np.concatenate(v))) for k, v in table.items()}
         return {
             "depth_spearman": mean(self.depth),
             "depth_spearman_std": {k: float(np.std(np.concatenate(v))) for k, v in self.depth.items()},
