@@ -13,6 +13,7 @@ refused. ``--init MODEL=FILE`` starts one model from its own weights (e.g. each 
         --train_args "--loss npairs --depth 4 --trl_depth 1 --global_pool avg ..."
 """
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -115,14 +116,11 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         print(f"== {setting} {model} seed {seed}", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         started = time.time()
-        log = open(os.path.join(args.out, "runs", f"{setting}_{model}_seed{seed}.log"), "a") if args.jobs > 1 else None
-        try:
+        log_path = out + ".log" if args.jobs > 1 else None     # parallel runs write their output beside the run
+        with open(log_path, "a") if log_path else contextlib.nullcontext() as log:
             code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None).returncode
-        finally:
-            if log:
-                log.close()
         if code != 0:
-            raise UserError(f"training failed: {' '.join(cmd)}")
+            raise UserError(f"training failed{f' (output in {log_path})' if log_path else ''}: {' '.join(cmd)}")
         print(f"== {setting} {model} seed {seed} done in {time.time() - started:.0f} s", flush=True)
     with open(results) as f:
         return json.load(f)
