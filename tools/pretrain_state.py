@@ -137,7 +137,8 @@ def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, batc
 
 def held_out_alignment_error(model: StateRegressor, frames: torch.Tensor) -> float:
     """Mean alignment error over the held-out trajectories ``frames (N, V, T, 3, S, S)`` and their
-    ordered view pairs, matching pooled embeddings by nearest neighbour as the alignment test does."""
+    ordered view pairs: every frame matched to its nearest frame of the other view by the pooled
+    embedding (unnormalised, as this tool trains it), the alignment test's metric."""
     model.eval()
     errors = []
     with torch.no_grad():
