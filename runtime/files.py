@@ -37,6 +37,15 @@ def write_json_atomic(obj: Any, path: str) -> None:
     atomic_write(path, write)
 
 
+def read_json(path: str) -> Any:
+    """The JSON value in ``path``; a file that is not JSON is a one-line ``UserError``."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError:
+            raise UserError(f"{path} is not valid JSON") from None
+
+
 def remove_stale_temporaries(directory: str) -> None:
     """Delete the ``.tmp-*`` files an interrupted :func:`atomic_write` left in ``directory``
     (called by the writers at start-up, before they write there)."""

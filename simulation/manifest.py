@@ -1,10 +1,9 @@
 """The manifest of a rendered folder: a folder holds one rendering configuration, which a re-run
 with the same settings completes (resumes) and one with other settings may not touch."""
-import json
 import os
 from typing import Optional, Sequence
 
-from runtime import UserError, prepare_output_dir, refuse_foreign_folder
+from runtime import UserError, prepare_output_dir, read_json, refuse_foreign_folder
 
 
 def claim_folder(folder: str, manifest: str, record: dict, compare: Optional[Sequence[str]] = None) -> str:
@@ -16,11 +15,7 @@ def claim_folder(folder: str, manifest: str, record: dict, compare: Optional[Seq
     path = os.path.join(folder, manifest)
     if not os.path.isfile(path):
         return path
-    with open(path) as f:
-        try:
-            existing = json.load(f)
-        except json.JSONDecodeError:
-            raise UserError(f"{path} is not valid JSON") from None
+    existing = read_json(path)
     keys = list(compare) if compare is not None else sorted(set(existing) | set(record))
     changed = [k for k in keys if existing.get(k) != record.get(k)]
     if changed:

@@ -316,3 +316,6 @@ def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_setting
         compare_alignment.main([a if a != recipe else recipe.replace("1e-3", "1e-4") for a in argv])
     compare_alignment.main(argv)                    # the same settings reuse the finished runs
     assert json.loads((out / "table.json").read_text())["table"] == table["table"]
+    (out / "comparison.json").write_text("{not json")
+    with pytest.raises(UserError, match="comparison.json is not valid JSON"):
+        compare_alignment.main(argv)

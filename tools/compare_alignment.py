@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from alignment.embedder import MODEL_ALIASES
-from runtime import UserError, atomic_write, run_cli, write_json_atomic
+from runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))
@@ -85,8 +85,7 @@ def claim_comparison(args: argparse.Namespace, record: Dict) -> None:
     """Write ``OUT/comparison.json``, or check that an earlier run of this folder used the same settings."""
     path = os.path.join(args.out, "comparison.json")
     if os.path.isfile(path):
-        with open(path) as f:
-            earlier = json.load(f)
+        earlier = read_json(path)
         changed = sorted(k for k in record if k != "seeds" and earlier.get(k) != record[k])
         if changed:
             raise UserError(f"{args.out} holds a comparison with other settings ({', '.join(changed)}): "
