@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
                                 load_checkpoint)
-from alignment.engine import train_one_epoch
+from alignment.engine import WeightEnsemble, train_one_epoch
 from alignment.evaluation import evaluate, geometry_stats, plot_alignment
 from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the weights in FILE: a checkpoint of imagenet_train.py, of this script or a "
                         "timm/state-dict file; the classifier is dropped, the position embedding resized, and the "
                         "keys left at their initialisation are reported")
+    p.add_argument("--wise_alpha", type=float, default=1.0, metavar="A",
+                   help="weight-space ensemble (WiSE-FT): validate, keep (best.pth) and test A x the trained weights "
+                        "+ (1 - A) x the weights before training (--init, --pretrained or the initialisation); "
+                        "1: the trained weights alone")
     p.add_argument("--test", nargs="?", const="best", default=None, metavar="CHECKPOINT",
                    help="only evaluate a checkpoint on the test split (default OUTPUT_DIR/best.pth)")
     p.add_argument("--lr", type=float, default=1e-6, help="Adam learning rate")
@@ -142,6 +146,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     for name in ("lr", "temperature"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if not 0.0 <= args.wise_alpha <= 1.0:
+        raise UserError(f"--wise_alpha must lie in [0, 1], got {args.wise_alpha}")
     if args.label_sigma < 0:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
@@ -248,6 +254,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         print(f"initialised from {args.init}: {init_report['loaded']} tensors loaded, "
               f"{len(init_report['left_at_init'])} left at their initialisation"
               + (f" ({', '.join(init_report['left_at_init'])})" if init_report["left_at_init"] else ""))
+    ensemble = WeightEnsemble(embedder.net, args.wise_alpha)
     optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
 
@@ -264,6 +271,10 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         if checkpoint_model_cfg(ckpt, resume_path) != model_cfg(args) or "state" not in ckpt:
             raise UserError(f"{resume_path} was trained with {checkpoint_model_cfg(ckpt, resume_path)}, "
                             f"not {model_cfg(args)}, or holds no training state")
+        trained_alpha = ckpt.get("args", {}).get("wise_alpha", 1.0)
+        if trained_alpha != args.wise_alpha:
+            raise UserError(f"{resume_path} was trained with --wise_alpha {trained_alpha}, not {args.wise_alpha}")
+        ensemble = WeightEnsemble(embedder.net, args.wise_alpha, ckpt.get("wise_start"))
         embedder.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
@@ -276,11 +287,14 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     def checkpoint(improved: bool) -> None:
         if not rt.main:
             return
-        payload = {"model": embedder.net.state_dict(), "model_cfg": model_cfg(args), "epoch": state["epoch"],
-                   "val": state["best"]["val"], "args": vars(args)}
-        if improved:
-            save_checkpoint_atomic(payload, best_path)
-        save_checkpoint_atomic(dict(payload, optimizer=optimizer.state_dict(), state=state), last_path)
+        payload = {"model_cfg": model_cfg(args), "epoch": state["epoch"], "val": state["best"]["val"],
+                   "args": vars(args)}
+        if improved:  # the model validated: the ensemble with the start point where --wise_alpha asks for it
+            save_checkpoint_atomic(dict(payload, model=ensemble.state_dict()), best_path)
+        training = dict(payload, model=embedder.net.state_dict(), optimizer=optimizer.state_dict(), state=state)
+        if ensemble.start is not None:
+            training["wise_start"] = ensemble.start
+        save_checkpoint_atomic(training, last_path)
 
     def log(epoch: int, record: Dict) -> None:
         if writer is None:
@@ -315,7 +329,8 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
                                                     progress, epoch)}
         record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
-        record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
+        with ensemble.applied():
+            record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
         record["seconds"] = time.perf_counter() - start
         if not math.isfinite(record["train_loss"]):
             raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
@@ -325,7 +340,8 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best"] = {"epoch": epoch, "val": record["val"]}
-        log(epoch, record)
+        with ensemble.applied():
+            log(epoch, record)
         if rt.main:
             print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val {format_metrics(record['val'])}"
                   f"{'  (best)' if improved else ''}  [{record['seconds']:.0f}s, "

@@ -1,7 +1,8 @@
-"""One epoch of alignment training."""
+"""One epoch of alignment training, and the weight-space ensemble of the trained model with its start."""
 import argparse
+import contextlib
 import time
-from typing import Dict
+from typing import Dict, Iterator, Optional
 
 import torch
 from torch import nn
@@ -52,3 +53,40 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
     elapsed = time.perf_counter() - start
     return {"train_loss": loss_meter.avg, "triplets_per_s": samples / max(elapsed, 1e-9),
             "data_wait_share": wait / max(elapsed, 1e-9), "steps": len(loader)}
+
+
+class WeightEnsemble:
+    """WiSE-FT (Wortsman et al., CVPR 2022): the model that is validated, kept and tested is
+    ``alpha * trained + (1 - alpha) * start``, where ``start`` holds the weights ``net`` had when the
+    ensemble was made (before training). Fine-tuning on a few cameras then keeps more of what the
+    start point knew about other cameras. ``alpha = 1``: the trained weights alone."""
+
+    def __init__(self, net: nn.Module, alpha: float, start: Optional[Dict[str, torch.Tensor]] = None):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"the ensemble weight must lie in [0, 1], got {alpha}")
+        self.net, self.alpha = net, alpha
+        if alpha == 1.0:
+            self.start = None
+        else:
+            self.start = start if start is not None else {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The ensembled weights (floating-point tensors interpolated, the others the trained ones)."""
+        trained = self.net.state_dict()
+        if self.start is None:
+            return trained
+        return {k: torch.lerp(self.start[k].to(v.device), v.detach(), self.alpha) if v.is_floating_point() else v
+                for k, v in trained.items()}
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """``net`` holds the ensembled weights inside the block and its trained weights again after it."""
+        if self.start is None:
+            yield
+            return
+        trained = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        self.net.load_state_dict(self.state_dict())
+        try:
+            yield
+        finally:
+            self.net.load_state_dict(trained)

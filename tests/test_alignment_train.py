@@ -10,6 +10,7 @@ import torch
 
 import multiview_video_alignment as mva
 from alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
+from alignment.engine import WeightEnsemble
 from alignment.losses import npairs_loss, time_contrastive_loss
 from alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
@@ -101,6 +102,54 @@ def test_train_resume_results_and_test_only(root, tmp_path, capsys):
         tested = json.load(f)
     assert tested["epoch"] == resumed["best_epoch"]
     assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
+
+
+def test_weight_ensemble_interpolates_with_the_start_and_restores_the_trained_weights():
+    net = torch.nn.Linear(3, 2)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ensemble = WeightEnsemble(net, 0.25)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+        net.bias.mul_(3.0)
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    expected = {k: 0.75 * start[k] + 0.25 * trained[k] for k in start}
+    torch.testing.assert_close(ensemble.state_dict(), expected)
+    with ensemble.applied():
+        torch.testing.assert_close(net.state_dict(), expected)
+    torch.testing.assert_close(net.state_dict(), trained, rtol=0, atol=0)
+    assert WeightEnsemble(net, 1.0).start is None
+    torch.testing.assert_close(WeightEnsemble(net, 1.0).state_dict(), trained, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lie in"):
+        WeightEnsemble(net, 1.5)
+
+
+def test_wise_alpha_validates_keeps_and_tests_the_ensemble(root, tmp_path):
+    start_only = _run(root, tmp_path / "alpha0", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0")
+    # alpha 0: every epoch validates the start point itself, although the weights train
+    assert [e["val"] for e in start_only["epochs"]] == [start_only["epochs"][0]["val"]] * 3
+    assert start_only["epochs"][1]["train_loss"] != start_only["epochs"][2]["train_loss"]
+    assert start_only["test"] == pytest.approx(start_only["initial"]["test"], rel=1e-6)
+
+    straight = _run(root, tmp_path / "straight", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5")
+    _run(root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0", "--wise_alpha", "0.5")
+    resumed = _run(root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5",
+                   "--resume")
+    for a, b in zip(straight["epochs"], resumed["epochs"]):
+        assert a["val"] == pytest.approx(b["val"], rel=1e-5)
+    assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
+    last = load_checkpoint_file(str(tmp_path / "resumed" / "last.pth"))
+    if resumed["best_epoch"] == 2:   # best.pth holds the ensemble of the last weights with the start
+        best = load_checkpoint_file(str(tmp_path / "resumed" / "best.pth"))
+        for key, value in best["model"].items():
+            torch.testing.assert_close(value, torch.lerp(last["wise_start"][key], last["model"][key], 0.5))
+    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+              "--output_dir", str(tmp_path / "resumed"), "--test"])
+    tested = json.loads((tmp_path / "resumed" / "test.json").read_text())
+    assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
+    with pytest.raises(UserError, match="--wise_alpha 0.5, not 1.0"):
+        _run(root, tmp_path / "resumed", "--epochs", "3", "--num_workers", "0", "--resume")
+    with pytest.raises(UserError, match="lie in"):
+        _run(root, tmp_path / "bad", "--wise_alpha", "2")
 
 
 def test_compile_trains_like_eager(root, tmp_path):
