@@ -50,9 +50,10 @@ figures: venv
 	$(PY) tools/make_figures.py
 
 # The demo's start point, in two stages on 600 rendered trajectories seen from random cameras (another seed than
-# the demo's data): state regression (8 epochs), then state regression plus the multi-view n-pairs term (3 epochs).
-# About 40 minutes of rendering, 32 + 40 of training on 2 cores. WEIGHTS_MODEL=deit_tcn makes the baseline's
-# weights for tools/compare_alignment.py. Writes a new folder; copy align_*.pth over weights/ to use it.
+# the demo's data): state regression (8 epochs, first-person view + 6 cameras), then state regression plus the
+# multi-view n-pairs term (3 epochs, all 10 views). About 40 minutes of rendering, 32 + 36 of training on 2 cores.
+# WEIGHTS_MODEL=deit_tcn makes the baseline's weights for tools/compare_alignment.py. Writes a new folder; copy
+# align_*.pth over weights/ to use it.
 WEIGHTS_OUT ?= output/weights/$(STAMP)
 WEIGHTS_MODEL ?= vit_3dtrl
 weights: venv
@@ -62,7 +63,7 @@ weights: venv
 		--model $(WEIGHTS_MODEL) --epochs 8 --out $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
 		--model $(WEIGHTS_MODEL) --init $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth --align_weight 1 --epochs 3 \
-		--lr 2e-4 --out $(WEIGHTS_OUT)/align_$(WEIGHTS_MODEL).pth
+		--lr 2e-4 --train_views 9 --out $(WEIGHTS_OUT)/align_$(WEIGHTS_MODEL).pth
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo

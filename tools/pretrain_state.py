@@ -4,9 +4,11 @@ The FTPV renderer stores, for every frame, the arm's joint angles and finger ope
 cube's position (``ground_truth.npz``). They are the same in every camera, so a backbone that
 predicts them from any one view has features that follow the arm and ignore the viewpoint: a
 start point for ``multiview_video_alignment.py --init``, made by the project itself (the release
-fine-tuned ImageNet weights instead). Only the first-person view and the first
-``--train_views`` third-person views are used, so the alignment task's unseen cameras stay
-unseen. The trajectories should be rendered with another seed than the alignment data.
+fine-tuned ImageNet weights instead). The first-person view and the first ``--train_views``
+third-person views are used. With fixed cameras, keep the alignment task's unseen ones out
+(6 of 9); with ``render_ftpv.py --random_cameras`` every trajectory has cameras of its own, none of
+them the alignment set's, and all 9 may be used. The trajectories should be rendered with
+another seed than the alignment data.
 
 ``--align_weight W`` adds the alignment script's multi-view n-pairs loss (``--loss npairs``) on
 clips of every loaded view of one trajectory at a time, weighted by W: with random cameras it
