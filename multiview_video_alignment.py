@@ -329,19 +329,18 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
                                                     progress, epoch)}
         record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
-        with ensemble.applied():
+        with ensemble.applied():  # validation and its TensorBoard record see the model that best.pth keeps
             record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
-        record["seconds"] = time.perf_counter() - start
-        if not math.isfinite(record["train_loss"]):
-            raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
+            record["seconds"] = time.perf_counter() - start
+            if not math.isfinite(record["train_loss"]):
+                raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
+            log(epoch, record)
         improved = record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
         state["epoch"] = epoch
         state["history"].append(record)
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best"] = {"epoch": epoch, "val": record["val"]}
-        with ensemble.applied():
-            log(epoch, record)
         if rt.main:
             print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val {format_metrics(record['val'])}"
                   f"{'  (best)' if improved else ''}  [{record['seconds']:.0f}s, "
