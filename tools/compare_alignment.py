@@ -14,7 +14,6 @@ refused. ``--init MODEL=FILE`` starts one model from its own weights (e.g. each 
 """
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import subprocess
@@ -121,8 +120,7 @@ def train_run(args: argparse.Namespace, setting: str, model: str, seed: int) -> 
         if code != 0:
             raise UserError(f"training failed{f' (output in {log_path})' if log_path else ''}: {' '.join(cmd)}")
         print(f"== {setting} {model} seed {seed} done in {time.time() - started:.0f} s", flush=True)
-    with open(results) as f:
-        return json.load(f)
+    return read_json(results)
 
 
 def train_all(args: argparse.Namespace, setting: str) -> Dict[str, List[Dict]]:
