@@ -3,8 +3,10 @@
 Each trajectory is a randomised pick-and-place (or reach) episode. One camera rides on the
 Panda's hand (first-person view) and fixed cameras around the arm watch the same episode
 (third-person views) from about a metre, so the arm fills much of every frame; the floor is
-plain, so what changes over time (the arm and the cube) is what a frame shows most. Frames are
-written in the FTPV layout the alignment task reads:
+plain, so what changes over time (the arm and the cube) is what a frame shows most. The arm moves
+at one speed along its path (``--pacing even``), so consecutive frames differ visibly; ``--pacing
+eased`` stops it at every key pose (the earlier data). Frames are written in the FTPV layout the
+alignment task reads:
 
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
@@ -42,6 +44,8 @@ from runtime import UserError, progress_bar, run_cli, write_json_atomic
 from simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
 MANIFEST = "render.json"
+# what folders rendered before an option existed were rendered with
+MANIFEST_DEFAULTS = {"random_cameras": False, "pacing": "eased"}
 SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)
 _WORKSPACE_TARGET = (0.35, 0.0, 0.25)
 _FLOOR_RGBA = (0.55, 0.55, 0.5, 1.0)
@@ -61,6 +65,7 @@ class Preset:
     jpeg_quality: int = 95
     shadows: bool = False
     random_cameras: bool = False   # third-person cameras drawn anew for every trajectory (pretraining data)
+    pacing: str = "even"           # how the key poses are spread over the frames (PACINGS)
 
 
 PRESETS = {
@@ -170,14 +175,36 @@ def episode_keyframes(scene: PandaScene, episode: Episode) -> List[Tuple[List[fl
             (q_above, 0.0, False), (q_goal, 0.02, False)]
 
 
-def interpolate(keyframes: List[Tuple[List[float], float, bool]], frames: int
+# "even": one speed along the whole path, every segment given time in proportion to its length
+# (joint-space distance in radians + FINGER_TIME_PER_M x finger travel + KEY_POSE_TIME), so that
+# consecutive frames differ visibly; "eased": every segment the same time, starting and stopping at
+# rest (smoothstep), so the arm dwells at each key pose and the frames around it nearly repeat.
+PACINGS = ("even", "eased")
+FINGER_TIME_PER_M = 10.0
+KEY_POSE_TIME = 0.05
+
+
+def segment_times(keyframes: List[Tuple[List[float], float, bool]], pacing: str) -> np.ndarray:
+    """``(K,)`` times at which the ``K`` key poses are reached (first 0)."""
+    if pacing == "eased":
+        return np.arange(len(keyframes), dtype=np.float64)
+    lengths = [float(np.linalg.norm(np.subtract(q1, q0))) + FINGER_TIME_PER_M * abs(f1 - f0) + KEY_POSE_TIME
+               for (q0, f0, _), (q1, f1, _) in zip(keyframes[:-1], keyframes[1:])]
+    return np.concatenate([[0.0], np.cumsum(lengths)])
+
+
+def interpolate(keyframes: List[Tuple[List[float], float, bool]], frames: int, pacing: str = "even"
                 ) -> List[Tuple[np.ndarray, float, bool]]:
-    """Resample the key poses into ``frames`` poses with eased motion between key poses."""
+    """Resample the key poses into ``frames`` poses ``(joints, finger opening, cube attached)``,
+    paced as ``pacing`` says (``PACINGS``)."""
+    knots = segment_times(keyframes, pacing)
     segments = len(keyframes) - 1
     out = []
-    for t in np.linspace(0.0, segments, frames):
-        k = min(int(t), segments - 1)
-        s = float(simulation.smoothstep(np.array(t - k)))
+    for t in np.linspace(0.0, knots[-1], frames):
+        k = min(int(np.searchsorted(knots, t, side="right")) - 1, segments - 1)
+        s = float(np.clip((t - knots[k]) / (knots[k + 1] - knots[k]), 0.0, 1.0))
+        if pacing == "eased":
+            s = float(simulation.smoothstep(np.array(s)))
         (q0, f0, a0), (q1, f1, a1) = keyframes[k], keyframes[k + 1]
         joints = (1 - s) * np.asarray(q0) + s * np.asarray(q1)
         out.append((joints, (1 - s) * f0 + s * f1, a1 if s >= 0.5 else a0))
@@ -228,7 +255,7 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
     proj = simulation.projection(FOV_DEG, NEAR, FAR)
     cube_orientation = pb.getQuaternionFromEuler((0.0, 0.0, episode.cube_yaw))
     cube_rest = (*episode.cube_xy, _CUBE_HALF)
-    poses = interpolate(episode_keyframes(scene, episode), preset.frames)
+    poses = interpolate(episode_keyframes(scene, episode), preset.frames, preset.pacing)
     images = np.empty((1 + preset.views, preset.frames, preset.size, preset.size, 3), dtype=np.uint8)
     depth = np.empty((1 + preset.views, preset.frames, preset.size, preset.size), dtype=np.uint16)
     cameras = np.empty((1 + preset.views, preset.frames, 4, 4))
@@ -284,10 +311,8 @@ def render_job(job: Tuple[Preset, int, int, str]) -> int:
 def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, progress: bool = True) -> str:
     """Render (or complete) ``preset`` under ``out``; returns the data set folder."""
     dataset_dir = os.path.join(out, preset.folder)
-    # (random_cameras is recorded only when set, so folders rendered before the option still match)
-    manifest = {k: v for k, v in dict(asdict(preset), seed=seed, scene=SCENE_VERSION).items()
-                if k != "random_cameras" or v}
-    manifest_path = simulation.claim_folder(dataset_dir, MANIFEST, manifest)
+    manifest = dict(asdict(preset), seed=seed, scene=SCENE_VERSION)
+    manifest_path = simulation.claim_folder(dataset_dir, MANIFEST, manifest, defaults=MANIFEST_DEFAULTS)
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]
     for job in todo:
@@ -318,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--random_cameras", action="store_true",
                         help="draw new third-person cameras all around the arm for every trajectory (e.g. for "
                              "tools/pretrain_state.py); the default is the fixed cameras of the alignment sets")
+    parser.add_argument("--pacing", default="even", choices=PACINGS,
+                        help="even: one speed along the path; eased: the arm stops at every key pose (the data "
+                             "the committed weights were pretrained on)")
     parser.add_argument("--xpar", action="store_true", help="no progress bar")
     return parser
 
@@ -330,7 +358,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             raise UserError(f"--{key} must be positive, got {value}")
     if overrides.get("size", preset.size) < 16:
         raise UserError("--size must be at least 16 pixels")
-    return replace(preset, **overrides, random_cameras=args.random_cameras)
+    return replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -6,16 +6,18 @@ from typing import Optional, Sequence
 from runtime import UserError, prepare_output_dir, read_json, refuse_foreign_folder
 
 
-def claim_folder(folder: str, manifest: str, record: dict, compare: Optional[Sequence[str]] = None) -> str:
+def claim_folder(folder: str, manifest: str, record: dict, compare: Optional[Sequence[str]] = None,
+                 defaults: Optional[dict] = None) -> str:
     """Make ``folder`` ready for a rendering described by ``record``: new, empty, or holding an
     earlier rendering with the same ``compare`` keys of its ``manifest`` (all keys by default).
+    ``defaults`` gives the values of keys that manifests written before those keys existed lack.
     Returns the manifest's path (the caller writes it, atomically)."""
     refuse_foreign_folder(folder, manifest)
     prepare_output_dir(folder)
     path = os.path.join(folder, manifest)
     if not os.path.isfile(path):
         return path
-    existing = read_json(path)
+    existing = {**(defaults or {}), **read_json(path)}
     keys = list(compare) if compare is not None else sorted(set(existing) | set(record))
     changed = [k for k in keys if existing.get(k) != record.get(k)]
     if changed:

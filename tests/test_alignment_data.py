@@ -6,11 +6,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split, split_names, view_selection
-from data_pipeline.render_ftpv import Preset, render_dataset
+from data_pipeline.render_ftpv import Preset, interpolate, render_dataset
 from runtime import UserError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,6 +71,50 @@ def test_render_refuses_other_settings(rendered, tmp_path):
     shutil.copytree(rendered / "render" / TINY.folder, tmp_path / TINY.folder)
     with pytest.raises(UserError, match="frames differ"):
         render_dataset(str(tmp_path), Preset(**{**TINY.__dict__, "frames": 9}), seed=3, progress=False)
+
+
+def test_render_records_pacing_and_refuses_the_other_one(rendered, tmp_path):
+    """Even pacing (the default) is in the manifest; a folder of eased frames, whose manifest has no
+    pacing (as folders rendered before the option), is not completed with even ones."""
+    import json
+
+    manifest = json.loads((rendered / "render" / TINY.folder / "render.json").read_text())
+    assert manifest["pacing"] == "even"
+    shutil.copytree(rendered / "render" / TINY.folder, tmp_path / TINY.folder)
+    del manifest["pacing"]
+    (tmp_path / TINY.folder / "render.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"rendered with pacing eased, other settings than these \(pacing differs\)"):
+        render_dataset(str(tmp_path), TINY, seed=3, progress=False)
+    render_dataset(str(tmp_path), Preset(**{**TINY.__dict__, "pacing": "eased"}), seed=3, progress=False)
+    assert json.loads((tmp_path / TINY.folder / "render.json").read_text())["pacing"] == "eased"
+
+
+def _key_poses():
+    """A reach (2 rad), a grasp (fingers alone, 1 cm) and a lift (1 rad), as the renderer's key poses."""
+    q0, q1, q2 = np.zeros(7), np.r_[2.0, np.zeros(6)], np.r_[2.0, 1.0, np.zeros(5)]
+    return [(q0, 0.04, False), (q1, 0.04, False), (q1, 0.03, True), (q2, 0.03, True)]
+
+
+def _paced(pacing, frames):
+    """``(frames, 8)`` joints and 10 x finger opening (the renderer's measure of motion) of ``_key_poses``."""
+    return np.array([np.r_[joints, 10 * finger] for joints, finger, _ in interpolate(_key_poses(), frames, pacing)])
+
+
+def test_even_pacing_moves_at_one_speed_and_eased_pacing_dwells_at_key_poses():
+    for pacing in ("even", "eased"):
+        poses = interpolate(_key_poses(), 32, pacing)
+        np.testing.assert_allclose(poses[0][0], _key_poses()[0][0])
+        np.testing.assert_allclose(poses[-1][0], _key_poses()[-1][0])
+        assert not poses[0][2] and poses[-1][2]           # the cube is attached from the grasp on
+    steps = {p: np.linalg.norm(np.diff(_paced(p, 32), axis=0), axis=1) for p in ("even", "eased")}
+    # even: the 3.25 units of path (2.05 + 0.15 + 1.05) in 31 equal steps of time; within a segment
+    # every step is the same, and no step is short (the grasp takes 1.4 steps instead of 10)
+    within = steps["even"][[0, 1, 2, 17, 18, 22, 29, 30]]
+    np.testing.assert_allclose(within[:5], 2.0 / 2.05 * 3.25 / 31, rtol=1e-6)
+    np.testing.assert_allclose(within[5:], 1.0 / 1.05 * 3.25 / 31, rtol=1e-6)
+    assert steps["even"].min() > 0.05
+    # eased: every segment the same time, the arm at rest at every key pose: many near-repeats
+    assert (steps["eased"] < 0.01).sum() >= 6 and steps["eased"].max() > 2 * steps["even"].max()
 
 
 def test_splits_of_every_dataset(tmp_path):

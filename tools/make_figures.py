@@ -58,8 +58,10 @@ def run(command: Sequence[str]) -> None:
 
 
 def render_data(args: argparse.Namespace) -> str:
+    """Render the figures' data set (eased pacing: the frames the figures in ``_doc/`` were drawn from)."""
     run(["-m", "data_pipeline.render_ftpv", "--out", args.data_root, "--preset", "demo", "--size",
-         str(args.img_size), "--views", "4", "--seed", str(args.seed), "--workers", str(args.workers)]
+         str(args.img_size), "--views", "4", "--seed", str(args.seed), "--pacing", "eased",
+         "--workers", str(args.workers)]
         + (["--xpar"] if args.xpar else []))
     return os.path.join(args.data_root, DATASETS["panda"].folder, TEST_TRAJECTORY)
 
