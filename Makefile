@@ -29,12 +29,13 @@ IMAGENET_DEMO_OUT ?= output/imagenet_demo/$(STAMP)
 # FTPV_ROOT=DIR: run the same training and test on your own FTPV root (Pandav1_Train_Frame layout), no rendering.
 FTPV_ROOT ?=
 DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
-# The demo starts from a 3DTRL ViT that the project pretrained itself (make weights) and fine-tunes it at lr 1e-4;
+# The demo starts from a 3DTRL ViT that the project pretrained itself (make weights), fine-tunes it at lr 1e-4 and
+# keeps the weight-space average of the fine-tuned model and its start (--wise_alpha 0.5);
 # DEMO_INIT= trains from scratch instead (at lr 1e-3).
 DEMO_INIT ?= weights/align_vit_3dtrl.pth
 DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
 	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 \
-	$(if $(DEMO_INIT),--lr 1e-4 --init $(DEMO_INIT),--lr 1e-3)
+	$(if $(DEMO_INIT),--lr 1e-4 --init $(DEMO_INIT) --wise_alpha 0.5,--lr 1e-3)
 
 demo: venv
 	$(if $(FTPV_ROOT),,$(PY) -m data_pipeline.render_ftpv --out data/ftpv_demo --preset demo --workers 2)
@@ -50,15 +51,16 @@ figures: venv
 	$(PY) tools/make_figures.py
 
 # The demo's start point, in two stages on 600 rendered trajectories seen from random cameras (another seed than
-# the demo's data): state regression (8 epochs, first-person view + 6 cameras), then state regression plus the
-# multi-view n-pairs term (3 epochs, all 10 views). About 40 minutes of rendering, 32 + 36 of training on 2 cores.
+# the demo's data; eased pacing, the data the committed weights were made from): state regression (8 epochs,
+# first-person view + 6 cameras), then state regression plus the multi-view n-pairs term (3 epochs, all 10 views).
+# About 40 minutes of rendering, 32 + 36 of training on 2 cores.
 # WEIGHTS_MODEL=deit_tcn makes the baseline's weights for tools/compare_alignment.py. Writes a new folder; copy
 # align_*.pth over weights/ to use it.
 WEIGHTS_OUT ?= output/weights/$(STAMP)
 WEIGHTS_MODEL ?= vit_3dtrl
 weights: venv
 	$(PY) -m data_pipeline.render_ftpv --out data/ftpv_pretrain_rc600 --preset demo --trajectories 600 --seed 1 \
-		--random_cameras --workers 2
+		--random_cameras --pacing eased --workers 2
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
 		--model $(WEIGHTS_MODEL) --epochs 8 --out $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
