@@ -186,6 +186,8 @@ KEY_POSE_TIME = 0.05
 
 def segment_times(keyframes: List[Tuple[List[float], float, bool]], pacing: str) -> np.ndarray:
     """``(K,)`` times at which the ``K`` key poses are reached (first 0)."""
+    if pacing not in PACINGS:
+        raise ValueError(f"unknown pacing {pacing!r} (one of {', '.join(PACINGS)})")
     if pacing == "eased":
         return np.arange(len(keyframes), dtype=np.float64)
     lengths = [float(np.linalg.norm(np.subtract(q1, q0))) + FINGER_TIME_PER_M * abs(f1 - f0) + KEY_POSE_TIME

@@ -115,6 +115,8 @@ def test_even_pacing_moves_at_one_speed_and_eased_pacing_dwells_at_key_poses():
     assert steps["even"].min() > 0.05
     # eased: every segment the same time, the arm at rest at every key pose: many near-repeats
     assert (steps["eased"] < 0.01).sum() >= 6 and steps["eased"].max() > 2 * steps["even"].max()
+    with pytest.raises(ValueError, match="unknown pacing 'smooth'"):
+        interpolate(_key_poses(), 32, "smooth")
 
 
 def test_splits_of_every_dataset(tmp_path):
