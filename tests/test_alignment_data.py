@@ -1,5 +1,6 @@
 """FTPV layout, splits, renderer and triplet sampling, on a tiny set rendered here."""
 import itertools
+import json
 import os
 import pickle
 import shutil
@@ -74,10 +75,8 @@ def test_render_refuses_other_settings(rendered, tmp_path):
 
 
 def test_render_records_pacing_and_refuses_the_other_one(rendered, tmp_path):
-    """Even pacing (the default) is in the manifest; a folder of eased frames, whose manifest has no
-    pacing (as folders rendered before the option), is not completed with even ones."""
-    import json
-
+    """Even pacing (the default) is in the manifest; a manifest without pacing (a folder rendered
+    before the option) counts as eased: an even render refuses the folder, an eased one completes it."""
     manifest = json.loads((rendered / "render" / TINY.folder / "render.json").read_text())
     assert manifest["pacing"] == "even"
     shutil.copytree(rendered / "render" / TINY.folder, tmp_path / TINY.folder)
