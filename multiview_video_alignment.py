@@ -254,9 +254,9 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         print(f"initialised from {args.init}: {init_report['loaded']} tensors loaded, "
               f"{len(init_report['left_at_init'])} left at their initialisation"
               + (f" ({', '.join(init_report['left_at_init'])})" if init_report["left_at_init"] else ""))
-    ensemble = WeightEnsemble(embedder.net, args.wise_alpha)
     optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
     state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
+    wise_start = None  # the weights before training, for --wise_alpha: these, or a resumed run's
 
     layout = output_layout(args)
     last_path, best_path = layout.checkpoint("last.pth"), layout.checkpoint("best.pth")
@@ -274,10 +274,11 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         trained_alpha = ckpt.get("args", {}).get("wise_alpha", 1.0)
         if trained_alpha != args.wise_alpha:
             raise UserError(f"{resume_path} was trained with --wise_alpha {trained_alpha}, not {args.wise_alpha}")
-        ensemble = WeightEnsemble(embedder.net, args.wise_alpha, ckpt.get("wise_start"))
+        wise_start = ckpt.get("wise_start")
         embedder.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
+    ensemble = WeightEnsemble(embedder.net, args.wise_alpha, wise_start)
     trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
     if args.compile:
         trainer = compile_model(trainer, args.compile)

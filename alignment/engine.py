@@ -58,8 +58,9 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
 class WeightEnsemble:
     """WiSE-FT (Wortsman et al., CVPR 2022): the model that is validated, kept and tested is
     ``alpha * trained + (1 - alpha) * start``, where ``start`` holds the weights ``net`` had when the
-    ensemble was made (before training), or those given (a resumed run's, from its checkpoint). Fine-tuning on a few cameras then keeps more of what the
-    start point knew about other cameras. ``alpha = 1``: the trained weights alone."""
+    ensemble was made (before training), or those given (a resumed run's, from its checkpoint).
+    Fine-tuning on a few cameras then keeps more of what the start point knew about other cameras.
+    ``alpha = 1``: the trained weights alone."""
 
     def __init__(self, net: nn.Module, alpha: float, start: Optional[Dict[str, torch.Tensor]] = None):
         if not 0.0 <= alpha <= 1.0:
