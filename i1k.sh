@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train on ImageNet (or any ImageFolder root with train/ and val/) with NUM_PROC processes per node.
+# Train on ImageNet (or any ImageFolder root with train/ and val/ folders) with NUM_PROC processes per node.
 #
 #   bash i1k.sh NUM_PROC DATA_DIR [imagenet_train.py flags...]
 #   bash i1k.sh 8 /data/imagenet -c i1k_configs/vit_3dtrl_1k_scratch.yaml
@@ -21,8 +21,8 @@ DATA_DIR=$2
 shift 2
 [[ "$NUM_PROC" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROC must be a positive integer, got '$NUM_PROC'"
 [ -d "$DATA_DIR" ] || die "data folder not found: $DATA_DIR"
-[ -d "$DATA_DIR/train" ] || die "no train/ folder in $DATA_DIR"
-[ -d "$DATA_DIR/val" ] || die "no val/ folder in $DATA_DIR"
+# The split folders (--train-split, --val-split, with timm 0.6's synonyms: validation finds val/) are
+# checked by imagenet_train.py --check-only below.
 
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}

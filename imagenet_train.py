@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -32,8 +33,10 @@ from timm.utils import CheckpointSaver, ModelEmaV3, accuracy, dispatch_clip_grad
 from torch.nn.parallel import DistributedDataParallel
 
 from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
-from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize
+from classification.release_args import CONFIG_ONLY, INERT_TRAIN, add_inert_flags, check_inert, given_flags, log_notes
+from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize, split_folder
 from classification.models import build_classifier
+from model import load_weights
 from model.three_d_trl import resolve_trl_depth
 from runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
                      check_output_dir, compile_model, epoch_seed, init_runtime, load_checkpoint_file, progress_bar,
@@ -52,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("data")
     group.add_argument("data_dir", nargs="?", default=None, metavar="DATA_DIR",
                        help="ImageFolder root with train/ and val/")
-    group.add_argument("--dataset", default="", help="timm dataset type ('' = image folder)")
+    group.add_argument("-d", "--dataset", default="",
+                       help="timm dataset type ('', ImageFolder or folder: the ImageFolder root's split folders)")
     group.add_argument("--train-split", default="train")
     group.add_argument("--val-split", default="val")
     group = parser.add_argument_group("model")
@@ -64,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--num-classes", type=int, default=None, help="default: the number of class folders")
     group.add_argument("--gp", default=None, help="global pool type (timm)")
     group.add_argument("--img-size", type=int, default=None, help="input image side")
+    group.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                       help="input size (timm): overrides --img-size for the data; the model takes H")
     group.add_argument("--crop-pct", type=float, default=None, help="validation centre crop fraction")
-    group.add_argument("--mean", type=float, nargs=3, default=None)
-    group.add_argument("--std", type=float, nargs=3, default=None)
+    group.add_argument("--mean", type=float, nargs=3, default=None, help="input normalisation (default: the model's)")
+    group.add_argument("--std", type=float, nargs=3, default=None, help="input normalisation (default: the model's)")
     group.add_argument("--interpolation", default="", help="resize interpolation for validation")
     group.add_argument("-b", "--batch-size", type=int, default=128, help="batch size per process")
     group.add_argument("-vb", "--validation-batch-size", type=int, default=None)
@@ -77,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs,
                        help="extra model arguments, KEY=VALUE (e.g. patch_size=8 depth=6)")
     group.add_argument("--trl-depth", type=int, default=None, help="3DTRL models: block index of the 3DTRL layer")
-    group.add_argument("--npl-depth", type=int, default=None, help="the release's name for --trl-depth")
+    group.add_argument("--npl-depth", "--npl_depth", type=int, default=None, help="the release's name for --trl-depth")
     group.add_argument("--cat", action=argparse.BooleanOptionalAction, default=False, help="3DTRL models: concatenate the 3D embedding (cat variant)")
+    group.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
     group = parser.add_argument_group("optimizer")
     group.add_argument("--opt", default="adamw")
     group.add_argument("--opt-eps", type=float, default=None)
@@ -97,7 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--epochs", type=int, default=300)
     group.add_argument("--start-epoch", type=int, default=None)
     group.add_argument("--decay-epochs", type=float, default=90)
-    group.add_argument("--decay-rate", type=float, default=0.1)
+    group.add_argument("--decay-rate", "--dr", type=float, default=0.1)
+    group.add_argument("--patience-epochs", type=int, default=10, help="plateau schedule: epochs without progress")
+    group.add_argument("--lr-noise", type=float, nargs="+", default=None, metavar="PCT",
+                       help="learning-rate noise on/off epochs as fractions of --epochs")
+    group.add_argument("--lr-noise-pct", type=float, default=0.67)
+    group.add_argument("--lr-noise-std", type=float, default=1.0)
+    group.add_argument("--lr-cycle-mul", type=float, default=1.0)
+    group.add_argument("--lr-cycle-decay", type=float, default=0.5, help="lr factor per cycle (the release's default)")
+    group.add_argument("--lr-cycle-limit", type=int, default=1)
+    group.add_argument("--lr-k-decay", type=float, default=1.0)
     group.add_argument("--warmup-epochs", type=int, default=5)
     group.add_argument("--warmup-prefix", action="store_true")
     group.add_argument("--cooldown-epochs", type=int, default=0, help="epochs at --min-lr after --epochs")
@@ -123,11 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--train-interpolation", default="random")
     group.add_argument("--drop", type=float, default=0.0, help="dropout rate")
     group.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    group.add_argument("--drop-connect", type=float, default=None, help="timm 0.6's older name for --drop-path")
+    group.add_argument("--aug-repeats", type=float, default=0, help="repeated-augmentation sampler: copies per image")
     group = parser.add_argument_group("model EMA")
     group.add_argument("--model-ema", action=argparse.BooleanOptionalAction, default=False, help="keep an exponential moving average of the weights")
     group.add_argument("--model-ema-decay", type=float, default=0.9998)
     group.add_argument("--model-ema-warmup", action=argparse.BooleanOptionalAction, default=False, help="ramp the EMA decay up from 0")
-    group.add_argument("--model-ema-force-cpu", action="store_true")
+    group.add_argument("--model-ema-force-cpu", action="store_true", help="keep the EMA on the CPU (not validated)")
+    group.add_argument("--model-ema-eval", action=argparse.BooleanOptionalAction, default=True,
+                       help="with --model-ema, the EMA weights' validation steps the schedule and picks "
+                            "model_best, as in the release (timm); --no-model-ema-eval: the raw weights'")
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--log-interval", type=int, default=50, help="batches between TensorBoard loss points")
@@ -135,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("-j", "--workers", type=int, default=4, help="data loading processes per training process")
     group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="mixed precision (CUDA only)")
     group.add_argument("--amp-dtype", default="float16", choices=("float16", "bfloat16"))
+    group.add_argument("--native-amp", action="store_true", help="the release's name for --amp")
+    group.add_argument("--sync-bn", action="store_true", help="synchronised BatchNorm across processes")
+    group.add_argument("--no-ddp-bb", action="store_true", help="DDP does not broadcast buffers")
     group.add_argument("--pin-mem", action=argparse.BooleanOptionalAction, default=False)
     group.add_argument("--no-prefetcher", action="store_true", help="CUDA: no timm prefetcher")
     group.add_argument("--output", default="output/train", help="parent folder of the experiment folder")
@@ -143,11 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--check-only", action="store_true",
                        help="check flags, config, data folder and model, then exit (used by i1k.sh)")
+    add_inert_flags(parser, INERT_TRAIN, "release flags without effect here")
     return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    args, _ = parse_with_config(build_parser(), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, config, notes = parse_with_config(build_parser(), argv, config_only=CONFIG_ONLY)
+    args.release_notes = notes + check_inert(args, INERT_TRAIN, [*config, *given_flags(argv)])
+    args.amp = args.amp or args.native_amp
+    if args.drop_connect is not None and args.drop_path is None:
+        args.drop_path = args.drop_connect
+    if args.input_size is not None and args.img_size is None:
+        args.img_size = args.input_size[-1]
+    if args.dataset.lower() in ("imagefolder", "folder"):
+        args.dataset = ""
     if not args.data_dir:
         raise UserError("the data folder (first positional argument, or data_dir in the config) is required")
     try:
@@ -197,8 +231,8 @@ def create_datasets(args: argparse.Namespace):
     """timm datasets for train and val, after checking the folders; also returns the class names."""
     if not args.dataset:  # an ImageFolder root: unreadable images stop the run, naming the file
         check_image_folder(args.data_dir, args.train_split, args.val_split)
-        train = StrictImageFolder(os.path.join(args.data_dir, args.train_split))
-        val = StrictImageFolder(os.path.join(args.data_dir, args.val_split))
+        train = StrictImageFolder(split_folder(args.data_dir, args.train_split))
+        val = StrictImageFolder(split_folder(args.data_dir, args.val_split))
     else:
         train = create_dataset(args.dataset, root=args.data_dir, split=args.train_split, is_training=True,
                                batch_size=args.batch_size, seed=args.seed)
@@ -228,9 +262,11 @@ def create_loaders(args, dataset_train, dataset_val, data_config: dict, device: 
                   device=device, use_prefetcher=prefetch, persistent_workers=False)
     train = create_loader(
         dataset_train, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
+        num_aug_repeats=int(args.aug_repeats),
         re_mode=args.remode, re_count=args.recount, scale=args.scale, ratio=args.ratio, hflip=args.hflip,
         vflip=args.vflip, color_jitter=args.color_jitter, auto_augment=args.aa,
-        interpolation=args.train_interpolation, **common)
+        interpolation=data_config["interpolation"] if args.no_aug or not args.train_interpolation
+        else args.train_interpolation, **common)
     val = create_loader(
         dataset_val, batch_size=args.validation_batch_size or args.batch_size, is_training=False,
         interpolation=data_config["interpolation"], crop_pct=data_config["crop_pct"], **common)
@@ -328,6 +364,17 @@ def validate(model, loader, args, device, autocast: Callable, num_classes: int, 
     return {"loss": loss_sum / n, "top1": 100 * correct1 / n, "top5": 100 * correct_k / n}
 
 
+def validates_ema(args: argparse.Namespace) -> bool:
+    """The EMA weights are validated every epoch unless kept on the CPU (as in timm)."""
+    return args.model_ema and not args.model_ema_force_cpu
+
+
+def selected_metric(args: argparse.Namespace) -> str:
+    """The validation metric that steps the schedule and picks ``model_best``: the EMA weights' when
+    they are validated (the release's timm 0.6 behaviour), unless ``--no-model-ema-eval``."""
+    return f"ema_{args.eval_metric}" if validates_ema(args) and args.model_ema_eval else args.eval_metric
+
+
 # ----------------------------------------------------------------------------- records
 
 def load_history(layout: OutputLayout, start_epoch: int) -> List[dict]:
@@ -376,6 +423,8 @@ def main(argv=None) -> None:
         return
     rt = join_runtime(args)
     setup_logging(rt.rank)
+    if rt.rank == 0:
+        log_notes(args.release_notes)
     try:
         train(args, rt.device)
     finally:
@@ -392,18 +441,18 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     args.num_classes, args.class_names = num_classes, class_names
 
     model = create_model(args, num_classes)
-    if args.initial_checkpoint:
-        try:
-            load_checkpoint(model, args.initial_checkpoint)
-        except (RuntimeError, KeyError, TypeError, ValueError) as err:
-            raise UserError(f"--initial-checkpoint {args.initial_checkpoint} does not fit {args.model}: "
-                            f"{str(err).splitlines()[0]}") from None
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    if args.initial_checkpoint:  # the raw weights, as timm's create_model(checkpoint_path=...) loads them
+        load_weights(model, args.initial_checkpoint, use_ema=False, what="--initial-checkpoint")
     _logger.info("%s: %.2fM parameters, %d classes, %d processes on %s", args.model,
                  sum(p.numel() for p in model.parameters()) / 1e6, num_classes, args.world_size, device.type)
     data_config = resolve_data_config(vars(args), model=model, verbose=args.rank == 0)
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
+    if args.distributed and args.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     autocast, loss_scaler, args.amp = amp_policy(args.amp, args.amp_dtype, device)
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
 
@@ -419,7 +468,8 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         if args.resume:
             load_checkpoint(model_ema.module, args.resume, use_ema=True)
     if args.distributed:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                        broadcast_buffers=not args.no_ddp_bb)
     if args.torchcompile:  # after DDP, as timm does; checkpoints keep the plain module's keys
         model = compile_model(model, args.torchcompile, args.torchcompile_mode)
 
@@ -463,10 +513,11 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
             epoch, model, loader_train, optimizer, loss_fn, args, device, autocast, loss_scaler, scheduler,
             num_updates, mixup=mixup, model_ema=model_ema, writer=writer)
         eval_metrics = validate(model, loader_val, args, device, autocast, num_classes)
-        if model_ema is not None:
+        if validates_ema(args):
             ema_metrics = validate(model_ema.module, loader_val, args, device, autocast, num_classes, desc="val ema")
             eval_metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
-        scheduler.step(epoch + 1, eval_metrics[args.eval_metric])
+        selected = eval_metrics[selected_metric(args)]
+        scheduler.step(epoch + 1, selected)
         if args.rank == 0:
             lr = optimizer.param_groups[0]["lr"]
             row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_metrics.items()},
@@ -476,16 +527,17 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
                 if key != "epoch":
                     writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             writer.flush()
-            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[args.eval_metric])
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=selected)
             write_records(layout, history, {"model": args.model, "best_epoch": best_epoch,
-                                             f"best_{args.eval_metric}": best_metric, "num_classes": num_classes})
+                                             f"best_{args.eval_metric}": best_metric, "best_by": selected_metric(args),
+                                             "num_classes": num_classes})
             _logger.info("epoch %d: train loss %.4f (%.1f img/s)  val loss %.4f top1 %.2f top5 %.2f%s", epoch,
                          train_metrics["loss"], train_metrics["img_per_s"], eval_metrics["loss"],
                          eval_metrics["top1"], eval_metrics["top5"],
-                         f"  ema top1 {eval_metrics['ema_top1']:.2f}" if model_ema is not None else "")
+                         f"  ema top1 {eval_metrics['ema_top1']:.2f}" if validates_ema(args) else "")
     if writer is not None:
         writer.close()
-        _logger.info("best %s %.2f at epoch %s; checkpoints in %s", args.eval_metric, saver.best_metric,
+        _logger.info("best %s %.2f at epoch %s; checkpoints in %s", selected_metric(args), saver.best_metric,
                      saver.best_epoch, out_dir)
 
 

@@ -12,18 +12,23 @@ training arguments stored in the checkpoint.
 """
 import argparse
 import os
+import re
+import sys
 import time
-from typing import Callable
+from typing import Callable, List
 
 import compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
 from timm.data import create_loader, resolve_data_config
-from timm.models import load_checkpoint
 from timm.utils import accuracy
 
 from classification.cli import CliParser, ParseKwargs
-from classification.data import PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders
+from classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
+                                 split_folder)
 from classification.models import build_classifier
+from classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
+from model import checkpoint_state_dict, load_weights
+from model.tnt_3dtrl import tnt_layout_kwargs
 from runtime import (UserError, amp_policy, compile_model, load_checkpoint_file, progress_bar, resolve_device, run_cli,
                      write_json_atomic)
 
@@ -31,15 +36,25 @@ from runtime import (UserError, amp_policy, compile_model, load_checkpoint_file,
 def parse_args(argv=None) -> argparse.Namespace:
     parser = CliParser(description="Evaluate a classification checkpoint (top-1/top-5).")
     parser.add_argument("data_dir", metavar="DATA_DIR", help="ImageFolder root (with val/) or a split folder")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--model", default=None, help="timm model name (default: the checkpoint's)")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pth.tar)")
-    parser.add_argument("--use-ema", action="store_true", help="evaluate the EMA weights stored in the checkpoint")
+    parser.add_argument("--split", default="val", help="split folder (validation finds val/, as in timm 0.6)")
+    parser.add_argument("-m", "--model", default=None, help="timm model name (default: the checkpoint's)")
+    parser.add_argument("--checkpoint", default="",
+                        help="checkpoint file (.pth.tar), or a folder: every *.pth.tar and *.pth in it")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="evaluate timm's pretrained weights of --model (from the local cache) instead")
+    parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True,
+                        help="evaluate the checkpoint's EMA weights where it has them, as the release always "
+                             "does; --no-use-ema: the raw weights")
     parser.add_argument("--img-size", type=int, default=None)
+    parser.add_argument("--input-size", type=int, nargs=3, default=None, metavar=("C", "H", "W"))
     parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--gp", default=None, help="global pool type (default: the checkpoint's)")
     parser.add_argument("--crop-pct", type=float, default=None)
+    parser.add_argument("--mean", type=float, nargs=3, default=None, help="default: the training run's, else the model's")
+    parser.add_argument("--std", type=float, nargs=3, default=None, help="default: the training run's, else the model's")
     parser.add_argument("--interpolation", default="")
-    parser.add_argument("--trl-depth", type=int, default=None)
+    parser.add_argument("--trl-depth", "--npl-depth", "--npl_depth", dest="trl_depth", type=int, default=None,
+                        help="3DTRL models: block index of the layer (default: the checkpoint's)")
     parser.add_argument("--model-kwargs", nargs="*", default=None, action=ParseKwargs)
     parser.add_argument("-b", "--batch-size", type=int, default=256)
     parser.add_argument("-j", "--workers", type=int, default=4)
@@ -53,38 +68,73 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="corner displacement as a fraction of half the image side")
     parser.add_argument("--results-file", default="", help="write the results here as JSON")
     parser.add_argument("--no-progress", action="store_true")
+    add_inert_flags(parser, INERT_VAL, "release flags without effect here", extra_options={"dataset": ["-d"]})
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if not os.path.isfile(args.checkpoint):
+    if args.dataset and args.dataset.lower() in ("imagefolder", "folder"):
+        args.dataset = ""
+    args.release_notes = check_inert(args, INERT_VAL, given_flags(argv))
+    if args.input_size is not None and args.img_size is None:
+        args.img_size = args.input_size[-1]
+    if not args.checkpoint and not args.pretrained:
+        raise UserError("--checkpoint FILE (or a folder of checkpoints) or --pretrained is required")
+    if args.checkpoint and not os.path.exists(args.checkpoint):
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     if not 0 <= args.perturb_distortion < 1:
         raise UserError(f"--perturb-distortion must be in [0, 1), got {args.perturb_distortion}")
     return args
 
 
-def load_training_args(path: str) -> dict:
-    """The training arguments stored by imagenet_train.py (empty for a bare state dict). The file is
-    read with tensors and plain data only, so nothing in it can run code."""
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint at ``path`` (a training checkpoint or a bare state dict), read with tensors and
+    plain data only, so nothing in it can run code."""
     checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict):
         raise UserError(f"{path} is not a checkpoint or state dict (it holds a {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def training_args(checkpoint: dict) -> dict:
+    """The training arguments stored by imagenet_train.py (empty for a bare state dict)."""
     stored = checkpoint.get("args")
     return dict(vars(stored)) if isinstance(stored, argparse.Namespace) else dict(stored or {})
 
 
-def split_folder(data_dir: str, split: str) -> str:
-    if not os.path.isdir(data_dir):
-        raise UserError(f"data folder not found: {data_dir}")
-    folder = os.path.join(data_dir, split)
-    return folder if os.path.isdir(folder) else data_dir
+def checkpoint_files(path: str) -> List[str]:
+    """``path`` itself, or the ``*.pth.tar`` and ``*.pth`` files of a folder in natural order (as the
+    release's evaluation takes a folder)."""
+    if not os.path.isdir(path):
+        return [path]
+    files = [os.path.join(path, f) for f in os.listdir(path) if f.endswith((".pth.tar", ".pth"))]
+    if not files:
+        raise UserError(f"no *.pth.tar or *.pth checkpoints in {path}")
+    return sorted(files, key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f)])
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    trained = load_training_args(args.checkpoint)
+    log_notes(args.release_notes)
+    if args.pretrained:
+        results = evaluate_checkpoint(args, "")
+    else:
+        results = [evaluate_checkpoint(args, path) for path in checkpoint_files(args.checkpoint)]
+        results = results[0] if not os.path.isdir(args.checkpoint) else results
+    if args.results_file:
+        write_json_atomic(results, args.results_file)
+
+
+def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
+    """Evaluate the checkpoint at ``path`` (or timm's pretrained weights of ``--model`` when
+    ``path`` is empty); model and data settings not given come from its training arguments."""
+    checkpoint = read_checkpoint(path) if path else {}
+    trained = training_args(checkpoint)
     name = args.model or trained.get("model")
     if not name:
-        raise UserError(f"{args.checkpoint} does not name its model: pass --model")
+        raise UserError(f"{path} does not name its model: pass --model")
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f"data folder not found: {args.data_dir}")
     folder = split_folder(args.data_dir, args.split)
+    folder = folder if os.path.isdir(folder) else args.data_dir  # DATA_DIR may be the split folder itself
     classes = class_folders(folder)
     trained_classes = trained.get("class_names")
     if trained_classes and sorted(classes) != sorted(trained_classes):
@@ -93,19 +143,15 @@ def main(argv=None) -> None:
     num_classes = args.num_classes or trained.get("num_classes") or len(classes)
     if len(classes) > num_classes:
         raise UserError(f"{folder} has {len(classes)} class folders but the model has {num_classes} outputs")
-    same_model = name == trained.get("model")
+    same = trained if name == trained.get("model") else {}  # a run's settings apply to its own model only
+    model_kwargs = dict(args.model_kwargs if args.model_kwargs is not None else (same.get("model_kwargs") or {}))
+    if name.startswith("tnt_3dtrl") and "legacy" not in model_kwargs and checkpoint:
+        model_kwargs.update(tnt_layout_kwargs(checkpoint_state_dict(checkpoint)[0]))
     net = build_classifier(
-        name, num_classes,
-        img_size=args.img_size or (trained.get("img_size") if same_model else None),
-        trl_depth=args.trl_depth if args.trl_depth is not None else (trained.get("trl_depth") if same_model else None),
-        cat=trained.get("cat") if same_model else None,
-        model_kwargs=args.model_kwargs if args.model_kwargs is not None else
-        (trained.get("model_kwargs") if same_model else None),
-        global_pool=trained.get("gp") if same_model else None)
-    try:
-        load_checkpoint(net, args.checkpoint, use_ema=args.use_ema)
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:
-        raise UserError(f"{args.checkpoint} does not fit {name}: {str(err).splitlines()[0]}") from None
+        name, num_classes, img_size=args.img_size or same.get("img_size"),
+        trl_depth=args.trl_depth if args.trl_depth is not None else same.get("trl_depth"), cat=same.get("cat"),
+        model_kwargs=model_kwargs, global_pool=args.gp or same.get("gp"), pretrained=args.pretrained)
+    used_ema = load_weights(net, path, use_ema=args.use_ema, adapt_classifier=False) if path else False
 
     device = resolve_device("auto", local_rank=0)
     autocast, _, _ = amp_policy(args.amp, "bfloat16", device)
@@ -113,9 +159,9 @@ def main(argv=None) -> None:
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
     data_config = resolve_data_config(
-        dict(img_size=args.img_size or (trained.get("img_size") if same_model else None),
-             crop_pct=args.crop_pct or (trained.get("crop_pct") if same_model else None),
-             interpolation=args.interpolation or (trained.get("interpolation") if same_model else "")),
+        dict(img_size=args.img_size or same.get("img_size"), input_size=args.input_size or same.get("input_size"),
+             crop_pct=args.crop_pct or same.get("crop_pct"), mean=args.mean or same.get("mean"),
+             std=args.std or same.get("std"), interpolation=args.interpolation or same.get("interpolation") or ""),
         model=net)
     dataset = StrictImageFolder(folder)
     if trained_classes:
@@ -131,12 +177,12 @@ def main(argv=None) -> None:
     if args.torchcompile:
         net = compile_model(net, args.torchcompile)
     results = evaluate(net, loader, device, autocast, args, num_classes)
-    results.update(model=name, checkpoint=args.checkpoint, data=folder, num_images=len(dataset),
-                   img_size=data_config["input_size"][-1], use_ema=args.use_ema, perturbed=args.perturbed,
+    results.update(model=name, checkpoint=path or "pretrained", data=folder, num_images=len(dataset),
+                   img_size=data_config["input_size"][-1], weights="ema" if used_ema else "raw",
+                   mean=list(data_config["mean"]), std=list(data_config["std"]), perturbed=args.perturbed,
                    perturb=dict(seed=args.perturb_seed, distortion=args.perturb_distortion) if args.perturbed else None)
-    print(f"top1 {results['top1']:.3f} top5 {results['top5']:.3f}")
-    if args.results_file:
-        write_json_atomic(results, args.results_file)
+    print(f"{path or name}: top1 {results['top1']:.3f} top5 {results['top5']:.3f} ({results['weights']} weights)")
+    return results
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Command-line parsing with YAML configs whose keys are the flag names (timm's convention)."""
 import argparse
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from runtime import UserError
 from utils import load_yaml, load_yaml_mapping
@@ -26,33 +26,41 @@ class ParseKwargs(argparse.Action):
         setattr(namespace, self.dest, kwargs)
 
 
-def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict:
-    """Read a YAML config and check that every key is a flag of ``parser`` (``-`` or ``_`` both fine)."""
+def load_yaml_config(path: str, parser: argparse.ArgumentParser, config_only: Mapping[str, str] = None
+                     ) -> Tuple[dict, List[str]]:
+    """Read a YAML config and check that every key is a flag of ``parser`` (``-`` or ``_`` both fine).
+
+    Keys in ``config_only`` (name -> why it has no effect) are accepted and left out. Returns the
+    config and one note per such key."""
     data = load_yaml_mapping(path, "flag names")
     known = {action.dest for action in parser._actions}
-    config = {}
+    config, notes = {}, []
     for key, value in data.items():
         dest = str(key).replace("-", "_")
+        if dest in (config_only or {}):
+            notes.append(f"{key}: accepted, no effect here ({config_only[dest]})")
+            continue
         if dest not in known or dest in ("help", "config"):
             raise UserError(f"unknown key '{key}' in config {path}")
         config[dest] = value
-    return config
+    return config, notes
 
 
-def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None
-                      ) -> Tuple[argparse.Namespace, dict]:
+def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+                      config_only: Mapping[str, str] = None) -> Tuple[argparse.Namespace, dict, List[str]]:
     """Parse ``argv``: defaults < YAML config (``-c/--config``) < command-line flags.
 
-    Returns the arguments and the config values that were read.
+    Returns the arguments, the config values that were read and the notes on the config's
+    ``config_only`` keys (see :func:`load_yaml_config`).
     """
     pre = CliParser(add_help=False)
     pre.add_argument("-c", "--config", default="")
     known, remaining = pre.parse_known_args(argv)
-    config = load_yaml_config(known.config, parser) if known.config else {}
+    config, notes = load_yaml_config(known.config, parser, config_only) if known.config else ({}, [])
     parser.set_defaults(**config)
     args = parser.parse_args(remaining)
     args.config = known.config
-    return args, config
+    return args, config, notes
 
 
 def float_pair(values: Optional[List[float]], flag: str) -> Optional[Tuple[float, float]]:

@@ -39,12 +39,31 @@ def _is_image(filename: str) -> bool:
     return filename.lower().endswith(IMAGE_EXTENSIONS) and not filename.startswith(".")
 
 
+# The folder names timm 0.6 (the release's timm) tries for a split whose own folder is missing.
+_SPLIT_SYNONYMS = (("train", "training"), ("val", "valid", "validation", "eval", "evaluation"))
+
+
+def split_folder(root: str, split: str) -> str:
+    """The folder of ``split`` in ``root``: ``root/split`` if it exists, else the first existing
+    synonym (``validation`` finds ``val/``, as timm 0.6's search does), else ``root/split``."""
+    folder = os.path.join(root, split)
+    if os.path.isdir(folder):
+        return folder
+    for synonyms in _SPLIT_SYNONYMS:
+        if split in synonyms:
+            for name in synonyms:
+                if os.path.isdir(os.path.join(root, name)):
+                    return os.path.join(root, name)
+    return folder
+
+
 def check_image_folder(root: str, train_split: str = "train", val_split: str = "val") -> List[str]:
-    """Check an ImageNet-style root (``train/<class>/*``, ``val/<class>/*``); return the class names."""
+    """Check an ImageNet-style root (``train/<class>/*``, ``val/<class>/*``; split folders found as
+    :func:`split_folder` does); return the class names."""
     if not os.path.isdir(root):
         raise UserError(f"data folder not found: {root}")
-    train = class_folders(os.path.join(root, train_split))
-    val = class_folders(os.path.join(root, val_split))
+    train = class_folders(split_folder(root, train_split))
+    val = class_folders(split_folder(root, val_split))
     if train != val:
         only_train = sorted(set(train) - set(val))
         only_val = sorted(set(val) - set(train))

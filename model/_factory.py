@@ -1,10 +1,13 @@
 """Shared building blocks of the 3DTRL model families: pretrained configs, building, feature outputs."""
 import logging
+import sys
 from functools import partial
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-from timm.models import build_model_with_cfg, get_pretrained_cfg
+from timm.models import build_model_with_cfg, clean_state_dict, get_pretrained_cfg
+
+from runtime import UserError, load_checkpoint_file
 
 from .three_d_trl import ThreeDTRL, trl_kwargs
 
@@ -35,22 +38,100 @@ def _filter_and_report(filter_fn: Callable, state_dict: dict, model: torch.nn.Mo
     return state_dict
 
 
+def _pretrained_file(kwargs: dict) -> str:
+    """The weight file named by ``pretrained_cfg_overlay=dict(file=...)`` (or ``pretrained_cfg``), if any."""
+    for key in ("pretrained_cfg_overlay", "pretrained_cfg"):
+        cfg = kwargs.get(key)
+        file = cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None)
+        if file:
+            return file
+    return ""
+
+
 def build_3dtrl_model(model_cls: type, variant: str, pretrained: bool, filter_fn: Callable,
                       default_out_indices, **kwargs):
     """Build a 3DTRL model with timm's builder; pretrained weights load the backbone part.
 
-    ``features_only`` models use the model's own ``forward_intermediates``, so 3DTRL is on
-    their path too.
+    A weight file given as ``pretrained_cfg_overlay=dict(file=F)`` is read by :func:`load_weights`
+    (so a release or project checkpoint gives its EMA weights, every 3DTRL key and the release's
+    layout conversions, read without running code). ``features_only`` models use the model's own
+    ``forward_intermediates``, so 3DTRL is on their path too.
     """
     trl = trl_kwargs(kwargs)
     out_indices = kwargs.pop("out_indices", default_out_indices)
-    return build_model_with_cfg(
-        model_cls, variant, pretrained,
+    file = _pretrained_file(kwargs) if pretrained else ""
+    model = build_model_with_cfg(
+        model_cls, variant, pretrained and not file,
         pretrained_filter_fn=partial(_filter_and_report, filter_fn),
         pretrained_strict=False,
         feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
         **trl, **kwargs,
     )
+    if file:
+        load_weights(model, file)
+    return model
+
+
+def checkpoint_filter(net: torch.nn.Module) -> Optional[Callable]:
+    """The timm ``checkpoint_filter_fn`` of ``net``'s model family (the function of its defining
+    module): converts checkpoints of other layouts, e.g. timm 0.6's Swin and TnT, to ``net``'s."""
+    return getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
+
+
+def checkpoint_state_dict(checkpoint: dict, use_ema: bool = True) -> Tuple[dict, bool]:
+    """The weights of a checkpoint: its EMA weights where it has them and ``use_ema`` (what the
+    release evaluates), else ``state_dict``/``model``, else the dict itself; ``module.`` prefixes
+    removed. Returns them and whether they are the EMA weights."""
+    for key, is_ema in (("state_dict_ema", True), ("model_ema", True), ("state_dict", False), ("model", False)):
+        if (use_ema or not is_ema) and isinstance(checkpoint.get(key), dict):
+            return clean_state_dict(checkpoint[key]), is_ema
+    return clean_state_dict(checkpoint), False
+
+
+def load_weights(net: torch.nn.Module, path: str, use_ema: bool = True, what: str = "checkpoint",
+                 adapt_classifier: bool = True, may_lack: Sequence[str] = ("three_d_trl.",)) -> bool:
+    """Load a checkpoint or state dict (this project's, the release's or timm's) into ``net``.
+
+    The file is read without running code; the weights are chosen by :func:`checkpoint_state_dict`,
+    converted by the family's :func:`checkpoint_filter` and must then fit ``net`` exactly, except a
+    classifier of another class count where ``adapt_classifier`` (left at its initialisation, as
+    timm's pretrained loading does) and keys under the prefixes ``may_lack`` (by default the 3DTRL
+    layer, so that a plain backbone's weights start a 3DTRL model), both with a warning.
+    Returns whether the EMA weights were loaded.
+
+    Raises:
+        UserError: unreadable file, or weights that do not fit (naming the first keys).
+    """
+    checkpoint = load_checkpoint_file(path, what)
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{what} {path} is not a checkpoint or state dict")
+    state_dict, is_ema = checkpoint_state_dict(checkpoint, use_ema)
+    filter_fn = checkpoint_filter(net)
+    try:
+        state_dict = filter_fn(state_dict, net) if filter_fn is not None else state_dict
+    except (KeyError, RuntimeError, ValueError, AssertionError, AttributeError) as err:
+        raise UserError(f"{what} {path} does not fit {type(net).__name__}: {str(err).splitlines()[0]}") from None
+    own = net.state_dict()
+    classifier = getattr(net, "pretrained_cfg", {}).get("classifier") or "head"
+    for key in [k for k in state_dict if adapt_classifier and k.startswith(classifier + ".") and k in own]:
+        if state_dict[key].shape != own[key].shape:
+            _logger.warning("%s: %s has shape %s, the model %s: left at its initialisation", path, key,
+                            tuple(state_dict[key].shape), tuple(own[key].shape))
+            del state_dict[key]
+    mismatched = [k for k in state_dict if k in own and state_dict[k].shape != own[k].shape]
+    unexpected = [k for k in state_dict if k not in own]
+    absent = [k for k in own if k not in state_dict and not k.endswith(_DERIVED_BUFFERS)
+              and not (adapt_classifier and k.startswith(classifier + "."))]
+    missing = [k for k in absent if not k.startswith(tuple(may_lack))]
+    if absent and not missing:
+        _logger.warning("%s: %d keys not in it keep their initialisation: %s", path, len(absent), ", ".join(absent))
+    if mismatched or unexpected or missing:
+        parts = [f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                 for name, keys in (("other shapes", mismatched), ("unexpected", unexpected), ("missing", missing))
+                 if keys]
+        raise UserError(f"{what} {path} does not fit {type(net).__name__} ({'; '.join(parts)})")
+    net.load_state_dict(state_dict, strict=False)
+    return is_ema
 
 
 def embed(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

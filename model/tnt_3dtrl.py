@@ -1,6 +1,9 @@
 """Transformer-in-Transformer (TnT) with 3DTRL before outer block ``trl_depth``.
 
-3DTRL acts on the outer (patch) embeddings; the 2D term is TnT's ``patch_pos``.
+3DTRL acts on the outer (patch) embeddings; the 2D term is TnT's ``patch_pos``. The default TnT is
+the one the release was built on, timm 0.6's (``legacy=True`` in timm 1.x: pixel embedding by
+convolution then unfolding, no ``norm2_proj`` in the blocks), so release checkpoints load;
+``legacy=False`` builds timm 1.x's TnT instead.
 """
 from typing import List, Optional, Union
 
@@ -91,11 +94,19 @@ class TNT_3DTRL(TNT):
 
 
 def _create_tnt_3dtrl(variant: str, pretrained: bool = False, **kwargs) -> TNT_3DTRL:
+    kwargs.setdefault("legacy", True)
     return build_3dtrl_model(TNT_3DTRL, variant, pretrained, checkpoint_filter_fn, 3, **kwargs)
 
 
+def tnt_layout_kwargs(state_dict: dict) -> dict:
+    """``legacy`` for a TnT checkpoint: False where its blocks have timm 1.x's ``norm2_proj``."""
+    return {"legacy": not any(key.endswith("norm2_proj.weight") and key.startswith("blocks.") for key in state_dict)}
+
+
+# The base weights: timm's port of the TnT-S the release was built on; TnT-B exists only in timm 1.x's
+# layout, so its pretrained backbone needs legacy=False.
 default_cfgs = generate_default_cfgs({
-    "tnt_3dtrl_s_patch16_224": derived_cfg("tnt_s_patch16_224"),
+    "tnt_3dtrl_s_patch16_224": derived_cfg("tnt_s_legacy_patch16_224"),
     "tnt_3dtrl_b_patch16_224": derived_cfg("tnt_b_patch16_224"),
 })
 

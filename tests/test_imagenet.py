@@ -372,3 +372,97 @@ def test_kill_9_of_i1k_sh_stops_its_workers(objects, tmp_path):
     while time.time() < deadline and _processes_running(out):
         time.sleep(0.5)
     assert not _processes_running(out)
+
+
+# ----------------------------------------------------------------------------- the release's files and flags
+
+# The release's i1k_configs/vit_3dtrl_1k_scratch.yaml, key for key (its values; timm 0.6 train.py keys).
+RELEASE_VIT_3DTRL_1K_SCRATCH = dict(
+    npl_depth=4, data_dir="/data/imagenet", dataset="ImageFolder", train_split="train", val_split="val",
+    model="vit_3dtrl_tiny_patch16_224", pretrained=False, initial_checkpoint="", resume="", no_resume_opt=False,
+    num_classes=1000, gp=None, img_size=224, input_size=None, crop_pct=0.9, mean=[0.485, 0.456, 0.406],
+    std=[0.229, 0.224, 0.225], interpolation="", batch_size=512, validation_batch_size_multiplier=1, opt="adamw",
+    opt_eps=1.0e-06, opt_betas=None, momentum=0.9, weight_decay=0.3, clip_grad=1.0, clip_mode="norm",
+    sched="cosine", lr=1.5e-3, lr_noise=None, lr_noise_pct=0.67, lr_noise_std=1.0, lr_cycle_mul=1.0,
+    lr_cycle_limit=1, warmup_lr=1.0e-6, min_lr=1.0e-5, epochs=300, epoch_repeats=0.0, start_epoch=None,
+    decay_epochs=1.0, warmup_epochs=15, cooldown_epochs=10, patience_epochs=10, decay_rate=0.988, no_aug=False,
+    scale=[0.08, 1.0], ratio=[0.67, 1.5], hflip=0.5, vflip=0.0, color_jitter=0.4, aa="rand-m15-n2-mstd1.0-inc1",
+    aug_splits=0, jsd=False, reprob=0.0, remode="pixel", recount=3, resplit=False, mixup=0.5, cutmix=1.0,
+    cutmix_minmax=None, mixup_prob=1.0, mixup_switch_prob=0.5, mixup_mode="batch", mixup_off_epoch=0, smoothing=0.1,
+    train_interpolation="random", drop=0.0, drop_connect=None, drop_path=0.0, drop_block=None, bn_tf=False,
+    bn_momentum=None, bn_eps=None, sync_bn=True, dist_bn="", split_bn=False, model_ema=True, model_ema_force_cpu=False,
+    model_ema_decay=0.99992, seed=42, log_interval=50, recovery_interval=0, checkpoint_hist=10, workers=8,
+    save_images=False, amp=False, apex_amp=False, native_amp=True, channels_last=False, pin_mem=True,
+    no_prefetcher=False, output="runs", experiment="", eval_metric="top1", tta=0, local_rank=0,
+    use_multi_epochs_loader=True, torchscript=False, log_wandb=False)
+# What the two files may differ in: where a run writes, the class count of the data, the names of settings
+# that mean the same (amp and native_amp, trl_depth and npl_depth), the log notes.
+NOT_RECIPE = {"output", "experiment", "config", "num_classes", "release_notes", "native_amp", "npl_depth", "dist_bn",
+              "use_multi_epochs_loader", "tta", "local_rank"}
+
+
+def test_a_release_config_file_loads_as_it_is_and_matches_our_copy(tmp_path, objects):
+    import yaml
+    release = tmp_path / "vit_3dtrl_1k_scratch.yaml"
+    release.write_text(yaml.safe_dump(RELEASE_VIT_3DTRL_1K_SCRATCH))
+    theirs = vars(imagenet_train.parse_args([objects, "-c", str(release)]))
+    ours = vars(imagenet_train.parse_args([objects, "-c", os.path.join(ROOT, "i1k_configs", "vit_3dtrl_1k_scratch.yaml")]))
+    differ = {k: (theirs[k], ours.get(k)) for k in theirs if k not in NOT_RECIPE and theirs[k] != ours.get(k)}
+    assert differ == {}
+    assert theirs["amp"] and theirs["trl_depth"] == 4 and theirs["dataset"] == ""
+    notes = " ".join(theirs["release_notes"])
+    for key in ("validation_batch_size_multiplier", "bn_tf", "jsd", "aug_splits", "torchscript", "log_wandb"):
+        assert f"{key}: accepted, no effect here" in notes
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.basename(p))
+def test_every_config_normalises_as_the_release(path, objects):
+    args = imagenet_train.parse_args([objects, "-c", path])
+    assert (args.mean, args.std) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert args.ratio == (0.67, 1.5) and args.train_interpolation == "random"
+    assert args.sync_bn and args.amp
+
+
+def test_inert_release_key_with_an_active_value_is_refused(tmp_path, objects):
+    config = tmp_path / "c.yaml"
+    config.write_text("aug_splits: 3\n")
+    with pytest.raises(UserError, match="aug_splits 3: not supported here"):
+        imagenet_train.parse_args([objects, "-c", str(config)])
+    with pytest.raises(UserError, match="bce_loss True: not supported"):
+        imagenet_train.parse_args([objects, "--bce-loss"])
+
+
+def test_release_flags_are_accepted(objects):
+    args = imagenet_train.parse_args([
+        objects, "--input-size", "3", "48", "48", "--native-amp", "--sync-bn", "--local_rank=0", "--lr-noise", "0.4",
+        "0.9", "--dr", "0.9", "--drop-connect", "0.2", "--patience-epochs", "4", "-d", "ImageFolder", "--tta", "0",
+        "--use-multi-epochs-loader", "True", "--no-ddp-bb", "--grad-checkpointing", "--lr-cycle-limit", "2"])
+    assert args.img_size == 48 and args.input_size == [3, 48, 48] and args.amp and args.decay_rate == 0.9
+    assert args.drop_path == 0.2 and args.lr_noise == [0.4, 0.9] and args.dataset == "" and args.lr_cycle_decay == 0.5
+    assert any(note.startswith("local_rank: accepted") for note in args.release_notes)
+
+
+def test_validation_split_is_found_by_its_synonyms(tmp_path):
+    """The release's default --val-split is 'validation', which timm 0.6 finds as val/ (and the reverse)."""
+    root = tmp_path / "data"
+    for split in ("train", "validation"):
+        for name in ("a", "b"):
+            os.makedirs(root / split / name)
+            for i in range(2):
+                Image.new("RGB", (8, 8)).save(root / split / name / f"{i}.png")
+    result = subprocess.run(["bash", "i1k.sh", "1", str(root), "--val-split", "val", "--check-only", "-b", "2",
+                             "--output", str(tmp_path / "out")] + SMALL_MODEL[:2], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "ok: 2 classes" in result.stdout, result.stderr
+
+
+def test_ema_weights_pick_the_best_checkpoint_as_in_the_release(objects, tmp_path):
+    common = [objects, *SMALL_MODEL, *QUICK, "--epochs", "2", "--model-ema", "--model-ema-decay", "0.5",
+              "--output", str(tmp_path)]
+    imagenet_train.main(common + ["--experiment", "ema"])
+    metrics = json.loads((tmp_path / "ema" / "metrics.json").read_text())
+    assert metrics["best_by"] == "ema_top1"
+    best = max(metrics["epochs"], key=lambda row: (row["eval_ema_top1"], -row["epoch"]))
+    assert metrics["best_top1"] == best["eval_ema_top1"]
+    imagenet_train.main(common + ["--experiment", "raw", "--no-model-ema-eval"])
+    assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["best_by"] == "top1"
