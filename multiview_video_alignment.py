@@ -27,13 +27,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
+from model import load_weights
 from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
-                                load_checkpoint)
+                                load_checkpoint, recorded_normalisation)
 from alignment.engine import WeightEnsemble, train_one_epoch
 from alignment.evaluation import evaluate, geometry_stats, plot_alignment
 from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
-from data_pipeline import DATASETS, FPV, ClipDataset, TrajectoryDataset, TripletDataset, open_split
+from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
+                           TripletDataset, open_split, resolve_dataset)
 from runtime import (OutputLayout, Runtime, UserError, check_compile_options, compile_model, init_runtime, run_cli,
                      save_checkpoint_atomic, seed_everything, write_json_atomic)
 
@@ -43,13 +45,21 @@ from runtime import (OutputLayout, Runtime, UserError, check_compile_options, co
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Multi-view video alignment on FTPV data (3DTRL or plain ViT).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="panda", choices=sorted(DATASETS), help="FTPV data set")
+    p.add_argument("--data", default="panda",
+                   help="FTPV data set: panda, mc, can, lift, pouring, or the release's names (Pandav1_Train_Frame, "
+                        "a name with 'mine', can_mh, lift_mh, Pouring: the folder of that name)")
     p.add_argument("--data_root", default="data/ftpv", help="folder holding the data set folders")
     p.add_argument("--train_views", type=int, default=-1,
-                   help="-1: seen setting (all views everywhere); k: train/val on third-person views 0..k-1, "
-                        "test on the rest (unseen setting)")
-    p.add_argument("--train_videos", type=int, default=-1, help="keep the first n training videos (-1: all)")
-    p.add_argument("--batch_size", type=int, default=32, help="triplets per step and process")
+                   help="-1 (or at least the number of views): seen setting (all views everywhere); k: train/val "
+                        "on third-person views 0..k-1, test on the rest (unseen setting)")
+    p.add_argument("--train_videos", type=int, default=-1,
+                   help="keep the first n training videos of Pouring (-1: all), as in the release")
+    p.add_argument("--train_videos_everywhere", action="store_true",
+                   help="--train_videos cuts the training videos of every data set, not only Pouring's")
+    p.add_argument("--release_pouring_val", action="store_true",
+                   help="Pouring: validate on the release's 10 videos, which it also trained on (the paper's "
+                        "split); default: the last 10 of train.pkl, left out of training")
+    p.add_argument("--batch_size", type=int, default=1, help="triplets (npairs: clips) per step and process")
     p.add_argument("--model", default="vit_3dtrl_tiny_patch16_224",
                    help="any timm model name, or vit_3dtrl (ViT-T + 3DTRL) / deit_tcn (the same ViT without it)")
     p.add_argument("--patch_size", type=int, default=0, help="ViT patch size (0: the model's)")
@@ -59,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trl_depth", type=int, default=0,
                    help="3DTRL: index of the block it is inserted before (0: the model's, 4 of 12)")
     p.add_argument("--pred_depth", type=int, default=1, choices=(0, 1), help="3DTRL: estimate depth (1) or not (0)")
-    p.add_argument("--pred_campos_from", default="both-sep", choices=("both-sep", "both-avg", "cls", "tok"),
-                   help="3DTRL: tokens the camera pose is estimated from")
+    p.add_argument("--pred_campos_from", default=None, choices=("both-sep", "both-avg", "cls", "tok"),
+                   help="3DTRL: tokens the camera pose is estimated from (default: the model's, both-sep for ViT "
+                        "and TnT, tok for Swin)")
     p.add_argument("--pretrained", action="store_true", help="start from locally available timm weights")
     p.add_argument("--init", default=None, metavar="FILE",
                    help="start from the weights in FILE: a checkpoint of imagenet_train.py, of this script or a "
@@ -77,9 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--note", default="", help="tag appended to the default output folder name")
     p.add_argument("--xpar", action="store_true", help="turn progress bars off")
     p.add_argument("--img_size", type=int, default=224, help="frames are resized to this square size")
+    p.add_argument("--frame_resize", default="pil", choices=FRAME_RESIZE,
+                   help="resize of frames of another size: pil (bicubic, antialiased, as the release) or opencv "
+                        "(bicubic, not antialiased)")
+    p.add_argument("--mean", type=float, nargs=3, default=None,
+                   help="input normalisation; default: what the --init file was trained with where it records it, "
+                        "else ImageNet's (0.485 0.456 0.406), as the release")
+    p.add_argument("--std", type=float, nargs=3, default=None, help="see --mean (ImageNet: 0.229 0.224 0.225)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--patience", type=int, default=10,
                    help="stop after this many epochs without a better validation alignment error")
+    p.add_argument("--start_can_be_best", action="store_true",
+                   help="the start weights (epoch 0, validated before training) compete for best.pth; default: "
+                        "only trained epochs, as in the release")
     p.add_argument("--triplets_per_epoch", type=int, default=0,
                    help="random subset of the epoch's triplets drawn every epoch (0: all view pairs x anchors)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
@@ -136,6 +157,16 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if args.distributed:
         raise UserError(f"--distributed is launched with torchrun here: {torchrun_hint(args, argv)}")
     args.model = MODEL_ALIASES.get(args.model, args.model)
+    data_key = resolve_dataset(args.data)[0]
+    if args.train_videos > 0 and data_key != "pouring" and not args.train_videos_everywhere:
+        print(f"--train_videos {args.train_videos}: no effect on {args.data}, as in the release (it cuts Pouring "
+              f"only); add --train_videos_everywhere to cut it")
+    if args.release_pouring_val and data_key != "pouring":
+        raise UserError(f"--release_pouring_val applies to Pouring, not to {args.data}")
+    if args.init:
+        args.mean, args.std = init_normalisation(args)
+    if args.train_views > 0 and args.test is None:
+        seen_if_all_views(args)
     for name in ("batch_size", "img_size", "eval_batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
@@ -160,13 +191,46 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         args.output_dir = os.path.join("output", "alignment", name)
 
 
+def init_normalisation(args: argparse.Namespace) -> Tuple[Optional[list], Optional[list]]:
+    """``--mean``/``--std`` for a run that starts from ``--init``: as given, else as the file records
+    (a start point keeps the inputs it was trained on), else ImageNet's (the release's)."""
+    if args.mean is not None or args.std is not None:
+        return args.mean, args.std
+    recorded = recorded_normalisation(args.init)
+    return recorded if recorded is not None else (None, None)
+
+
+def normalisation(args: argparse.Namespace) -> Tuple[Optional[list], Optional[list]]:
+    """The model config's mean/std: None keeps the model's own (start points that record it)."""
+    if args.mean is None and args.std is None and not args.init:
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return args.mean, args.std
+
+
+def seen_if_all_views(args: argparse.Namespace) -> None:
+    """``--train_views`` of at least the data set's number of views is the seen setting (-1), as in
+    the release."""
+    _, views = open_split(args.data_root, args.data, "train", -1, videos_to_keep(args), args.release_pouring_val)
+    if args.train_views >= len(views):
+        print(f"--train_views {args.train_views}: the data set has {len(views)} third-person views, so this is "
+              f"the seen setting (-1), as in the release")
+        args.train_views = -1
+
+
 # ----------------------------------------------------------------------------- data, checkpoints, runs
+
+def videos_to_keep(args: argparse.Namespace) -> int:
+    """``--train_videos`` where it applies: Pouring, or every set with ``--train_videos_everywhere``."""
+    applies = resolve_dataset(args.data)[0] == "pouring" or args.train_videos_everywhere
+    return args.train_videos if applies else -1
+
 
 def load_split(args: argparse.Namespace, split: str, train_views: int, progress: bool
                ) -> Tuple[TrajectoryDataset, List[int]]:
-    trajectories, views = open_split(args.data_root, args.data, split, train_views, args.train_videos)
+    trajectories, views = open_split(args.data_root, args.data, split, train_views, videos_to_keep(args),
+                                     args.release_pouring_val)
     data = TrajectoryDataset(trajectories, args.img_size, cache=True, threads=2, progress=progress,
-                             desc=f"decode {split}")
+                             desc=f"decode {split}", resize=args.frame_resize)
     return data, views
 
 
@@ -176,8 +240,9 @@ def view_names(views: Sequence[int]) -> List[str]:
 
 def model_cfg(args: argparse.Namespace) -> Dict:
     """What rebuilds the model: ``MODEL_DEFAULTS``' keys from the arguments."""
-    cfg = {key: getattr(args, key) for key in MODEL_DEFAULTS if key != "normalize_embedding"}
+    cfg = {key: getattr(args, key) for key in MODEL_DEFAULTS if key not in ("normalize_embedding", "mean", "std")}
     cfg["normalize_embedding"] = args.loss == "npairs"
+    cfg["mean"], cfg["std"] = normalisation(args)
     return cfg
 
 
@@ -186,11 +251,12 @@ def test_sets(args: argparse.Namespace, progress: bool) -> Dict[str, Tuple[Traje
     (the same trajectories from the training cameras)."""
     sets = {"test": load_split(args, "test", args.train_views, progress)}
     if args.train_views != -1:
-        trajectories, views = open_split(args.data_root, args.data, "test", -1, args.train_videos)
+        trajectories, views = open_split(args.data_root, args.data, "test", -1, videos_to_keep(args))
         train_views = list(range(args.train_views))
         trajectories = [dataclasses.replace(t, view_dirs=t.view_dirs[:1 + args.train_views]) for t in trajectories]
         sets["test_seen_views"] = (TrajectoryDataset(trajectories, args.img_size, progress=progress,
-                                                     desc="decode test (seen views)"), train_views)
+                                                     desc="decode test (seen views)", resize=args.frame_resize),
+                                   train_views)
     return sets
 
 
@@ -209,11 +275,18 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
     layout = output_layout(args)
     path = layout.checkpoint("best.pth") if args.test == "best" else args.test
     ckpt = load_checkpoint(path)
-    cfg = checkpoint_model_cfg(ckpt, path)
-    for key in MODEL_DEFAULTS:
-        setattr(args, key, cfg[key])
-    embedder = create_embedder(cfg).to(rt.device)
-    embedder.net.load_state_dict(ckpt["model"])
+    if "model_cfg" in ckpt or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        cfg = checkpoint_model_cfg(ckpt, path)
+        for key in MODEL_DEFAULTS:
+            setattr(args, key, cfg[key])
+        embedder = create_embedder(cfg).to(rt.device)
+        embedder.net.load_state_dict(ckpt["model"])
+    else:  # a bare state dict, as the release saves its models: the model is the one the flags describe
+        cfg = model_cfg(args)
+        embedder = create_embedder(cfg)
+        load_weights(embedder.net, path, what="--test checkpoint")
+        embedder.to(rt.device)
+        ckpt = {"epoch": None}
     progress = rt.main and not args.xpar
     results = {"checkpoint": path, "epoch": ckpt["epoch"], "views": {}}
     sets = test_sets(args, progress)
@@ -233,7 +306,7 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
 
 def train(args: argparse.Namespace, rt: Runtime) -> None:
     progress = rt.main and not args.xpar
-    spec = DATASETS[args.data]
+    spec = resolve_dataset(args.data)[1]
     train_data, train_views = load_split(args, "train", args.train_views, progress)
     val_data, val_views = load_split(args, "val", args.train_views, progress)
     tests = test_sets(args, progress)
@@ -288,8 +361,8 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     def checkpoint(improved: bool) -> None:
         if not rt.main:
             return
-        payload = {"model_cfg": model_cfg(args), "epoch": state["epoch"], "val": state["best"]["val"],
-                   "args": vars(args)}
+        payload = {"model_cfg": model_cfg(args), "epoch": state["epoch"],
+                   "val": state["best"]["val"] if state["best"] else None, "args": vars(args)}
         if improved:  # the model validated: the ensemble with the start point where --wise_alpha asks for it
             save_checkpoint_atomic(dict(payload, model=ensemble.state_dict()), best_path)
         training = dict(payload, model=embedder.net.state_dict(), optimizer=optimizer.state_dict(), state=state)
@@ -316,11 +389,13 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
                             for name, (data, _) in tests.items()}
         state["initial"]["val"] = val
         state["history"].append({"epoch": 0, "val": val})
-        state["best"] = {"epoch": 0, "val": val}
+        # The release keeps the best trained epoch: the start weights are only a fallback for --epochs 0.
+        start_competes = args.start_can_be_best or args.epochs == 0
+        state["best"] = {"epoch": 0, "val": val} if start_competes else None
         log(0, state["history"][-1])
         if rt.main:
             print(f"epoch 0 (before training): val {format_metrics(val)}")
-        checkpoint(improved=True)
+        checkpoint(improved=start_competes)
 
     while state["epoch"] < args.epochs and state["bad_epochs"] < args.patience:
         epoch = state["epoch"] + 1
@@ -336,7 +411,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
             if not math.isfinite(record["train_loss"]):
                 raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
             log(epoch, record)
-        improved = record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
+        improved = state["best"] is None or record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
         state["epoch"] = epoch
         state["history"].append(record)
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1

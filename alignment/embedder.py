@@ -1,6 +1,6 @@
 """The alignment embedder: a timm model (with or without 3DTRL) that maps frames to one vector each,
 and the checkpoints of the alignment script."""
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -11,9 +11,11 @@ import model
 from data_pipeline import IMAGENET_MEAN, IMAGENET_STD, normalize
 from runtime import UserError, load_checkpoint_file
 
-# What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed.
+# What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed
+# (a mean/std of None: the model's own, which those checkpoints were trained with).
 MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
-                  "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False}
+                  "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False,
+                  "mean": None, "std": None}
 # The README's and the release's short names.
 MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
                  "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
@@ -40,7 +42,9 @@ def create_embedder(cfg: Dict) -> Embedder:
     kwargs = dict(num_classes=0, img_size=cfg["img_size"])
     kwargs.update({key: cfg[key] for key in ("patch_size", "depth", "global_pool") if cfg.get(key)})
     if cfg["model"] in model.TRL_MODEL_NAMES:
-        kwargs.update(pred_depth=bool(cfg["pred_depth"]), pred_campos_from=cfg["pred_campos_from"])
+        kwargs["pred_depth"] = bool(cfg["pred_depth"])
+        if cfg.get("pred_campos_from"):  # else the model's: both-sep for ViT and TnT, tok for Swin (no CLS)
+            kwargs["pred_campos_from"] = cfg["pred_campos_from"]
         if cfg.get("trl_depth"):
             kwargs["trl_depth"] = cfg["trl_depth"]
     if not timm.is_model(cfg["model"]):
@@ -59,8 +63,25 @@ def create_embedder(cfg: Dict) -> Embedder:
     except ValueError as err:
         raise UserError(f"--img_size: {err}") from None
     data_cfg = net.pretrained_cfg or {}
-    return Embedder(net, data_cfg.get("mean", IMAGENET_MEAN), data_cfg.get("std", IMAGENET_STD),
-                    unit=bool(cfg.get("normalize_embedding")))
+    return Embedder(net, cfg.get("mean") or data_cfg.get("mean", IMAGENET_MEAN),
+                    cfg.get("std") or data_cfg.get("std", IMAGENET_STD), unit=bool(cfg.get("normalize_embedding")))
+
+
+def recorded_normalisation(path: str) -> Optional[Tuple[Optional[list], Optional[list]]]:
+    """The input mean and std a weight file was trained with, where it says: ``(mean, std)`` from a
+    checkpoint of this project's alignment, state pretraining or ImageNet training (``(None, None)``
+    where it was trained with the model's own); ``None`` for a file that records nothing (a bare
+    state dict or timm file)."""
+    ckpt = load_checkpoint_file(path, "--init file")
+    if not isinstance(ckpt, dict):
+        return None
+    if isinstance(ckpt.get("model_cfg"), dict):
+        return ckpt["model_cfg"].get("mean"), ckpt["model_cfg"].get("std")
+    stored = ckpt.get("args")
+    stored = vars(stored) if hasattr(stored, "__dict__") else stored
+    if isinstance(stored, dict) and isinstance(ckpt.get("state_dict"), dict):
+        return stored.get("mean"), stored.get("std")
+    return None
 
 
 def load_checkpoint(path: str) -> dict:

@@ -38,12 +38,14 @@ class TrajectoryDataset(Dataset):
         img_size: side of the square frames the model sees.
         cache: decode every frame once up front and keep it in memory.
         threads: decoding threads while filling the cache.
+        resize: how frames of another size are resized (``data_pipeline.ftpv.FRAME_RESIZE``).
     """
 
     def __init__(self, trajectories: Sequence[Trajectory], img_size: int, cache: bool = True,
-                 threads: int = 2, progress: bool = True, desc: str = "decode"):
+                 threads: int = 2, progress: bool = True, desc: str = "decode", resize: str = "pil"):
         self.trajectories = list(trajectories)
         self.img_size = img_size
+        self.resize = resize
         self.num_views = len(self.trajectories[0].view_dirs)
         self._cache: List[torch.Tensor] = []
         if cache:
@@ -53,7 +55,7 @@ class TrajectoryDataset(Dataset):
 
     def _read(self, traj: Trajectory, views: Sequence[int], times: Sequence[int], threads: int = 1) -> torch.Tensor:
         paths = [traj.frame_path(v, t) for v in views for t in times]
-        frames = read_frames(paths, self.img_size, threads)
+        frames = read_frames(paths, self.img_size, threads, self.resize)
         return torch.from_numpy(frames).view(len(views), len(times), 3, self.img_size, self.img_size)
 
     def __len__(self) -> int:
@@ -67,7 +69,7 @@ class TrajectoryDataset(Dataset):
         if self._cache:
             return self._cache[index][list(views)][:, list(times)]
         if len(views) * len(times) == 1:
-            frame = read_frame(self.trajectories[index].frame_path(views[0], times[0]), self.img_size)
+            frame = read_frame(self.trajectories[index].frame_path(views[0], times[0]), self.img_size, self.resize)
             return torch.from_numpy(frame)[None, None]
         return self._read(self.trajectories[index], views, times)
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from runtime import UserError, load_plain_pickle
 
@@ -67,6 +68,27 @@ DATASETS: Dict[str, DatasetSpec] = {
     "lift": DatasetSpec("lift_mh", 2, ((0, 200), (200, 250), (250, 300))),
 }
 POURING_VAL_TRAJECTORIES = 10
+# How frames are resized to the model's size: "pil" as the release does (PIL bicubic, antialiased when
+# shrinking), "opencv" (OpenCV bicubic, not antialiased) as this project did before.
+FRAME_RESIZE = ("pil", "opencv")
+
+
+def resolve_dataset(name: str) -> Tuple[str, DatasetSpec]:
+    """The data set that ``--data NAME`` selects, matched as the release does: a name containing
+    ``panda`` (e.g. ``Pandav1_Train_Frame``) or ``mine`` (the MineRL folder) selects those sets;
+    one containing ``can_mh``, ``lift_mh`` or ``pouring`` selects that set, read from the folder of
+    that very name. This project's short names (``panda``, ``mc``, ``can``, ``lift``, ``pouring``)
+    keep their folders. Returns the set's short name and its spec (with the folder to read)."""
+    if name in DATASETS:
+        return name, DATASETS[name]
+    lowered = name.lower()
+    for needle, key, own_folder in (("panda", "panda", False), ("mine", "mc", False), ("lift_mh", "lift", True),
+                                    ("can_mh", "can", True), ("pouring", "pouring", True)):
+        if needle in lowered:
+            spec = DATASETS[key]
+            return key, DatasetSpec(name, spec.window, spec.ranges) if own_folder else spec
+    raise UserError(f"unknown data set {name!r}: use panda, mc, can, lift or pouring, or a name containing "
+                    f"panda, mine, can_mh, lift_mh or pouring (the release's names)")
 
 
 @dataclass(frozen=True)
@@ -95,18 +117,26 @@ def _pouring_names(dataset_dir: str, pickle_name: str) -> List[str]:
     return list(dict.fromkeys(names))
 
 
-def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = -1) -> List[str]:
-    """Trajectory folder names of ``split``; ``train_videos > 0`` keeps the first n training videos."""
+def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = -1,
+                release_pouring_val: bool = False) -> List[str]:
+    """Trajectory folder names of ``split``; ``train_videos > 0`` keeps the first n training videos.
+
+    Pouring validates on the last 10 trajectories of ``train.pkl``, which training leaves out. The
+    release validated on the 10 before them (it took them after dropping the last 10), which it also
+    trained on: ``release_pouring_val`` does that, to reproduce its numbers."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
-    spec = DATASETS[dataset]
+    spec = resolve_dataset(dataset)[1]
     if spec.ranges is None:
-        train = _pouring_names(dataset_dir, "train.pkl")
-        if len(train) <= POURING_VAL_TRAJECTORIES:
-            raise UserError(f"{os.path.join(dataset_dir, 'train.pkl')} lists {len(train)} trajectories; "
-                            f"more than {POURING_VAL_TRAJECTORIES} are needed (the last ones are the validation set)")
-        names = {"train": train[:-POURING_VAL_TRAJECTORIES], "val": train[-POURING_VAL_TRAJECTORIES:],
-                 "test": _pouring_names(dataset_dir, "val.pkl")}[split]
+        listed = _pouring_names(dataset_dir, "train.pkl")
+        held = POURING_VAL_TRAJECTORIES
+        needed = held * (2 if release_pouring_val else 1)
+        if len(listed) <= needed:
+            raise UserError(f"{os.path.join(dataset_dir, 'train.pkl')} lists {len(listed)} trajectories; "
+                            f"more than {needed} are needed (the last ones are the validation set)")
+        train = listed[:-held]
+        val = train[-held:] if release_pouring_val else listed[-held:]
+        names = _pouring_names(dataset_dir, "val.pkl") if split == "test" else {"train": train, "val": val}[split]
     else:
         start, stop = spec.ranges[SPLITS.index(split)]
         names = [trajectory_name(i) for i in range(start, stop)]
@@ -134,9 +164,9 @@ def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
     """Third-person view indices per split. ``-1`` (seen): all views everywhere; ``k``: train and
     val on views ``0..k-1``, test on ``k..num_views-1`` (the unseen setting)."""
     every = list(range(num_views))
-    if train_views == -1:
+    if train_views == -1 or train_views >= num_views:  # the release: -1, or more views than there are
         return {"train": every, "val": every, "test": every}
-    if not 1 <= train_views < num_views:
+    if train_views < 1:
         raise UserError(f"--train_views must be -1 (seen) or between 1 and {num_views - 1} "
                         f"for a data set with {num_views} third-person views, got {train_views}")
     return {"train": every[:train_views], "val": every[:train_views], "test": every[train_views:]}
@@ -171,14 +201,12 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
 
 
 def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
-               train_videos: int = -1) -> Tuple[List[Trajectory], List[int]]:
+               train_videos: int = -1, release_pouring_val: bool = False) -> Tuple[List[Trajectory], List[int]]:
     """The trajectories of ``split`` with the views the setting selects, and those view indices."""
-    if dataset not in DATASETS:
-        raise UserError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)}")
-    dataset_dir = os.path.join(data_root, DATASETS[dataset].folder)
+    dataset_dir = os.path.join(data_root, resolve_dataset(dataset)[1].folder)
     if not os.path.isdir(dataset_dir):
         raise UserError(f"missing data set folder: {dataset_dir}")
-    names = split_names(dataset, dataset_dir, split, train_videos)
+    names = split_names(dataset, dataset_dir, split, train_videos, release_pouring_val)
     if not names:
         raise UserError(f"the {split} split of {dataset_dir} is empty")
     first = os.path.join(dataset_dir, names[0])
@@ -195,22 +223,30 @@ def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
 
 # ----------------------------------------------------------------------------- decoding
 
-def read_frame(path: str, size: int) -> np.ndarray:
-    """``(3, size, size)`` uint8 RGB frame, resized with bicubic interpolation."""
+def read_frame(path: str, size: int, resize: str = "pil") -> np.ndarray:
+    """``(3, size, size)`` uint8 RGB frame, resized with bicubic interpolation by PIL (as the release
+    does) or OpenCV (``resize``, one of :data:`FRAME_RESIZE`)."""
     data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else None
     if data is None:
         raise UserError(f"missing frame: {path}")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise UserError(f"cannot decode image: {path}")
+    image = np.ascontiguousarray(image[:, :, ::-1])
     if image.shape[:2] != (size, size):
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+        if resize == "pil":
+            image = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+        elif resize == "opencv":
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+        else:
+            raise ValueError(f"resize must be one of {FRAME_RESIZE}, got {resize!r}")
+    return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
-def read_frames(paths: Sequence[str], size: int, threads: int = 1) -> np.ndarray:
-    """``(len(paths), 3, size, size)`` uint8; decoding runs on ``threads`` threads (OpenCV releases the GIL)."""
+def read_frames(paths: Sequence[str], size: int, threads: int = 1, resize: str = "pil") -> np.ndarray:
+    """``(len(paths), 3, size, size)`` uint8; decoding runs on ``threads`` threads (OpenCV and PIL
+    release the GIL)."""
     if threads <= 1 or len(paths) < 8:
-        return np.stack([read_frame(p, size) for p in paths])
+        return np.stack([read_frame(p, size, resize) for p in paths])
     with ThreadPoolExecutor(threads) as pool:
-        return np.stack(list(pool.map(lambda p: read_frame(p, size), paths)))
+        return np.stack(list(pool.map(lambda p: read_frame(p, size, resize), paths)))

@@ -113,8 +113,10 @@ def load_weights(net: torch.nn.Module, path: str, use_ema: bool = True, what: st
         raise UserError(f"{what} {path} does not fit {type(net).__name__}: {str(err).splitlines()[0]}") from None
     own = net.state_dict()
     classifier = getattr(net, "pretrained_cfg", {}).get("classifier") or "head"
-    for key in [k for k in state_dict if adapt_classifier and k.startswith(classifier + ".") and k in own]:
-        if state_dict[key].shape != own[key].shape:
+    for key in [k for k in state_dict if adapt_classifier and k.startswith(classifier + ".")]:
+        if key not in own:  # a model without a classifier (num_classes=0)
+            del state_dict[key]
+        elif state_dict[key].shape != own[key].shape:
             _logger.warning("%s: %s has shape %s, the model %s: left at its initialisation", path, key,
                             tuple(state_dict[key].shape), tuple(own[key].shape))
             del state_dict[key]

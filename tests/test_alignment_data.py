@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split, split_names, view_selection
+from data_pipeline import (DATASETS, TrajectoryDataset, TripletDataset, open_split, resolve_dataset, split_names,
+                           view_selection)
 from data_pipeline.render_ftpv import Preset, interpolate, render_dataset
 from runtime import UserError, run_cli
 
@@ -141,8 +142,31 @@ def test_splits_of_every_dataset(tmp_path):
 def test_view_settings():
     assert view_selection(9, -1)["test"] == list(range(9))
     assert view_selection(9, 6) == {"train": list(range(6)), "val": list(range(6)), "test": [6, 7, 8]}
+    # the release: as many views as there are, or more, is the seen setting; 0 is no setting
+    assert view_selection(4, 4) == view_selection(4, 9) == view_selection(4, -1)
     with pytest.raises(UserError):
-        view_selection(4, 4)
+        view_selection(4, 0)
+
+
+def test_release_data_names_select_the_release_folders(tmp_path):
+    assert resolve_dataset("Pandav1_Train_Frame") == ("panda", DATASETS["panda"])
+    assert resolve_dataset("MineRLReachGoalGroundStatic-v0_Frame")[1].folder == DATASETS["mc"].folder
+    for name, key in (("can_mh", "can"), ("lift_mh", "lift"), ("can_mh_v2", "can"), ("Pouring", "pouring")):
+        found_key, spec = resolve_dataset(name)
+        assert found_key == key and spec.folder == name and spec.window == DATASETS[key].window
+    with pytest.raises(UserError, match="unknown data set 'kitchen'"):
+        resolve_dataset("kitchen")
+
+
+def test_release_pouring_validation_split(tmp_path):
+    """The release validates on the 10 trajectories before the last 10 of train.pkl, which it trains on."""
+    train = [{"name": f"pour_{i:02d}_real_cam0"} for i in range(25)]
+    with open(tmp_path / "train.pkl", "wb") as f:
+        pickle.dump(train, f)
+    names = [f"pour_{i:02d}" for i in range(25)]
+    assert split_names("pouring", str(tmp_path), "val") == names[15:]
+    released = split_names("pouring", str(tmp_path), "val", release_pouring_val=True)
+    assert released == names[5:15] and set(released) <= set(split_names("pouring", str(tmp_path), "train"))
 
 
 def test_open_split_and_trajectory_tensors(root):

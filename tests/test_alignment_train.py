@@ -368,3 +368,51 @@ def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_setting
     (out / "comparison.json").write_text("{not json")
     with pytest.raises(UserError, match="comparison.json is not valid JSON"):
         compare_alignment.main(argv)
+
+
+# ----------------------------------------------------------------------------- the release's recipe
+
+def test_release_defaults_batch_normalisation_and_best_epoch(root, tmp_path):
+    args = mva.build_parser().parse_args([])
+    assert (args.batch_size, args.frame_resize, args.mean, args.pred_campos_from) == (1, "pil", None, None)
+    results = _run(root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--lr", "1e-9")
+    # the release keeps the best trained epoch, never the untrained start (here nearly unchanged by lr 1e-9)
+    assert results["best_epoch"] >= 1
+    best = load_checkpoint_file(str(tmp_path / "r" / "best.pth"))
+    assert best["model_cfg"]["mean"] == [0.485, 0.456, 0.406] and best["model_cfg"]["std"] == [0.229, 0.224, 0.225]
+    again = _run(root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
+                 "--init", str(tmp_path / "r" / "best.pth"))
+    assert load_checkpoint_file(str(tmp_path / "s" / "last.pth"))["model_cfg"]["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_init_keeps_the_normalisation_its_file_was_trained_with(tmp_path):
+    """A start point of the project that records no mean/std was trained with the model's own (0.5)."""
+    args = mva.build_parser().parse_args(["--init", os.path.join(ROOT, "weights", "align_vit_3dtrl.pth")])
+    assert mva.init_normalisation(args) == (None, None)
+    embedder = create_embedder(dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, mean=None))
+    assert embedder.mean == (0.5, 0.5, 0.5)
+
+
+def test_frames_are_resized_as_the_release_does(tmp_path):
+    from PIL import Image
+    from data_pipeline import read_frame
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    path = str(tmp_path / "f.jpg")
+    image.save(path, quality=95)
+    expected = np.asarray(Image.open(path).resize((32, 32), Image.BICUBIC)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(read_frame(path, 32), expected)
+    assert np.abs(read_frame(path, 32, "opencv").astype(int) - expected).mean() > 1
+
+
+def test_test_only_takes_a_release_state_dict_and_swin_defaults(root, tmp_path):
+    """The release saves bare state dicts with its 1000-class head; Swin's camera comes from its tokens."""
+    import timm
+    net = timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=32, num_classes=1000)
+    torch.save(net.state_dict(), tmp_path / "release_best.pth")
+    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--device", "cpu",
+              "--xpar", "--output_dir", str(tmp_path / "t"), "--test", str(tmp_path / "release_best.pth")])
+    assert json.loads((tmp_path / "t" / "test.json").read_text())["test"]["alignment_error"] >= 0
+    swin = create_embedder(dict(MODEL_DEFAULTS, model="swin_3dtrl_tiny_patch4_window7_224", img_size=224,
+                                pred_campos_from=None))
+    assert swin.net.three_d_trl.estimator.camera_props.mode == "tok"
