@@ -23,6 +23,8 @@ PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
     if [ -x "$HERE/../.venv/bin/python" ]; then PYTHON="$HERE/../.venv/bin/python"; else PYTHON=python3; fi
 fi
+# The release read relative video paths from where it ran; the lists' relative paths are also looked for here.
+export SCRIPT_CALLER_DIR="$PWD"
 cd "$HERE"
 exec "$PYTHON" tools/run_net.py --cfg "$CONFIG" \
     DATA.PATH_TO_DATA_DIR "$DATA_DIR" OUTPUT_DIR "$OUTPUT_DIR" "$@"

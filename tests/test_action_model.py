@@ -94,9 +94,22 @@ def test_layout_and_initialisation_follow_timesformer():
     assert net.model.blocks[0].temporal_fc.weight.abs().sum() > 0
     assert all(b.temporal_fc.weight.abs().sum() == 0 and b.temporal_fc.bias.abs().sum() == 0
                for b in net.model.blocks[1:])
-    rot = net.model.three_d_trl.estimator.camera_props.rot
-    assert rot.weight.abs().sum() == 0 and rot.bias.abs().sum() == 0    # R = I at start
     assert isinstance(net.model.three_d_trl, ThreeDTRL)                # the shared layer, not a copy
+
+
+def test_3dtrl_gets_the_models_initialisation_as_in_the_release():
+    """The release builds the layer before ``self.apply(self._init_weights)``: truncated normal 0.02 on
+    every Linear (bias 0), the rotation and translation heads included."""
+    layer = tiny_model(trl_loc=1).model.three_d_trl
+    linears = [m for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert all(m.bias.abs().sum() == 0 for m in linears)
+    assert 0.017 < weights.std().item() < 0.023 and weights.abs().max().item() < 0.15
+    camera = layer.estimator.camera_props
+    assert camera.rot.weight.abs().sum() > 0 and (camera.trans.weight != 1).all()
+    project = tiny_model(trl_loc=1, trl_init="project").model.three_d_trl.estimator.camera_props
+    assert project.rot.weight.abs().sum() == 0 and project.rot.bias.abs().sum() == 0  # R = I at start
+    assert (project.trans.weight == 1).all()
 
 
 def test_trl_sees_clip_tokens_and_spatial_pos_embed():

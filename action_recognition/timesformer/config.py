@@ -34,6 +34,15 @@ _DEFAULTS = {
         "MEAN": [0.45, 0.45, 0.45],
         "STD": [0.225, 0.225, 0.225],
         "DECODING_BACKEND": "opencv",
+        # slowfast: the release's (SlowFast's) temporal sampling: NUM_FRAMES indices spread evenly over a
+        # span of SAMPLING_RATE * NUM_FRAMES frames at TARGET_FPS (rescaled to the video's fps), test
+        # clip i of n starting at i/n of the slack; stride: indices SAMPLING_RATE apart, test clips centred
+        "TEMPORAL_SAMPLING": "slowfast",
+        "TARGET_FPS": 30,                # slowfast sampling: the frame rate SAMPLING_RATE counts at
+        "VAL_AS_TRAIN": True,            # validation clips sampled and augmented like training (the release)
+        # how the scores of a test video's clips and crops are combined: sum of logits (the release) or
+        # mean of softmax probabilities
+        "ENSEMBLE_METHOD": "sum",
     },
     "TIMESFORMER": {
         "ATTENTION_TYPE": "divided_space_time",
@@ -50,6 +59,9 @@ _DEFAULTS = {
         "LOC": 12,                       # 3DTRL goes before this block
         "PRED_CAMPOS_FROM": "both-sep",  # camera estimator input: both-sep, both-avg, cls
         "PRED_DEPTH": True,
+        # release: the layer gets the model's initialisation (truncated normal 0.02 on every Linear);
+        # project: PyTorch's default, translation weights 1 and rotation 0 (the image models' layer)
+        "INIT": "release",
     },
     "SOLVER": {
         "BASE_LR": 0.005,
@@ -66,13 +78,17 @@ _DEFAULTS = {
         "WARMUP_START_LR": 0.0,
         "OPTIMIZING_METHOD": "sgd",
         "CLIP_GRAD_NORM": None,
+        # True: no weight decay on 1-D parameters and on the position, class and time embeddings;
+        # False: every parameter decays, as in the release (it exempts only names containing "bn")
+        "ZERO_WD_1D_PARAM": False,
     },
     "MODEL": {
         "ARCH": "vit",
         "MODEL_NAME": "vit_base_patch16_224",  # a name only: the size comes from TIMESFORMER.*
         "NUM_CLASSES": 400,
         "LOSS_FUNC": "cross_entropy",
-        "DROPOUT_RATE": 0.5,
+        "DROPOUT_RATE": 0.5,             # dropout before the head, applied only with HEAD_DROPOUT
+        "HEAD_DROPOUT": False,           # the release's ViT TimeSformer never applies DROPOUT_RATE
         "COMPILE": False,                # torch.compile the model for training and test
         "COMPILE_BACKEND": "inductor",   # torch.compile backend when MODEL.COMPILE
     },
@@ -109,11 +125,37 @@ def get_defaults() -> Config:
     return Config(_DEFAULTS)
 
 
+# Sections of SlowFast configs (and Charades' multi-label keys) that the release's configs folder
+# holds for models this project does not build.
+_FOREIGN = {"SLOWFAST": "SlowFast", "RESNET": "SlowFast/ResNet", "NONLOCAL": "SlowFast/non-local",
+            "BN": "SlowFast/BatchNorm"}
+
+# Keys added to reproduce the release, with the values that give this project's earlier behaviour:
+# a run resumed from a checkpoint whose config lacks them continues as it was trained.
+EARLIER_BEHAVIOUR = {("DATA", "TEMPORAL_SAMPLING"): "stride", ("DATA", "VAL_AS_TRAIN"): False,
+                     ("DATA", "ENSEMBLE_METHOD"): "mean_softmax", ("SOLVER", "ZERO_WD_1D_PARAM"): True,
+                     ("MODEL", "HEAD_DROPOUT"): True, ("TRL", "INIT"): "project"}
+
+
+def refuse_foreign_config(data: dict, path: str) -> None:
+    """One line for the release's SlowFast and Charades configs: those models are not part of this project."""
+    for section, what in _FOREIGN.items():
+        if section in data:
+            raise UserError(f"{path} is a {what} config: SlowFast models are not part of this project "
+                            f"(only TimeSformer, with or without 3DTRL)")
+    data_section = data.get("DATA") if isinstance(data.get("DATA"), dict) else {}
+    if data_section.get("MULTI_LABEL") or "HEAD_ACT" in (data.get("MODEL") or {}):
+        raise UserError(f"{path} is a Charades (multi-label) config: multi-label training is not part of this "
+                        f"project (single-label CSV lists only)")
+
+
 def load_config(cfg_file: Optional[str] = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML file, then ``["KEY", "VALUE", ...]`` overrides; checked."""
     cfg = get_defaults()
     if cfg_file:
-        cfg.merge(Config.from_yaml(cfg_file))
+        data = Config.from_yaml(cfg_file)
+        refuse_foreign_config(data, cfg_file)
+        cfg.merge(data)
     cfg.merge_list(list(overrides))
     check_config(cfg)
     return cfg
@@ -165,5 +207,12 @@ def check_config(cfg: Config) -> None:
         raise UserError(f"SOLVER.BASE_LR must be positive, got {cfg.SOLVER.BASE_LR}")
     if cfg.MODEL.COMPILE:
         check_compile_options(cfg.MODEL.COMPILE_BACKEND)
+    for key, allowed in (("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")), ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
+                         ("TRL.INIT", ("release", "project"))):
+        section, name = key.split(".")
+        if cfg[section][name] not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(allowed)}, got {cfg[section][name]!r}")
+    if cfg.DATA.TARGET_FPS <= 0:
+        raise UserError(f"DATA.TARGET_FPS must be positive, got {cfg.DATA.TARGET_FPS}")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")

@@ -1,14 +1,19 @@
 """Video clips from CSV lists (``path label`` per line), decoded with OpenCV.
 
-Training: ``NUM_FRAMES`` frames ``SAMPLING_RATE`` apart from a random start (indices past the
-end of a short video are clamped to its last frame), short side scaled to a random size in
-``TRAIN_JITTER_SCALES``, a random ``TRAIN_CROP_SIZE`` square crop, a random horizontal flip.
-Validation: the centre clip, centre crop. Test: ``NUM_ENSEMBLE_VIEWS`` clips evenly spread in
-time x ``NUM_SPATIAL_CROPS`` crops (3 = both ends and the centre of the long side); the scores
-of one video's ``views`` are averaged by the caller (see ``video_index``).
+Temporal sampling (``DATA.TEMPORAL_SAMPLING``): ``slowfast``, the release's (SlowFast's), takes
+``NUM_FRAMES`` indices evenly spread (``linspace``, truncated) over a span of
+``SAMPLING_RATE * NUM_FRAMES`` frames counted at ``TARGET_FPS`` and rescaled to the video's frame
+rate, from a random start in training and from ``i / n`` of the slack for test clip ``i`` of ``n``;
+``stride`` takes indices ``SAMPLING_RATE`` apart, test clips centred in ``n`` equal parts. Indices
+past the end of a short video are clamped to its last frame.
+Training: that clip, short side scaled to a random size in ``TRAIN_JITTER_SCALES``, a random
+``TRAIN_CROP_SIZE`` square crop, a random horizontal flip. Validation: the same random sampling and
+augmentation (``DATA.VAL_AS_TRAIN``, as the release) or the centre clip and crop. Test:
+``NUM_ENSEMBLE_VIEWS`` clips x ``NUM_SPATIAL_CROPS`` crops (3 = both ends and the centre of the long
+side); the scores of one video's ``views`` are combined by the caller (see ``video_index``).
 """
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -18,10 +23,24 @@ from torch.utils.data import Dataset
 from runtime import UserError
 
 SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
+# Appended to the random-draw seed (seed, epoch, item), so that validation's random clips differ from
+# training's while training keeps its earlier draws.
+VAL_SEED = {"train": (), "val": (1,)}
 
 
-def read_video_list(path: str, prefix: str, num_classes: int, separator: str = " ") -> List[Tuple[str, int]]:
-    """``[(video path, label)]`` from a list file; every video must exist and every label be in range."""
+def find_video(video: str, prefix: str, search_from: Sequence[str] = ()) -> str:
+    """A list's video path: absolute, else under ``prefix``; a relative path not found there is also
+    looked for from the folders ``search_from`` (the release read it from where it was started)."""
+    if os.path.isabs(video):
+        return video
+    candidates = [os.path.join(prefix, video)] + [os.path.join(folder, video) for folder in search_from]
+    return next((c for c in candidates if os.path.isfile(c)), candidates[0])
+
+
+def read_video_list(path: str, prefix: str, num_classes: int, separator: str = " ",
+                    search_from: Sequence[str] = ()) -> List[Tuple[str, int]]:
+    """``[(video path, label)]`` from a list file; every video must exist (see :func:`find_video`) and
+    every label be in range."""
     if not os.path.isfile(path):
         raise UserError(f"video list not found: {path}")
     items = []
@@ -41,7 +60,7 @@ def read_video_list(path: str, prefix: str, num_classes: int, separator: str = "
             if not 0 <= label < num_classes:
                 raise UserError(f"{path}:{line_no}: label {label} out of range [0, {num_classes - 1}] "
                                 f"(MODEL.NUM_CLASSES {num_classes})")
-            video = video if os.path.isabs(video) else os.path.join(prefix, video)
+            video = find_video(video, prefix, search_from)
             if not os.path.isfile(video):
                 raise UserError(f"{path}:{line_no}: video not found: {video}")
             items.append((video, label))
@@ -72,6 +91,7 @@ class VideoReader:
             raise UserError(f"cannot decode video: {path}")
         self.position = 0
         self.length = self._count_frames()
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -130,6 +150,19 @@ def clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, sta
     """``num_frames`` indices ``sampling_rate`` apart from ``start``, clamped to ``[0, L - 1]``."""
     indices = start + np.arange(num_frames) * sampling_rate
     return np.clip(indices, 0, max(num_video_frames - 1, 0))
+
+
+def slowfast_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, fps: float, target_fps: float,
+                          clip: int, num_clips: int, rng: Optional[np.random.Generator]) -> np.ndarray:
+    """SlowFast's sampling: ``num_frames`` indices spread evenly over ``sampling_rate * num_frames``
+    frames at ``target_fps`` (in the video's frames: times ``fps / target_fps``), from a uniform
+    random start (``rng``) or from ``clip / num_clips`` of the slack; clamped and truncated as
+    ``torch.linspace(...).clamp(0, L - 1).long()``."""
+    clip_size = sampling_rate * num_frames / target_fps * (fps if fps > 0 else target_fps)
+    delta = max(num_video_frames - clip_size, 0.0)
+    start = rng.uniform(0, delta) if rng is not None else delta * clip / num_clips
+    index = np.linspace(start, start + clip_size - 1, num_frames)
+    return np.clip(index, 0, max(num_video_frames - 1, 0)).astype(np.int64)
 
 
 def clip_start(num_video_frames: int, span: int, view: int, num_views: int) -> int:
@@ -191,8 +224,11 @@ class VideoDataset(Dataset):
         if not root or not os.path.isdir(root):
             raise UserError(f"DATA.PATH_TO_DATA_DIR is not a folder: {root!r}")
         prefix = cfg.DATA.PATH_PREFIX or root
+        # Without PATH_PREFIX the release read relative paths from where it ran: the action_recognition
+        # folder (script.sh runs there), or where script.sh was called from.
+        search = () if cfg.DATA.PATH_PREFIX else (os.getcwd(), os.environ.get("SCRIPT_CALLER_DIR", os.getcwd()))
         self.videos = read_video_list(os.path.join(root, SPLIT_FILES[split]), prefix, cfg.MODEL.NUM_CLASSES,
-                                      cfg.DATA.PATH_LABEL_SEPARATOR)
+                                      cfg.DATA.PATH_LABEL_SEPARATOR, search_from=search)
         self.labels = [label for _, label in self.videos]
         if split == "test":
             self.num_clips, self.num_crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
@@ -201,6 +237,7 @@ class VideoDataset(Dataset):
         self.seed = cfg.RNG_SEED
         self.epoch = 0
         self.seek_ahead = SEEK_AHEAD
+        self.random_clips = split == "train" or (split == "val" and cfg.DATA.VAL_AS_TRAIN)
 
     @property
     def views_per_video(self) -> int:
@@ -216,20 +253,28 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int):
         video_index, view = divmod(index, self.views_per_video)
         path, label = self.videos[video_index]
-        span = (self.data.NUM_FRAMES - 1) * self.data.SAMPLING_RATE + 1
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.split == "train" else None
+        rng = np.random.default_rng([self.seed, self.epoch, index, *VAL_SEED[self.split]]) if self.random_clips else None
         with VideoReader(path, self.seek_ahead) as video:
-            if rng is not None:
-                start = int(rng.integers(0, max(video.length - span, 0) + 1))
-            else:
-                start = clip_start(video.length, span, view // self.num_crops, self.num_clips)
-            frames = video.frames(clip_indices(video.length, self.data.NUM_FRAMES, self.data.SAMPLING_RATE, start))
+            frames = video.frames(self._indices(video, view // self.num_crops, rng))
         if rng is not None:
             frames = self._augment(frames, rng)
         else:
             frames = scale_short_side(frames, self.data.TEST_CROP_SIZE)
             frames = spatial_crop(frames, self.data.TEST_CROP_SIZE, view % self.num_crops, self.num_crops)
         return to_tensor(frames, self.data.MEAN, self.data.STD), label, video_index
+
+    def _indices(self, video: "VideoReader", clip: int, rng: Optional[np.random.Generator]) -> np.ndarray:
+        """The frame indices of temporal clip ``clip`` (random with ``rng``)."""
+        d = self.data
+        if d.TEMPORAL_SAMPLING == "slowfast":
+            return slowfast_clip_indices(video.length, d.NUM_FRAMES, d.SAMPLING_RATE, video.fps, d.TARGET_FPS, clip,
+                                         self.num_clips, rng)
+        span = (d.NUM_FRAMES - 1) * d.SAMPLING_RATE + 1
+        if rng is not None:
+            start = int(rng.integers(0, max(video.length - span, 0) + 1))
+        else:
+            start = clip_start(video.length, span, clip, self.num_clips)
+        return clip_indices(video.length, d.NUM_FRAMES, d.SAMPLING_RATE, start)
 
     def _augment(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         low, high = self.data.TRAIN_JITTER_SCALES

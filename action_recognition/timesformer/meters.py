@@ -20,16 +20,17 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> Dict[str, 
 
 
 class VideoScores:
-    """Averages the softmax scores of all views of each video."""
+    """Averages the scores (logits or softmax probabilities) of all views of each video; the
+    average ranks classes as the sum does."""
 
     def __init__(self, num_videos: int, num_classes: int):
         self.sums = np.zeros((num_videos, num_classes), dtype=np.float64)
         self.counts = np.zeros(num_videos, dtype=np.int64)
         self.labels = np.full(num_videos, -1, dtype=np.int64)
 
-    def update(self, probs: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor) -> None:
+    def update(self, scores: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor) -> None:
         index = video_index.numpy()
-        np.add.at(self.sums, index, probs.double().numpy())
+        np.add.at(self.sums, index, scores.double().numpy())
         np.add.at(self.counts, index, 1)
         self.labels[index] = labels.numpy()
 

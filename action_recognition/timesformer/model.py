@@ -81,7 +81,8 @@ class VisionTransformer(nn.Module):
                  embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  head_dropout: float = 0.0, num_frames: int = 8, attention_type: str = "divided_space_time",
-                 trl_loc: Optional[int] = None, pred_depth: bool = True, pred_campos_from: str = "both-sep"):
+                 trl_loc: Optional[int] = None, pred_depth: bool = True, pred_campos_from: str = "both-sep",
+                 trl_init: str = "release"):
         super().__init__()
         self.attention_type = attention_type
         self.num_classes = num_classes
@@ -102,11 +103,17 @@ class VisionTransformer(nn.Module):
         self.norm = _layer_norm(embed_dim)
         self.head_drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
         self.trl_loc = trl_loc
-        if trl_loc is not None:
-            self.three_d_trl = ThreeDTRL(embed_dim, self.grid_size, has_cls=True, pred_depth=pred_depth,
-                                         pred_campos_from=pred_campos_from, zero_init_rotation=True)
+        # release: the layer exists before the model's initialisation, which then covers its Linears too
+        if trl_loc is not None and trl_init == "release":
+            self.three_d_trl = self._build_trl(pred_depth, pred_campos_from)
+        self._init_weights()
+        if trl_loc is not None and trl_init != "release":
+            self.three_d_trl = self._build_trl(pred_depth, pred_campos_from)
+
+    def _build_trl(self, pred_depth: bool, pred_campos_from: str) -> ThreeDTRL:
+        return ThreeDTRL(self.embed_dim, self.grid_size, has_cls=True, pred_depth=pred_depth,
+                         pred_campos_from=pred_campos_from, zero_init_rotation=True)
 
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
@@ -203,7 +210,8 @@ def build_model(cfg) -> TimeSformer:
     return TimeSformer(
         img_size=cfg.DATA.TRAIN_CROP_SIZE, patch_size=t.PATCH_SIZE, in_chans=cfg.DATA.INPUT_CHANNEL_NUM[0],
         num_classes=cfg.MODEL.NUM_CLASSES, embed_dim=t.EMBED_DIM, depth=model_depth(cfg), num_heads=t.NUM_HEADS,
-        mlp_ratio=t.MLP_RATIO, drop_path_rate=t.DROP_PATH_RATE, head_dropout=cfg.MODEL.DROPOUT_RATE,
+        mlp_ratio=t.MLP_RATIO, drop_path_rate=t.DROP_PATH_RATE,
+        head_dropout=cfg.MODEL.DROPOUT_RATE if cfg.MODEL.HEAD_DROPOUT else 0.0,
         num_frames=cfg.DATA.NUM_FRAMES, attention_type=t.ATTENTION_TYPE,
         trl_loc=cfg.TRL.LOC if cfg.TRL.ENABLE else None, pred_depth=cfg.TRL.PRED_DEPTH,
-        pred_campos_from=cfg.TRL.PRED_CAMPOS_FROM)
+        pred_campos_from=cfg.TRL.PRED_CAMPOS_FROM, trl_init=cfg.TRL.INIT)

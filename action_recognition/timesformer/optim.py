@@ -32,18 +32,26 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """timm's optimizer factory: SGD (Nesterov when ``SOLVER.NESTEROV``) or AdamW, no weight decay on
-    1-D parameters and the model's ``no_weight_decay`` names. The decayed group comes first, as in
-    the checkpoints written so far."""
+    """timm's optimizer factory: SGD (Nesterov when ``SOLVER.NESTEROV``) or AdamW.
+
+    The release's parameter groups by default: parameters whose names contain ``bn`` (none in a ViT)
+    without weight decay, then all others with ``SOLVER.WEIGHT_DECAY``. With ``SOLVER.ZERO_WD_1D_PARAM``:
+    the decayed group first, then 1-D parameters and the model's ``no_weight_decay`` names without
+    decay (this project's earlier groups, which its earlier checkpoints hold)."""
     s = cfg.SOLVER
     inner = unwrap_model(model)
-    skip = [f"model.{name}" for name in inner.model.no_weight_decay()]
-    no_decay, decay = param_groups_weight_decay(inner, s.WEIGHT_DECAY, no_weight_decay_list=skip)
+    if s.ZERO_WD_1D_PARAM:
+        skip = [f"model.{name}" for name in inner.model.no_weight_decay()]
+        no_decay, decay = param_groups_weight_decay(inner, s.WEIGHT_DECAY, no_weight_decay_list=skip)
+        groups = [decay, no_decay]
+    else:
+        named = list(inner.named_parameters())
+        groups = [{"params": [p for n, p in named if "bn" in n], "weight_decay": 0.0},
+                  {"params": [p for n, p in named if "bn" not in n], "weight_decay": s.WEIGHT_DECAY}]
     if s.OPTIMIZING_METHOD == "sgd":
         name = "sgd" if s.NESTEROV and s.MOMENTUM > 0 else "momentum"  # timm: sgd = Nesterov momentum
-        return create_optimizer_v2([decay, no_decay], name, lr=s.BASE_LR, momentum=s.MOMENTUM,
-                                   dampening=s.DAMPENING)
-    return create_optimizer_v2([decay, no_decay], "adamw", lr=s.BASE_LR)
+        return create_optimizer_v2(groups, name, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING)
+    return create_optimizer_v2(groups, "adamw", lr=s.BASE_LR)
 
 
 def build_loss(cfg) -> nn.Module:

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 import torch
+import yaml
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -21,9 +22,10 @@ from timm.utils import accuracy
 from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, compile_model, init_runtime,
                      load_checkpoint_file, progress_bar, seed_everything, setup_logging, user_message,
                      write_json_atomic)
-from utils import AverageMeter
+from utils import AverageMeter, load_yaml
 
 from . import checkpoint as cu
+from .config import EARLIER_BEHAVIOUR
 from .dataset import VideoDataset
 from .meters import VideoScores
 from .model import build_model
@@ -141,14 +143,15 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch: int, cfg, device, writ
 
 @torch.no_grad()
 def evaluate(model, loader, cfg, device, desc: str) -> Dict[str, float]:
-    """Video-level metrics: softmax scores averaged over each video's views, gathered from all processes."""
+    """Video-level metrics over each video's views (their logits summed, or their softmax scores
+    averaged: ``DATA.ENSEMBLE_METHOD``), gathered from all processes."""
     model.eval()
     dataset = loader.dataset.dataset
     scores = VideoScores(len(dataset.videos), cfg.MODEL.NUM_CLASSES)
     for clips, labels, video_index in iterate(loader, desc, cfg):
         with autocast(cfg, device):
-            logits = model(clips.to(device, non_blocking=True))
-        scores.update(logits.float().softmax(dim=1).cpu(), labels, video_index)
+            logits = model(clips.to(device, non_blocking=True)).float()
+        scores.update(logits if cfg.DATA.ENSEMBLE_METHOD == "sum" else logits.softmax(dim=1), labels, video_index)
     scores.sums = all_reduce_sum(scores.sums, device)
     scores.counts = all_reduce_sum(scores.counts, device).astype(np.int64)
     labels = all_reduce_sum(np.where(scores.labels >= 0, scores.labels + 1, 0), device).astype(np.int64)
@@ -169,6 +172,10 @@ def prepare_model(cfg, device):
     model = build_model(cfg)
     if cfg.TIMESFORMER.PRETRAINED_MODEL:
         load_pretrained(model, cfg.TIMESFORMER.PRETRAINED_MODEL)
+    elif cfg.TRAIN.ENABLE and is_main():
+        log.info("TIMESFORMER.PRETRAINED_MODEL is empty: the model starts from its initialisation (the release "
+                 "downloads timm's ImageNet ViT-B/16 weights here; give that file as TIMESFORMER.PRETRAINED_MODEL "
+                 "to do the same)")
     if cfg.TRAIN.CHECKPOINT_FILE_PATH and cfg.TRAIN.FINETUNE:
         load_pretrained(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
@@ -196,18 +203,43 @@ def changed_keys(old: Dict, new: Dict, prefix: str = "") -> List[str]:
     return out
 
 
+def stored_config(checkpoint: dict) -> Dict:
+    """The config a checkpoint was trained with: a dict (this project's) or the YAML text that the
+    release's SlowFast checkpoints hold (read as plain YAML: nothing in it runs)."""
+    stored = checkpoint.get("cfg")
+    if isinstance(stored, str):
+        try:
+            stored = load_yaml(stored)
+        except yaml.YAMLError:
+            return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def keep_earlier_behaviour(cfg, stored: Dict, path: str) -> None:
+    """A run resumed from a checkpoint of this project written before a key of
+    :data:`EARLIER_BEHAVIOUR` existed continues with the behaviour it was trained with."""
+    for (section, key), value in EARLIER_BEHAVIOUR.items():
+        if key not in (stored.get(section) or {}) and cfg[section][key] != value:
+            cfg[section][key] = value
+            if is_main():
+                log.info("%s.%s %r: %s was trained before this key existed, so it continues as it was trained",
+                         section, key, value, path)
+
+
 def train(cfg, model, device, writer) -> Dict:
     """Train for ``SOLVER.MAX_EPOCH`` epochs (resuming from the last checkpoint); returns the history."""
-    optimizer = build_optimizer(model, cfg)
     start, history = 0, []
     last = cu.last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    stored = load_checkpoint_file(last) if last else {}
+    if last and "history" in stored:  # this project's checkpoint (the release's hold no history)
+        keep_earlier_behaviour(cfg, stored_config(stored), last)
+    optimizer = build_optimizer(model, cfg)
     if last:
         start = cu.resume(last, model, optimizer)
-        stored = load_checkpoint_file(last)
         history = stored.get("history", [])
         if is_main():
             log.info("resumed from %s (epoch %d)", last, start)
-            changed = changed_keys(stored.get("cfg") or {}, cfg.to_dict())
+            changed = changed_keys(stored_config(stored), cfg.to_dict())
             if changed:
                 log.warning("warning: the config differs from the one %s was trained with: %s", last,
                             ", ".join(changed))
