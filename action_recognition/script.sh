@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train and test a TimeSformer (+3DTRL):  bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]
-# CONFIG is a file name in configs/ (a bare name such as TimeSformer_3DTRL_Smarthome.yaml) or a path
-# to a config file (configs/X.yaml, or your own file anywhere); extra KEY VALUE pairs override it.
+# CONFIG is a file name in configs/ (a bare name such as TimeSformer_3DTRL_Smarthome.yaml, or one of the
+# release's names such as TimeSformer_ST_8x32_224_NTU.yaml or Kinetics/TimeSformer_divST_8x32_224.yaml) or a
+# path to a config file (configs/X.yaml, or your own file anywhere); extra KEY VALUE pairs override it.
 set -euo pipefail
 if [ "$#" -lt 3 ]; then
     echo "usage: bash script.sh CONFIG DATA_DIR OUTPUT_DIR [KEY VALUE ...]" >&2
@@ -9,9 +10,21 @@ if [ "$#" -lt 3 ]; then
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CONFIG="$1"; DATA_DIR="$2"; OUTPUT_DIR="$3"; shift 3
+# The release's SlowFast and Charades configs name models that are not part of this project.
+case "$(basename "$CONFIG")" in
+    SLOWFAST_*|*Charades*)
+        if [ ! -f "$CONFIG" ]; then
+            echo "error: $CONFIG is one of the release's SlowFast/Charades configs: those models are not part of this project (TimeSformer with or without 3DTRL only)" >&2
+            exit 2
+        fi ;;
+esac
+# A relative path is looked for from here, then in this folder, then in configs/ (the release's
+# configs/$config, e.g. Kinetics/TimeSformer_divST_8x32_224.yaml).
 case "$CONFIG" in
-    */*) case "$CONFIG" in /*) ;; *) if [ -f "$PWD/$CONFIG" ]; then CONFIG="$PWD/$CONFIG"; else CONFIG="$HERE/$CONFIG"; fi ;; esac ;;
-    *) CONFIG="$HERE/configs/$CONFIG" ;;
+    /*) ;;
+    *) for candidate in "$PWD/$CONFIG" "$HERE/$CONFIG" "$HERE/configs/$CONFIG"; do
+           if [ -f "$candidate" ]; then CONFIG="$candidate"; break; fi
+       done ;;
 esac
 if [ ! -f "$CONFIG" ]; then
     echo "error: config file not found: $CONFIG" >&2

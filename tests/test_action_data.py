@@ -275,3 +275,79 @@ def test_script_sh_takes_a_config_name_or_path(tmp_path):
     missing = script("configs/none.yaml", ACTION)
     assert missing.returncode == 2 and "config file not found" in missing.stderr
     assert "configs/configs" not in missing.stderr
+
+
+# ----------------------------------------------------------------------------- the release's recipe
+
+RELEASE_CONFIGS = ["TimeSformer_ST_8x32_224_4gpus.yaml", "TimeSformer_ST_8x32_224_NTU.yaml",
+                   "TimeSformer_ST_8x32_224_SH.yaml", "TimeSformer_ST_8x32_224_SH_test.yaml",
+                   "TimeSformer_divST_8x32_224_no_pretrained.yaml", "TimeSformer_divST_8x32_224_pretrained.yaml"] + [
+    f"Kinetics/TimeSformer_{n}.yaml" for n in ("divST_16x16_448", "divST_8x32_224", "divST_8x32_224_4gpus",
+                                               "divST_8x32_224_TEST", "divST_96x4_224", "jointST_8x32_224",
+                                               "spaceOnly_8x32_224")]
+
+
+@pytest.mark.parametrize("name", RELEASE_CONFIGS)
+def test_the_release_config_names_load(name):
+    cfg = load_config(os.path.join(ACTION, "configs", name))
+    assert cfg.TRL.ENABLE and cfg.MODEL.ARCH == "vit"
+    assert (cfg.DATA.TEMPORAL_SAMPLING, cfg.DATA.ENSEMBLE_METHOD, cfg.SOLVER.ZERO_WD_1D_PARAM,
+            cfg.MODEL.HEAD_DROPOUT, cfg.TRL.INIT) == ("slowfast", "sum", False, False, "release")
+
+
+def test_the_release_ntu_config_keeps_its_values():
+    cfg = load_config(os.path.join(ACTION, "configs", "TimeSformer_ST_8x32_224_NTU.yaml"))
+    assert (cfg.TRAIN.EVAL_PERIOD, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.DATA.SAMPLING_RATE, cfg.SOLVER.STEPS,
+            cfg.MODEL.NUM_CLASSES, cfg.NUM_GPUS, cfg.TEST.BATCH_SIZE) == (5, 5, 4, [0, 71, 90], 60, 4, 4)
+
+
+@pytest.mark.parametrize("name", ["Kinetics/SLOWFAST_8x8_R50.yaml", "TimeSformer_divST_8x32_224_Charades.yaml"])
+def test_slowfast_and_charades_names_are_refused_in_one_line(name, tmp_path):
+    result = subprocess.run(["bash", os.path.join(ACTION, "script.sh"), name, str(tmp_path), str(tmp_path / "o")],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "not part of this project" in lines[0]
+    config = tmp_path / "sf.yaml"
+    config.write_text("SLOWFAST:\n  ALPHA: 4\nRESNET:\n  DEPTH: 50\n")
+    with pytest.raises(UserError, match="SlowFast models are not part of this project"):
+        load_config(str(config))
+
+
+def test_slowfast_temporal_sampling_matches_the_release():
+    """SlowFast's get_start_end_idx + temporal_sampling: linspace over rate * frames * fps / target_fps."""
+    from timesformer.dataset import slowfast_clip_indices
+    # 100 frames at 30 fps, 8 frames at rate 4 (clip of 32 frames): delta 68; test clip 1 of 2 starts at 34
+    expected = np.linspace(34, 34 + 32 - 1, 8).astype(np.int64)
+    np.testing.assert_array_equal(slowfast_clip_indices(100, 8, 4, 30.0, 30, 1, 2, None), expected)
+    assert slowfast_clip_indices(100, 8, 4, 30.0, 30, 0, 2, None)[0] == 0
+    # a 60 fps video: the clip spans twice the frames; a short video is clamped to its last frame
+    assert slowfast_clip_indices(200, 8, 4, 60.0, 30, 0, 1, None)[-1] == 63
+    assert slowfast_clip_indices(10, 8, 4, 30.0, 30, 0, 1, None)[-1] == 9
+    rng = np.random.default_rng(0)
+    drawn = slowfast_clip_indices(100, 8, 4, 30.0, 30, 0, 1, rng)
+    assert 0 <= drawn[0] <= 68 and drawn[-1] - drawn[0] in (30, 31)
+
+
+def test_test_views_are_combined_by_summing_logits():
+    from timesformer.meters import VideoScores
+    logits = torch.tensor([[10.0, 0.0], [0.0, 3.0], [0.0, 3.0]])  # one confident view against two mild ones
+    summed, softmax = VideoScores(1, 2), VideoScores(1, 2)
+    index, labels = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)
+    summed.update(logits, labels, index)
+    softmax.update(logits.softmax(dim=1), labels, index)
+    assert summed.scores().argmax() == 0 and softmax.scores().argmax() == 1
+
+
+def test_resume_from_a_release_checkpoint_with_a_yaml_config(tiny_set, tmp_path):
+    """SlowFast checkpoints store ``cfg`` as YAML text; auto-resume reads it instead of crashing."""
+    import yaml
+    from timesformer.checkpoint import checkpoint_path
+    out = str(tmp_path / "run")
+    run_net.main(demo_args(tiny_set, out, *SMALL))
+    path = checkpoint_path(out, 1)
+    state = torch.load(path, weights_only=False)
+    release = {"epoch": 1, "model_state": state["model_state"], "optimizer_state": state["optimizer_state"],
+               "cfg": yaml.safe_dump(state["cfg"])}
+    torch.save(release, path)
+    run_net.main(demo_args(tiny_set, out, *SMALL, "SOLVER.MAX_EPOCH", "2"))
+    assert [h["epoch"] for h in json.load(open(os.path.join(out, "stats.json")))] == [2]
