@@ -78,9 +78,9 @@ class Config(dict):
     type of the key's default (checked in :func:`_checked_value`).
     """
 
-    def __init__(self, data: Optional[dict] = None):
+    def __init__(self, data: Optional[dict] = None, **kwargs):
         super().__init__()
-        for key, value in (data or {}).items():
+        for key, value in dict(data or {}, **kwargs).items():  # Config(a=1): the release's form
             self[key] = Config(value) if isinstance(value, dict) else value
 
     def __getattr__(self, name: str) -> Any:
@@ -152,6 +152,34 @@ class AverageMeter:
     @property
     def avg(self) -> float:
         return self.sum / max(self.count, 1)
+
+
+# ----------------------------------------------------------------------------- the release's helpers
+
+def _release_transforms():
+    import compat  # noqa: F401  (must precede the first torchvision import)
+    import torchvision.transforms as T
+    return T.Compose([T.ToTensor()]), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+# The release's frame transforms: PIL image -> float tensor in [0, 1], then ImageNet normalisation.
+to_tensor, normalize = _release_transforms()
+
+
+def distance(x1, x2):
+    """Squared Euclidean distance over the last dimension (the release's)."""
+    return (x1 - x2).pow(2).sum(dim=-1)
+
+
+def cos_distance(x1, x2):
+    """Cosine similarity over dimension 1 (the release's name)."""
+    import torch.nn.functional as F
+    return F.cosine_similarity(x1, x2, dim=1, eps=1e-6)
+
+
+def normalize_vector(x):
+    """Rows of ``x`` scaled to unit length (the release's ``1e-10`` guard)."""
+    return x / (x.pow(2).sum(dim=1) + 1e-10).sqrt().view(-1, 1)
 
 
 # ----------------------------------------------------------------------------- alignment metrics

@@ -25,11 +25,22 @@ class ThreeDTRL(nn.Module):
         cat: concatenation variant (``proj_world`` over ``[token, world point]``, no 2D term).
         x2d: skip re-adding the backbone's 2D position embedding.
         zero_init_rotation: start with ``R = I`` (the video model's initialisation).
+
+    The release's form ``ThreeDTRL(config)`` also builds it: ``config`` has ``embed_dim``,
+    ``input_size`` ``(C, H, W)`` and ``patch_size`` (the grid is ``H / patch_size`` by
+    ``W / patch_size``) and may have ``has_cls``, ``pred_depth`` and ``pred_campos_from``.
     """
 
-    def __init__(self, dim: int, grid_size: Tuple[int, int], has_cls: bool = True, pred_depth: bool = True,
-                 pred_campos_from: str = "both-sep", cat: bool = False, x2d: bool = False,
+    def __init__(self, dim, grid_size: Optional[Tuple[int, int]] = None, has_cls: bool = True,
+                 pred_depth: bool = True, pred_campos_from: str = "both-sep", cat: bool = False, x2d: bool = False,
                  zero_init_rotation: bool = False):
+        if not isinstance(dim, int):  # the release's ThreeDTRL(config)
+            config = dim
+            _, height, width = config.input_size
+            dim, grid_size = config.embed_dim, (height // config.patch_size, width // config.patch_size)
+            has_cls = getattr(config, "has_cls", has_cls)
+            pred_depth = getattr(config, "pred_depth", pred_depth)
+            pred_campos_from = getattr(config, "pred_campos_from", pred_campos_from)
         super().__init__()
         if pred_campos_from not in CAMERA_MODES:
             raise ValueError(f"unknown camera mode {pred_campos_from!r}; choose one of {', '.join(CAMERA_MODES)}")
@@ -46,22 +57,28 @@ class ThreeDTRL(nn.Module):
             self.pos_emb_world = nn.Sequential(nn.Linear(3, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.estimator = PointEstimator(dim, grid_size, pred_depth, pred_campos_from, zero_init_rotation)
 
-    def forward(self, x: torch.Tensor, grid_size: Tuple[int, int], pe2d: Optional[torch.Tensor] = None,
-                num_frames: int = 1, return_geometry: bool = False
+    def forward(self, x: torch.Tensor, grid_size=None, pe2d: Optional[torch.Tensor] = None,
+                num_frames: int = 1, return_geometry: bool = False, x2d: Optional[bool] = None
                 ) -> Union[torch.Tensor, Tuple[torch.Tensor, TokenGeometry]]:
         """Add the 3D positional embedding of every token.
 
         Args:
             x: ``(B, P + N * T, D)`` tokens, ``P`` = 1 with CLS else 0, patches in ``(h w t)`` order.
-            grid_size: ``(h, w)`` of the token grid, ``N = h * w``.
+            grid_size: ``(h, w)`` of the token grid, ``N = h * w`` (None: the grid it was built for).
+                The release's call ``forward(x, pos_emb_2d, x2d=...)`` also works: a tensor here is
+                ``pe2d``.
             pe2d: ``(1, P + N, D)`` or ``(1, N, D)`` learned 2D position embedding, added again
                 (ignored when ``x2d`` or ``cat``); None for backbones without one.
             num_frames: ``T`` (1 for images).
             return_geometry: also return the recovered :class:`TokenGeometry`.
+            x2d: overrides the ``x2d`` it was built with, for this call (the release's argument).
 
         Returns:
             ``(B, P + N * T, D)`` tokens, and the geometry when asked.
         """
+        if grid_size is None or isinstance(grid_size, torch.Tensor):
+            pe2d, grid_size = (grid_size if pe2d is None else pe2d), self.estimator.grid_size
+        skip_2d = self.x2d if x2d is None else x2d
         prefix = 1 if self.has_cls else 0
         num_patches = grid_size[0] * grid_size[1]
         if x.shape[1] != prefix + num_patches * num_frames:
@@ -73,7 +90,7 @@ class ThreeDTRL(nn.Module):
         else:
             emb = self.pos_emb_world(points_world)
         cls_emb = self.pos_emb_world_cls if self.has_cls else None
-        if pe2d is not None and not (self.x2d or self.cat):
+        if pe2d is not None and not (skip_2d or self.cat):
             pe_cls, pe_patch = self._split_pe2d(pe2d, num_patches, num_frames)
             emb = emb + pe_patch
             if self.has_cls and pe_cls is not None:

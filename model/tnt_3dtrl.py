@@ -31,6 +31,8 @@ class TNT_3DTRL(TNT):
 
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
                  cat: bool = False, x2d: bool = False, **kwargs):
+        if isinstance(kwargs.get("global_pool"), bool):  # the release's TnT took a boolean and kept the CLS token
+            kwargs["global_pool"] = "token"
         super().__init__(*args, **kwargs)
         attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.pixel_embed.grid_size)] * len(self.blocks),
                            "blocks", has_cls=True, pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat,

@@ -27,11 +27,14 @@ class ViT_3DTRL(VisionTransformer):
     Args:
         trl_depth: index of the block 3DTRL is inserted before.
         pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`.
-        **kwargs: timm ``VisionTransformer`` arguments.
+        **kwargs: timm ``VisionTransformer`` arguments; ``global_pool`` may also be the release's
+            boolean (False: the CLS token, True: the mean of the patch tokens).
     """
 
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
                  cat: bool = False, x2d: bool = False, **kwargs):
+        if isinstance(kwargs.get("global_pool"), bool):  # the release's: False = CLS token, True = token mean
+            kwargs["global_pool"] = "avg" if kwargs["global_pool"] else "token"
         super().__init__(*args, **kwargs)
         if self.reg_token is not None or not isinstance(self.patch_drop, nn.Identity):
             raise ValueError("3DTRL needs the full token grid: register tokens and patch dropout are not supported")

@@ -5,7 +5,8 @@
         --seeds 0 1 2 --epochs 10
 
 Each run is ``tools/run_net.py`` in its own process (finished runs are skipped, unfinished ones
-resume from their last checkpoint). Writes ``summary.json`` and ``summary.md`` in ``--out``.
+resume from their last checkpoint). Writes ``summary.json`` and ``summary.md`` in ``--out``: mean and
+standard deviation over seeds, and the per-seed 3DTRL - plain differences with a paired t-test.
 """
 import argparse
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,14 +50,33 @@ def run_one(config: str, seed: int, out: str, args) -> dict:
         return json.load(f)["test"]
 
 
+def paired_difference(table: dict, metric: str) -> dict:
+    """3DTRL minus plain on the seeds both finished: mean, standard deviation and a paired t-test."""
+    plain, trl = (table[name] for name in VARIANTS)
+    seeds = sorted(set(plain) & set(trl))
+    diffs = np.array([trl[s][metric] - plain[s][metric] for s in seeds])
+    result = {"seeds": seeds, "differences": diffs.tolist(), "mean": float(diffs.mean()) if len(diffs) else None,
+              "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else None, "p_value": None}
+    if len(diffs) > 1 and diffs.std() > 0:
+        result["p_value"] = float(stats.ttest_rel([trl[s][metric] for s in seeds], [plain[s][metric] for s in seeds]).pvalue)
+    return result
+
+
 def summarise(table: dict) -> str:
     lines = ["| model | cross-view top-1 (%) | cross-view mean per-class acc. (%) | seeds |", "|---|---|---|---|"]
     for name, runs in table.items():
         cells = []
         for metric in METRICS:
             values = np.array([r[metric] for r in runs.values()])
-            cells.append(f"{values.mean():.1f} ± {values.std():.1f}")
+            cells.append(f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.1f}")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {len(runs)} |")
+    if all(table.get(name) for name in VARIANTS):
+        for metric in METRICS:
+            diff = paired_difference(table, metric)
+            if diff["std"] is not None:
+                p = "n/a" if diff["p_value"] is None else f"{diff['p_value']:.3g}"
+                lines.append(f"\n3DTRL - plain, {metric}: {diff['mean']:+.1f} ± {diff['std']:.1f} over seeds "
+                             f"{diff['seeds']} (paired t-test p = {p})")
     return "\n".join(lines) + "\n"
 
 
@@ -75,7 +96,9 @@ def main(argv=None) -> None:
 
 def write_summary(table: dict, args) -> None:
     """``summary.json`` and ``summary.md`` of the runs finished so far."""
-    write_json_atomic({"epochs": args.epochs, "seeds": args.seeds, "runs": table}, os.path.join(args.out, "summary.json"))
+    paired = {m: paired_difference(table, m) for m in METRICS} if all(table.get(n) for n in VARIANTS) else None
+    write_json_atomic({"epochs": args.epochs, "seeds": args.seeds, "options": args.opts, "runs": table,
+                       "paired": paired}, os.path.join(args.out, "summary.json"))
     markdown = summarise({name: runs for name, runs in table.items() if runs})
     path = os.path.join(args.out, "summary.md")
     with open(path + ".part", "w") as f:
