@@ -18,7 +18,16 @@ from runtime import (CHECKPOINT_SAFE_GLOBALS, COMPILE_MODES, UserError, atomic_w
 # ----------------------------------------------------------------------------- config
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3``-style numbers (no dot) as floats, as YAML 1.2 does."""
+    """SafeLoader that also reads ``1e-3``-style numbers (no dot) as floats, as YAML 1.2 does, and
+    refuses aliases (``*name``): nested aliases expand exponentially (a few lines can hold gigabytes),
+    and no config needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not allowed in configs",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -28,8 +37,18 @@ _YamlLoader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML text; numbers such as ``1e-3`` are floats (plain PyYAML reads them as strings)."""
+    """Parse YAML text; numbers such as ``1e-3`` are floats (plain PyYAML reads them as strings).
+
+    Raises:
+        yaml.YAMLError: not YAML, or it holds an alias.
+    """
     return yaml.load(text, Loader=_YamlLoader)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about values users give."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def load_yaml_mapping(path: str, what: str = "keys") -> dict:
@@ -67,7 +86,7 @@ def _checked_value(key: str, default: Any, value: Any) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         expected = "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"
-        raise UserError(f"{key} must be {expected}, got {value!r}")
+        raise UserError(f"{key} must be {expected}, got {short_repr(value)}")
     return value
 
 
@@ -109,7 +128,9 @@ class Config(dict):
         return self
 
     def merge_list(self, pairs: Iterable[str]) -> "Config":
-        """Apply ``["A.B", "value", ...]`` overrides; values are parsed as YAML scalars/lists."""
+        """Apply ``["A.B", "value", ...]`` overrides; values are parsed as YAML scalars/lists, except for
+        keys whose default is a string (paths, names), which take the text as it is (so ``OUT #3``
+        is that folder, not ``OUT`` and a comment)."""
         pairs = list(pairs)
         if len(pairs) % 2:
             raise UserError(f"overrides must be KEY VALUE pairs, got an odd number: {' '.join(pairs)}")
@@ -123,7 +144,7 @@ class Config(dict):
             if not isinstance(node, Config) or keys[-1] not in node:
                 raise UserError(f"unknown config key: {dotted}")
             try:
-                value = load_yaml(raw) if isinstance(raw, str) else raw
+                value = raw if not isinstance(raw, str) or isinstance(node[keys[-1]], str) else load_yaml(raw)
             except yaml.YAMLError as err:
                 raise UserError(f"value of {dotted} is not a plain YAML value: {str(err).splitlines()[0]}") from None
             node[keys[-1]] = _checked_value(dotted, node[keys[-1]], value)

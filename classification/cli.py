@@ -2,6 +2,8 @@
 import argparse
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+import yaml
+
 from runtime import UserError
 from utils import load_yaml, load_yaml_mapping
 
@@ -22,7 +24,10 @@ class ParseKwargs(argparse.Action):
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise UserError(f"{option_string} expects KEY=VALUE items, got '{item}'")
-            kwargs[key.replace("-", "_")] = load_yaml(value)
+            try:
+                kwargs[key.replace("-", "_")] = load_yaml(value)
+            except yaml.YAMLError as err:
+                raise UserError(f"{option_string} {key}: not a plain YAML value: {str(err).splitlines()[0]}") from None
         setattr(namespace, self.dest, kwargs)
 
 

@@ -32,6 +32,9 @@ def build_classifier(name: str, num_classes: int, img_size: Optional[int] = None
         raise UserError(f"--trl-depth/--npl-depth/--cat apply to 3DTRL models only, not to '{name}'")
     try:
         net = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+    except OSError as err:  # pretrained weights neither cached nor reachable (huggingface_hub's errors are OSErrors)
+        raise UserError(f"pretrained weights of '{name}' are not available here: "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     except (TypeError, ValueError, AssertionError) as err:
         raise UserError(f"cannot build '{name}' with {kwargs}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     try:

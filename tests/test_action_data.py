@@ -351,3 +351,14 @@ def test_resume_from_a_release_checkpoint_with_a_yaml_config(tiny_set, tmp_path)
     torch.save(release, path)
     run_net.main(demo_args(tiny_set, out, *SMALL, "SOLVER.MAX_EPOCH", "2"))
     assert [h["epoch"] for h in json.load(open(os.path.join(out, "stats.json")))] == [2]
+
+
+def test_relative_list_paths_are_also_found_where_the_release_ran(tmp_path, monkeypatch):
+    from timesformer.dataset import find_video
+    (tmp_path / "ran_here" / "videos").mkdir(parents=True)
+    (tmp_path / "ran_here" / "videos" / "a.mp4").write_bytes(b"x")
+    (tmp_path / "data").mkdir()
+    assert find_video("videos/a.mp4", str(tmp_path / "data"), [str(tmp_path / "ran_here")]) == \
+        str(tmp_path / "ran_here" / "videos" / "a.mp4")
+    assert find_video("videos/b.mp4", str(tmp_path / "data"), [str(tmp_path / "ran_here")]) == \
+        str(tmp_path / "data" / "videos" / "b.mp4")  # not found anywhere: the error names the prefix's path

@@ -52,11 +52,17 @@ def test_bad_config_values_are_errors():
 
 
 def test_all_shipped_configs_load():
-    names = sorted(os.listdir(CONFIGS))
+    names = sorted(n for n in os.listdir(CONFIGS) if n.endswith(".yaml"))
     assert "TimeSformer_3DTRL_demo_cpu.yaml" in names and len(names) >= 12
     for name in names:
         cfg = load_config(os.path.join(CONFIGS, name), [])
-        assert ("3DTRL" in name) == cfg.TRL.ENABLE, name
+        # the project's names say whether 3DTRL is on; the release's (TimeSformer_ST_*, *_pretrained, ...)
+        # always build it, as the release's model did
+        project_name = name.startswith(("TimeSformer_3DTRL_", "TimeSformer_NTU", "TimeSformer_Smarthome",
+                                        "TimeSformer_demo")) or name in (
+            "TimeSformer_divST_8x32_224.yaml", "TimeSformer_jointST_8x32_224.yaml",
+            "TimeSformer_spaceOnly_8x32_224.yaml")
+        assert cfg.TRL.ENABLE == ("3DTRL" in name or not project_name), name
 
 
 def test_lr_policies():
@@ -195,3 +201,19 @@ def test_bad_checkpoint_files(tmp_path):
     torch.save({"model_state": {"model.patch_embed.proj.weight": torch.zeros(48, 3, 4, 4)}}, tmp_path / "bad.pyth")
     with pytest.raises(UserError, match="patch_embed.proj.weight has shape"):
         load_pretrained(net, str(tmp_path / "bad.pyth"))
+
+
+def test_release_recipe_no_head_dropout_and_every_parameter_decays():
+    from timesformer.optim import build_optimizer
+    cfg = load_config(None, ["TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1",
+                             "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+                             "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "MODEL.NUM_CLASSES", "5"])
+    assert cfg.MODEL.DROPOUT_RATE == 0.5 and build_model(cfg).model.head_drop.p == 0.0  # never applied
+    groups = build_optimizer(build_model(cfg), cfg).param_groups
+    model = build_model(cfg)
+    assert [len(g["params"]) for g in groups] == [0, len(list(model.parameters()))]  # "bn" names only are exempt
+    assert groups[1]["weight_decay"] == cfg.SOLVER.WEIGHT_DECAY
+    cfg.merge_list(["MODEL.HEAD_DROPOUT", "True", "SOLVER.ZERO_WD_1D_PARAM", "True"])
+    assert build_model(cfg).model.head_drop.p == 0.5
+    decay, no_decay = build_optimizer(build_model(cfg), cfg).param_groups
+    assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) > 0

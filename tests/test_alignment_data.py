@@ -254,3 +254,13 @@ def test_render_cli_bad_flag(tmp_path):
                            "--size", "4", "--xpar"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --size must be at least 16 pixels"
     assert os.listdir(tmp_path) == []
+
+
+def test_train_videos_cuts_pouring_only_as_the_release(tmp_path, capsys):
+    import multiview_video_alignment as mva
+    args = mva.build_parser().parse_args(["--data", "panda", "--train_videos", "3"])
+    assert mva.videos_to_keep(args) == -1
+    args = mva.build_parser().parse_args(["--data", "panda", "--train_videos", "3", "--train_videos_everywhere"])
+    assert mva.videos_to_keep(args) == 3
+    args = mva.build_parser().parse_args(["--data", "Pouring", "--train_videos", "3"])
+    assert mva.videos_to_keep(args) == 3

@@ -466,3 +466,13 @@ def test_ema_weights_pick_the_best_checkpoint_as_in_the_release(objects, tmp_pat
     assert metrics["best_top1"] == best["eval_ema_top1"]
     imagenet_train.main(common + ["--experiment", "raw", "--no-model-ema-eval"])
     assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["best_by"] == "top1"
+
+
+def test_val_takes_a_folder_of_checkpoints(objects, tmp_path):
+    ckpt = train_quick(objects, tmp_path, "folder")
+    out = tmp_path / "all.json"
+    imagenet_val.main([objects, "--checkpoint", os.path.dirname(ckpt), "-j", "0", "--no-progress",
+                       "--results-file", str(out)])
+    results = json.loads(out.read_text())
+    names = [os.path.basename(r["checkpoint"]) for r in results]
+    assert "last.pth.tar" in names and "model_best.pth.tar" in names and len({r["top1"] for r in results}) >= 1

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import multiview_video_alignment as mva
 from conftest import render_ftpv_root
@@ -280,3 +281,41 @@ def test_unwritable_output_folders_are_one_line(tmp_path):
     with pytest.raises(UserError, match="cannot write to output folder"):
         run_net.main(["--cfg", os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml"),
                       "DATA.PATH_TO_DATA_DIR", actions, "OUTPUT_DIR", str(blocker / "run")])
+
+
+# ----------------------------------------------------------------------------- hostile configs
+
+ALIAS_BOMB = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+
+
+def test_yaml_aliases_are_refused_everywhere(tmp_path):
+    """Nine levels of ten-fold aliases would expand to 10^9 items; every YAML reader refuses aliases."""
+    import resource
+    import imagenet_train
+    from utils import Config, load_yaml
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(yaml.YAMLError, match="aliases"):
+        load_yaml(ALIAS_BOMB)
+    config = tmp_path / "bomb.yaml"
+    config.write_text("lr: 0.1\nmodel_kwargs:\n  " + ALIAS_BOMB.replace("\n", "\n  "))
+    with pytest.raises(UserError, match="aliases"):
+        imagenet_train.parse_args([str(tmp_path), "-c", str(config)])
+    with pytest.raises(UserError, match="aliases"):
+        Config({"SOLVER": {"LRS": [1]}}).merge_list(["SOLVER.LRS", "&a [1, *a]"])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: nothing was expanded
+
+
+def test_string_overrides_keep_a_hash(tmp_path):
+    """``OUT #3`` is a folder name, not ``OUT`` and a YAML comment."""
+    from timesformer.config import load_config
+    cfg = load_config(None, ["OUTPUT_DIR", "OUT #3", "DATA.PATH_TO_DATA_DIR", "DATA #x", "SOLVER.BASE_LR", "0.1 # c"])
+    assert cfg.OUTPUT_DIR == "OUT #3" and cfg.DATA.PATH_TO_DATA_DIR == "DATA #x" and cfg.SOLVER.BASE_LR == 0.1
+
+
+def test_error_messages_cut_long_values():
+    from utils import Config
+    with pytest.raises(UserError) as err:
+        Config({"A": 1.0}).merge_list(["A", "[" + ", ".join(["1"] * 5000) + "]"])
+    assert len(str(err.value)) < 200

@@ -22,14 +22,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-from scipy.stats import ttest_rel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from alignment.embedder import MODEL_ALIASES
 from runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
+from tools.seed_stats import paired, summarise
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))
@@ -132,19 +131,6 @@ def train_all(args: argparse.Namespace, setting: str) -> Dict[str, List[Dict]]:
     for (model, _), result in zip(jobs, done):
         runs[model].append(result)
     return runs
-
-
-def summarise(values: Sequence[float]) -> Dict:
-    arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "min": float(arr.min()), "max": float(arr.max()), "values": [float(v) for v in arr]}
-
-
-def paired(baseline: Sequence[float], other: Sequence[float]) -> Dict:
-    """Mean per-seed difference (other - baseline) and the two-sided paired t-test's p-value."""
-    diff = np.asarray(other, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    p_value = float(ttest_rel(other, baseline).pvalue) if len(diff) > 1 and diff.std() > 0 else 1.0
-    return {"mean_difference": float(diff.mean()), "p_value": p_value}
 
 
 def view_sets(setting: str) -> List[str]:

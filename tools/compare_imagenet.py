@@ -6,13 +6,13 @@ Renders ``--data`` (preset ``small``) if it is missing, then for every model and
 imagenet_train.py (the release's ``*_nomixup`` recipe, shortened: ``--epochs``, ``--img-size``,
 ``--patch-size``), evaluates the last checkpoint with imagenet_val.py on the validation split
 (viewpoints outside the training range) and on its perspective-perturbed copy, and writes
-``results.json`` and ``results.md`` (mean and sample standard deviation over seeds). Finished runs
+``results.json`` and ``results.md`` (mean and sample standard deviation over seeds, the per-seed
+differences and a paired t-test). Finished runs
 are skipped and interrupted ones resume from their ``last.pth.tar``.
 """
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from typing import Dict, List
@@ -21,11 +21,14 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from runtime import UserError, run_cli, write_json_atomic
+from tools.seed_stats import paired, summarise
 
+PLAIN_LABEL, TRL_LABEL = "ViT-T", "ViT-T + 3DTRL"
 MODELS = {  # label -> (timm model, release config)
-    "ViT-T": ("vit_tiny_patch16_224", "vit_1k_nomixup.yaml"),
-    "ViT-T + 3DTRL": ("vit_3dtrl_tiny_patch16_224", "vit_3dtrl_1k_nomixup.yaml"),
+    PLAIN_LABEL: ("vit_tiny_patch16_224", "vit_1k_nomixup.yaml"),
+    TRL_LABEL: ("vit_3dtrl_tiny_patch16_224", "vit_3dtrl_1k_nomixup.yaml"),
 }
+METRICS = ("val_top1", "perturbed_top1")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,25 +102,27 @@ def ensure_data(args) -> None:
         os.path.join(args.out, "render.log"))
 
 
-def summarise(results: Dict[str, List[dict]]) -> Dict[str, dict]:
-    summary = {}
-    for label, runs in results.items():
-        row = {}
-        for key in ("val_top1", "perturbed_top1"):
-            values = [r[key] for r in runs]
-            row[key] = {"mean": statistics.mean(values),
-                        "std": statistics.stdev(values) if len(values) > 1 else 0.0, "values": values}
-        summary[label] = row
+def summarise_runs(results: Dict[str, List[dict]]) -> Dict[str, dict]:
+    """Per model and metric: mean and spread over seeds; for the 3DTRL model also the paired
+    differences to the plain one."""
+    summary = {label: {key: summarise([r[key] for r in runs]) for key in METRICS} for label, runs in results.items()}
+    plain, trl = (results[label] for label in MODELS)
+    if plain and len(plain) == len(trl):
+        summary[TRL_LABEL]["paired"] = {key: paired([r[key] for r in plain], [r[key] for r in trl]) for key in METRICS}
     return summary
 
 
 def markdown(summary: Dict[str, dict], args) -> str:
     lines = ["| Model | val top-1 (%) | perturbed val top-1 (%) |", "|---|---|---|"]
     for label, row in summary.items():
-        cells = [f"{row[k]['mean']:.1f} ± {row[k]['std']:.1f}" for k in ("val_top1", "perturbed_top1")]
+        cells = [f"{row[k]['mean']:.1f} ± {row[k]['std']:.1f} ({', '.join(f'{v:.1f}' for v in row[k]['values'])})"
+                 for k in METRICS]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    lines.append(f"\n{len(args.seeds)} seeds, mean ± sample std; {args.epochs} epochs at {args.img_size} px, "
-                 f"patch {args.patch_size}, batch {args.batch_size}, lr {args.lr}.")
+    for key, diff in summary[TRL_LABEL].get("paired", {}).items():
+        lines.append(f"\n{TRL_LABEL} - {PLAIN_LABEL}, {key}: {diff['mean_difference']:+.1f} ± {diff['std_difference']:.1f} "
+                     f"(paired t-test p = {diff['p_value']:.3g})")
+    lines.append(f"\nseeds {args.seeds}, mean ± sample std (per seed in brackets); {args.epochs} epochs at "
+                 f"{args.img_size} px, patch {args.patch_size}, batch {args.batch_size}, lr {args.lr}.")
     return "\n".join(lines) + "\n"
 
 
@@ -137,7 +142,7 @@ def main(argv=None) -> None:
         val, perturbed = evaluate(args, run_dir, False), evaluate(args, run_dir, True)
         results[label].append({"seed": seed, "val_top1": val["top1"], "perturbed_top1": perturbed["top1"],
                                "val_top5": val["top5"], "perturbed_top5": perturbed["top5"]})
-    summary = summarise(results)
+    summary = summarise_runs(results)
     write_json_atomic({"settings": vars(args), "runs": results, "summary": summary},
                       os.path.join(args.out, "results.json"))
     table = markdown(summary, args)

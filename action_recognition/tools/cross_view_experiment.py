@@ -15,11 +15,11 @@ import subprocess
 import sys
 
 import numpy as np
-from scipy import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from runtime import UserError, run_cli, write_json_atomic
+from tools.seed_stats import paired
 
 VARIANTS = {"TimeSformer": "TimeSformer_demo_cpu.yaml", "TimeSformer + 3DTRL": "TimeSformer_3DTRL_demo_cpu.yaml"}
 METRICS = ("top1", "mean_class_acc")
@@ -51,15 +51,10 @@ def run_one(config: str, seed: int, out: str, args) -> dict:
 
 
 def paired_difference(table: dict, metric: str) -> dict:
-    """3DTRL minus plain on the seeds both finished: mean, standard deviation and a paired t-test."""
+    """3DTRL minus plain on the seeds both finished (see :func:`tools.seed_stats.paired`)."""
     plain, trl = (table[name] for name in VARIANTS)
     seeds = sorted(set(plain) & set(trl))
-    diffs = np.array([trl[s][metric] - plain[s][metric] for s in seeds])
-    result = {"seeds": seeds, "differences": diffs.tolist(), "mean": float(diffs.mean()) if len(diffs) else None,
-              "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else None, "p_value": None}
-    if len(diffs) > 1 and diffs.std() > 0:
-        result["p_value"] = float(stats.ttest_rel([trl[s][metric] for s in seeds], [plain[s][metric] for s in seeds]).pvalue)
-    return result
+    return dict(paired([plain[s][metric] for s in seeds], [trl[s][metric] for s in seeds]), seeds=seeds)
 
 
 def summarise(table: dict) -> str:
@@ -73,10 +68,9 @@ def summarise(table: dict) -> str:
     if all(table.get(name) for name in VARIANTS):
         for metric in METRICS:
             diff = paired_difference(table, metric)
-            if diff["std"] is not None:
-                p = "n/a" if diff["p_value"] is None else f"{diff['p_value']:.3g}"
-                lines.append(f"\n3DTRL - plain, {metric}: {diff['mean']:+.1f} ± {diff['std']:.1f} over seeds "
-                             f"{diff['seeds']} (paired t-test p = {p})")
+            if len(diff["seeds"]) > 1:
+                lines.append(f"\n3DTRL - plain, {metric}: {diff['mean_difference']:+.1f} ± {diff['std_difference']:.1f} "
+                             f"over seeds {diff['seeds']} (paired t-test p = {diff['p_value']:.3g})")
     return "\n".join(lines) + "\n"
 
 
