@@ -39,8 +39,8 @@ from classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
 from runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
-                     check_output_dir, compile_model, epoch_seed, init_runtime, load_checkpoint_file, progress_bar,
-                     run_cli, seed_everything, setup_logging)
+                     check_finite, check_finite_weights, check_output_dir, compile_model, epoch_seed, init_runtime,
+                     load_checkpoint_file, progress_bar, run_cli, seed_everything, setup_logging)
 from utils import AverageMeter
 
 _logger = logging.getLogger("train")
@@ -364,6 +364,19 @@ def validate(model, loader, args, device, autocast: Callable, num_classes: int, 
     return {"loss": loss_sum / n, "top1": 100 * correct1 / n, "top5": 100 * correct_k / n}
 
 
+def apply_lr_on_resume(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> None:
+    """The schedule of a resumed run starts from ``--lr``: the restored optimizer keeps the base
+    learning rate it was created with (timm's ``initial_lr``), which a new ``--lr`` replaces, with a
+    line saying so."""
+    before = {group.get("initial_lr") for group in optimizer.param_groups}
+    if before != {args.lr}:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"] = args.lr
+        if args.rank == 0:
+            _logger.info("--lr %g applied to the resumed run (its checkpoint ran with %s)", args.lr,
+                         ", ".join(f"{lr:g}" for lr in sorted(v for v in before if v is not None)) or "another lr")
+
+
 def validates_ema(args: argparse.Namespace) -> bool:
     """The EMA weights are validated every epoch unless kept on the CPU (as in timm)."""
     return args.model_ema and not args.model_ema_force_cpu
@@ -433,6 +446,7 @@ def main(argv=None) -> None:
 
 def train(args: argparse.Namespace, device: torch.device) -> None:
     out_dir = experiment_dir(args)
+    check_output_dir(out_dir)  # another run writing there is refused before any data is read
     seed_everything(args.seed + args.rank)
     dataset_train, dataset_val, class_names = create_datasets(args)
     num_classes = args.num_classes or len(class_names)
@@ -461,6 +475,8 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         resumed = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
                                     loss_scaler=loss_scaler, log_info=args.rank == 0)
         start_epoch = resumed if args.start_epoch is None and resumed is not None else start_epoch
+        if not args.no_resume_opt:
+            apply_lr_on_resume(optimizer, args)
     model_ema = None
     if args.model_ema:
         model_ema = ModelEmaV3(model, decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
@@ -516,6 +532,8 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         if validates_ema(args):
             ema_metrics = validate(model_ema.module, loader_val, args, device, autocast, num_classes, desc="val ema")
             eval_metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
+        check_finite(eval_metrics, f"after epoch {epoch}")
+        check_finite_weights(unwrap_model(model), f"after epoch {epoch}")
         selected = eval_metrics[selected_metric(args)]
         scheduler.step(epoch + 1, selected)
         if args.rank == 0:

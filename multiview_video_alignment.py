@@ -36,8 +36,8 @@ from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, open_split, resolve_dataset)
-from runtime import (OutputLayout, Runtime, UserError, check_compile_options, compile_model, init_runtime, run_cli,
-                     save_checkpoint_atomic, seed_everything, write_json_atomic)
+from runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
+                     compile_model, init_runtime, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -189,6 +189,7 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         setting = "seen" if args.train_views == -1 else f"unseen{args.train_views}"
         name = f"{args.data}_{args.model}_{setting}_seed{args.seed}" + (f"_{args.note}" if args.note else "")
         args.output_dir = os.path.join("output", "alignment", name)
+    check_output_dir(args.output_dir)  # another run writing there is refused before any data is read
 
 
 def init_normalisation(args: argparse.Namespace) -> Tuple[Optional[list], Optional[list]]:
@@ -350,6 +351,12 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         wise_start = ckpt.get("wise_start")
         embedder.net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        trained_lr = ckpt.get("args", {}).get("lr", args.lr)
+        if trained_lr != args.lr:  # the restored optimizer would keep the old rate: --lr wins, and says so
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr
+            if rt.main:
+                print(f"--lr {args.lr:g} applied to the resumed run (its checkpoint ran with {trained_lr:g})")
         state = ckpt["state"]
     ensemble = WeightEnsemble(embedder.net, args.wise_alpha, wise_start)
     trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
@@ -405,11 +412,12 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
                                                     progress, epoch)}
         record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
+        if not math.isfinite(record["train_loss"]):
+            raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
+        check_finite_weights(embedder.net, f"after epoch {epoch}")
         with ensemble.applied():  # validation and its TensorBoard record see the model that best.pth keeps
             record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
             record["seconds"] = time.perf_counter() - start
-            if not math.isfinite(record["train_loss"]):
-                raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
             log(epoch, record)
         improved = state["best"] is None or record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
         state["epoch"] = epoch

@@ -1,9 +1,10 @@
 """Checkpoints: written atomically, read with one error style, and never able to run code."""
 import argparse
 import io
+import math
 import os
 import pickle
-from typing import Any, Sequence
+from typing import Any, Dict, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +18,23 @@ from .files import atomic_write
 # these runs no code of the file's choosing.
 CHECKPOINT_SAFE_GLOBALS = (argparse.Namespace, np._core.multiarray.scalar, np.dtype,
                            *(type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")))
+
+
+def check_finite(values: Dict[str, float], when: str) -> None:
+    """A :class:`UserError` naming the first non-finite metric of ``values`` (e.g. a validation loss
+    of NaN after the weights diverged in an epoch's last steps), so that nothing of it is saved."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"training diverged: {name} is {value} {when}; the last checkpoint is kept; "
+                            f"lower the learning rate or clip the gradients")
+
+
+def check_finite_weights(model: torch.nn.Module, when: str) -> None:
+    """A :class:`UserError` when a parameter of ``model`` holds NaN or infinity (never saved)."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param.detach()).all():
+            raise UserError(f"training diverged: {name} holds non-finite values {when}; the last checkpoint is kept; "
+                            f"lower the learning rate or clip the gradients")
 
 
 def save_checkpoint_atomic(obj: Any, path: str) -> None:

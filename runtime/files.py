@@ -1,10 +1,13 @@
-"""Atomic writes and output folders: readers never see a half-written file, and nothing is written
-into a folder that cannot take it."""
+"""Atomic writes and output folders: readers never see a half-written file, nothing is written
+into a folder that cannot take it, and one run at a time writes a folder."""
+import atexit
+import contextlib
 import glob
 import json
 import os
+import socket
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .errors import UserError
 
@@ -54,9 +57,71 @@ def remove_stale_temporaries(directory: str) -> None:
             os.remove(path)
 
 
+# The file by which a run holds its output folder: the holder's process id and host.
+LOCK_NAME = ".run.lock"
+
+
+def _lock_holder(lock: str) -> Optional[str]:
+    """Who holds ``lock``: ``"process PID"`` (on another host: ``"process PID on HOST"``), or None when
+    the file is gone or its process has ended (a run that crashed)."""
+    try:
+        with open(lock) as f:
+            pid_text, _, host = f.read().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host and host != socket.gethostname():
+        return f"process {pid} on {host}"  # cannot be checked from here: taken as running
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"process {pid}"
+
+
+def _refuse_held(path: str, holder: str) -> None:
+    raise UserError(f"{path} is in use by another run ({holder}): wait for it, or choose another output folder "
+                    f"(remove {os.path.join(path, LOCK_NAME)} if no run uses it)")
+
+
+def hold_output_dir(path: str) -> None:
+    """Make this process the run that writes ``path`` (an existing folder): a lock file with its
+    process id, removed when the process exits. A folder that another live process holds is a
+    one-line :class:`UserError`; a lock left by a process that has ended is taken over."""
+    lock, me = os.path.join(path, LOCK_NAME), f"{os.getpid()} {socket.gethostname()}"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder == f"process {os.getpid()}":
+                return
+            if holder is not None:
+                _refuse_held(path, holder)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me + "\n")
+        atexit.register(_release, lock, me)
+        return
+
+
+def _release(lock: str, me: str) -> None:
+    with contextlib.suppress(OSError):
+        with open(lock) as f:
+            if f.read().strip() == me:
+                os.remove(lock)
+
+
 def check_output_dir(path: str) -> None:
     """Without creating anything: a :class:`UserError` unless ``path`` is, or can be made as, a
-    writable folder (its nearest existing ancestor is a writable folder)."""
+    writable folder (its nearest existing ancestor is a writable folder) that no other live run holds."""
+    holder = _lock_holder(os.path.join(path, LOCK_NAME))
+    if holder is not None and holder != f"process {os.getpid()}":
+        _refuse_held(path, holder)
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

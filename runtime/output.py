@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .files import prepare_output_dir, write_json_atomic
+from .files import hold_output_dir, prepare_output_dir, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,10 @@ class OutputLayout:
 
     def prepare(self) -> "OutputLayout":
         """Create the run's folder and its checkpoint folder (one-line error when they cannot be
-        written) and remove what interrupted atomic writes left there. Called on rank 0."""
+        written), hold the folder for this process (another live run there is a one-line error) and
+        remove what interrupted atomic writes left there. Called on rank 0."""
         prepare_output_dir(self.root)
+        hold_output_dir(self.root)
         if self.checkpoints:
             prepare_output_dir(self.checkpoint_dir)
         return self

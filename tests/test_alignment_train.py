@@ -416,3 +416,11 @@ def test_test_only_takes_a_release_state_dict_and_swin_defaults(root, tmp_path):
     swin = create_embedder(dict(MODEL_DEFAULTS, model="swin_3dtrl_tiny_patch4_window7_224", img_size=224,
                                 pred_campos_from=None))
     assert swin.net.three_d_trl.estimator.camera_props.mode == "tok"
+
+
+def test_a_new_lr_is_applied_on_resume(root, tmp_path, capsys):
+    _run(root, tmp_path / "r", "--epochs", "1", "--num_workers", "0")
+    _run(root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--resume", "--lr", "1e-4")
+    assert "--lr 0.0001 applied to the resumed run (its checkpoint ran with 0.001)" in capsys.readouterr().out
+    last = load_checkpoint_file(str(tmp_path / "r" / "last.pth"))
+    assert {group["lr"] for group in last["optimizer"]["param_groups"]} == {1e-4}

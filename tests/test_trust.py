@@ -1,5 +1,6 @@
 """Trust: no file a user gives runs code, bad input is one line with nothing half-made, no user file is
 deleted, interrupted saves leave nothing behind (ImageNet-specific cases are in test_imagenet.py)."""
+import glob
 import json
 import os
 import pickle
@@ -319,3 +320,59 @@ def test_error_messages_cut_long_values():
     with pytest.raises(UserError) as err:
         Config({"A": 1.0}).merge_list(["A", "[" + ", ".join(["1"] * 5000) + "]"])
     assert len(str(err.value)) < 200
+
+
+# ----------------------------------------------------------------------------- one run per folder
+
+def test_a_run_holds_its_folder_and_a_stale_lock_is_taken_over(tmp_path):
+    from runtime import check_output_dir, hold_output_dir
+    from runtime.files import LOCK_NAME
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from runtime import hold_output_dir; "
+                               "hold_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"in use by another run \\(process {holder.pid}\\)"):
+            hold_output_dir(str(tmp_path))
+        with pytest.raises(UserError, match="in use by another run"):
+            check_output_dir(str(tmp_path))
+        with pytest.raises(UserError, match="in use by another run"):
+            mva.main(["--data", "mc", "--data_root", str(tmp_path), "--output_dir", str(tmp_path), "--device", "cpu"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).is_file()  # killed: the lock is left behind, and taken over
+    hold_output_dir(str(tmp_path))
+    assert (tmp_path / LOCK_NAME).read_text().split()[0] == str(os.getpid())
+    hold_output_dir(str(tmp_path))  # the holder may come back to its folder
+
+
+def test_weights_that_diverge_in_the_last_step_are_never_saved(tmp_path):
+    """A huge lr makes the weights non-finite after the epoch's last update (the per-step loss check
+    cannot see it): the run stops in one line and no checkpoint of that epoch is written."""
+    import imagenet_train
+    data = str(tmp_path / "objects")
+    render_objects.main(["--out", data, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    args = [data, "--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32", "--model-kwargs", "patch_size=8",
+            "depth=2", "--trl-depth", "1", "-b", "24", "-j", "0", "--warmup-epochs", "0", "--cooldown-epochs", "0",
+            "--no-progress", "--epochs", "1", "--lr", "1e4",
+            "--output", str(tmp_path / "out"), "--experiment", "nan"]
+    with pytest.raises(UserError, match="training diverged"):
+        imagenet_train.main(args)
+    assert not glob.glob(str(tmp_path / "out" / "nan" / "*.pth.tar"))
+
+
+def test_a_new_lr_is_applied_on_resume(tmp_path):
+    """``--lr`` given with ``--resume`` replaces the checkpoint's rate (ImageNet), with a line saying so."""
+    import imagenet_train
+    data = str(tmp_path / "objects")
+    render_objects.main(["--out", data, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    common = [data, "--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32", "--model-kwargs", "patch_size=8",
+              "depth=2", "--trl-depth", "1", "-b", "8", "-j", "0", "--warmup-epochs", "0", "--cooldown-epochs", "0",
+              "--no-progress", "--sched", "step", "--decay-epochs", "100", "--output", str(tmp_path / "out"),
+              "--experiment", "lr"]
+    imagenet_train.main(common + ["--epochs", "1", "--lr", "0.2"])
+    last = str(tmp_path / "out" / "lr" / "last.pth.tar")
+    imagenet_train.main(common + ["--epochs", "2", "--lr", "1e-3", "--resume", last])
+    rows = json.loads((tmp_path / "out" / "lr" / "metrics.json").read_text())["epochs"]
+    assert [row["lr"] for row in rows] == pytest.approx([0.2, 1e-3])

@@ -45,8 +45,8 @@ from alignment.metrics import alignment_error
 from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
-from runtime import (UserError, load_checkpoint_file, prepare_output_dir, run_cli, save_checkpoint_atomic,
-                     seed_everything, write_json_atomic)
+from runtime import (UserError, check_finite, check_finite_weights, hold_output_dir, load_checkpoint_file,
+                     prepare_output_dir, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -205,6 +205,7 @@ def main(argv=None) -> None:
         history, start, init_report = state["history"], state["epoch"], state.get("init")
     out_dir = os.path.dirname(os.path.abspath(args.out))
     prepare_output_dir(out_dir)
+    hold_output_dir(out_dir)
     writer = SummaryWriter(args.out + ".tb")
     print(f"{n} trajectories ({args.held_out} held out) x {views} views x {length} frames; {args.model}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
@@ -235,6 +236,8 @@ def main(argv=None) -> None:
             loss.backward()
             optimizer.step()
             scheduler.step()
+        check_finite({"train mse": total / train_rows}, f"in epoch {epoch + 1}")
+        check_finite_weights(model, f"after epoch {epoch + 1}")
         record = {"epoch": epoch + 1, "train_mse": total / train_rows, **held_out(),
                   "seconds": time.perf_counter() - tic}
         if args.align_weight > 0:

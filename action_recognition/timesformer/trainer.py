@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from timm.utils import accuracy
 
-from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, compile_model, init_runtime,
+from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_weights, compile_model, init_runtime,
                      load_checkpoint_file, progress_bar, seed_everything, setup_logging, user_message,
                      write_json_atomic)
 from utils import AverageMeter, load_yaml
@@ -250,6 +250,7 @@ def train(cfg, model, device, writer) -> Dict:
     for epoch in range(start, cfg.SOLVER.MAX_EPOCH):
         tic = time.time()
         stats = {"epoch": epoch + 1, **train_epoch(net, train_loader, optimizer, loss_fn, epoch, cfg, device, writer)}
+        check_finite_weights(model, f"after epoch {epoch + 1}")
         if val_loader is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or epoch + 1 == cfg.SOLVER.MAX_EPOCH):
             val = evaluate(net, val_loader, cfg, device, "val")
             stats.update({f"val_{k}": v for k, v in val.items() if k in ("top1", "top5", "mean_class_acc")})
