@@ -3,11 +3,12 @@
 # make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
 # make weights - remakes the demo's start point (weights/align_vit_3dtrl.pth) into output/weights/<time>/
+# make gpu-check - every task's GPU path and the GPU benchmarks in one call (a reduced CPU version without CUDA)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test demo bench figures weights clean
+.PHONY: venv test demo bench figures weights clean gpu-check
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -80,3 +81,10 @@ imagenet-demo: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The check's data is rendered on the CPU (pybullet) once; on a GPU machine without pybullet, render it
+# elsewhere first (python tools/gpu_check.py --prepare) and bring data/gpu_check along.
+GPU_CHECK_DATA ?= data/gpu_check
+gpu-check: venv
+	test -d $(GPU_CHECK_DATA)/actions || $(PY) tools/gpu_check.py --prepare --data $(GPU_CHECK_DATA)
+	$(PY) tools/gpu_check.py --data $(GPU_CHECK_DATA)

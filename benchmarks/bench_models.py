@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import model  # noqa: F401  (registers the 3DTRL models)
 import utils
+from runtime.memory import peak_memory_table
 
 PAIRS = {"tiny": ("vit_3dtrl_tiny_patch16_224", "vit_tiny_patch16_224"),
          "small": ("vit_3dtrl_small_patch16_224", "vit_small_patch16_224")}
@@ -197,9 +198,16 @@ def bench_size(size: str, args, device: torch.device, batch: int) -> dict:
         start = time.perf_counter()
         times = interleaved_seconds(steps, args.rounds, device)
         figures = {"images_per_s": {k: batch / statistics.median(t) for k, t in times.items() if k != "layer"},
-                   "ratio": per_round_ratio(times["plain"], times["3dtrl"])}
+                   "ratio": per_round_ratio(times["plain"], times["3dtrl"]),
+                   "peak_memory_mb": peak_memory_table({k: steps[k] for k in steps if k != "layer"}, device)}
+        if figures["peak_memory_mb"]:
+            peaks = figures["peak_memory_mb"]
+            figures["memory_overhead"] = peaks["3dtrl"] / peaks["plain"] - 1
         line = (f"  {mode:9s} plain {figures['images_per_s']['plain']:7.1f} img/s, 3dtrl "
                 f"{figures['images_per_s']['3dtrl']:7.1f} img/s, ratio {_fmt(figures['ratio'])}")
+        if "memory_overhead" in figures:
+            line += (f"\n            peak memory {figures['peak_memory_mb']['plain']:.0f} -> "
+                     f"{figures['peak_memory_mb']['3dtrl']:.0f} MiB ({100 * figures['memory_overhead']:+.1f} %)")
         if train:
             figures["layer_share"] = per_round_ratio(times["layer"], times["3dtrl"])
             share = figures["layer_share"]

@@ -26,6 +26,7 @@ from timesformer.config import load_config
 from timesformer.dataset import SEEK_AHEAD, VideoDataset
 from timesformer.model import build_model
 from runtime import UserError, compile_model, run_cli, write_json_atomic
+from runtime.memory import peak_memory_table
 
 SIZES = {
     # the CPU demo: width 192, 4 blocks (3DTRL before block 2), 4 frames of 64 px, patch 16
@@ -156,6 +157,10 @@ def main(argv=None) -> None:
                 samples[name].append(clips_per_second(step, args.iters, args.batch, device))
         rates = {name: statistics.median(v) for name, v in samples.items()}
         results["clips_per_s"][mode] = rates
+        peaks = peak_memory_table(steps, device)
+        if peaks:
+            results.setdefault("peak_memory_mb", {})[mode] = peaks
+            results.setdefault("memory_overhead", {})[mode] = peaks["timesformer_3dtrl"] / peaks["timesformer"] - 1
         results["clips_per_s"][f"{mode}_ratio_3dtrl"] = rates["timesformer_3dtrl"] / rates["timesformer"]
         if args.compile:
             results["clips_per_s"][f"{mode}_ratio_3dtrl_compiled"] = (rates["compiled timesformer_3dtrl"]
