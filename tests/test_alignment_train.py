@@ -380,8 +380,8 @@ def test_release_defaults_batch_normalisation_and_best_epoch(root, tmp_path):
     assert results["best_epoch"] >= 1
     best = load_checkpoint_file(str(tmp_path / "r" / "best.pth"))
     assert best["model_cfg"]["mean"] == [0.485, 0.456, 0.406] and best["model_cfg"]["std"] == [0.229, 0.224, 0.225]
-    again = _run(root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
-                 "--init", str(tmp_path / "r" / "best.pth"))
+    _run(root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
+         "--init", str(tmp_path / "r" / "best.pth"))
     assert load_checkpoint_file(str(tmp_path / "s" / "last.pth"))["model_cfg"]["mean"] == [0.485, 0.456, 0.406]
 
 
