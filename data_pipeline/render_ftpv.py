@@ -294,7 +294,7 @@ def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, qual
     for view_images, d in zip(images, view_dirs(tmp, images.shape[0] - 1)):
         os.makedirs(d)
         for t, rgb in enumerate(view_images):
-            cv2.imwrite(os.path.join(d, frame_name(t)), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            simulation.write_image(os.path.join(d, frame_name(t)), rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
     np.savez_compressed(os.path.join(tmp, GROUND_TRUTH), **ground_truth)
     shutil.rmtree(traj_dir, ignore_errors=True)
     os.replace(tmp, traj_dir)

@@ -2,9 +2,11 @@
 into a folder that cannot take it, and one run at a time writes a folder."""
 import atexit
 import contextlib
+import errno
 import glob
 import json
 import os
+import shutil
 import socket
 import tempfile
 from typing import Any, Callable, Optional
@@ -25,10 +27,29 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as a RuntimeError
+        full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or _nearly_full(directory)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if full:
+            raise UserError(f"no space left on the device of {directory} while writing {os.path.basename(path)}: "
+                            f"nothing of it was kept, earlier files are intact; free some space and resume") from None
+        raise
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# A write that failed with less than this left on its device ran out of space (whatever the error says).
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _nearly_full(directory: str) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < FULL_BELOW_BYTES
+    except OSError:
+        return False
 
 
 def write_json_atomic(obj: Any, path: str) -> None:

@@ -5,6 +5,7 @@ Scenarios (thin modules that use this package): FTPV episodes (``data_pipeline.r
 action clips (``timesformer.render``) and object views (``tools.render_objects``)."""
 from .cameras import (depth_to_mm, intrinsics, look_at_view, metric_depth, orbit_view, projection,
                       world_to_camera)
+from .images import write_image
 from .manifest import claim_folder
 from .motion import piecewise, smoothstep
 from .pool import run_jobs, worker_scene
@@ -12,6 +13,7 @@ from .scene import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, GRASP_LINK, HAND_LIN
                     silenced_stdout)
 
 __all__ = ["depth_to_mm", "intrinsics", "look_at_view", "metric_depth", "orbit_view", "projection",
-           "world_to_camera", "claim_folder", "piecewise", "smoothstep", "run_jobs", "worker_scene", "ARM_JOINTS",
+           "world_to_camera", "write_image", "claim_folder", "piecewise", "smoothstep", "run_jobs", "worker_scene",
+           "ARM_JOINTS",
            "FINGER_JOINTS", "FINGER_OPEN", "GRASP_LINK", "HAND_LINK", "REST_POSE", "PandaScene", "connect",
            "silenced_stdout"]

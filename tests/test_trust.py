@@ -376,3 +376,35 @@ def test_a_new_lr_is_applied_on_resume(tmp_path):
     imagenet_train.main(common + ["--epochs", "2", "--lr", "1e-3", "--resume", last])
     rows = json.loads((tmp_path / "out" / "lr" / "metrics.json").read_text())["epochs"]
     assert [row["lr"] for row in rows] == pytest.approx([0.2, 1e-3])
+
+
+# ----------------------------------------------------------------------------- full disk
+
+def test_a_full_disk_is_one_line_and_keeps_earlier_files(tmp_path, monkeypatch):
+    import errno
+    from runtime import atomic_write, save_checkpoint_atomic
+    import runtime.files as files
+    save_checkpoint_atomic({"w": torch.ones(3)}, str(tmp_path / "last.pth"))
+
+    def no_space(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(UserError, match="no space left on the device"):
+        atomic_write(str(tmp_path / "last.pth"), no_space)
+    # torch's zip writer says only "file write failed": a device with almost no room left tells
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10, 10, 0))
+    def failing_save(obj, f):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(UserError, match="no space left on the device"):
+        save_checkpoint_atomic({"w": torch.zeros(3)}, str(tmp_path / "last.pth"))
+    assert sorted(os.listdir(tmp_path)) == ["last.pth"]
+    assert torch.equal(torch.load(tmp_path / "last.pth")["w"], torch.ones(3))
+
+
+def test_a_failed_image_write_is_an_error_not_an_empty_file(tmp_path, monkeypatch):
+    import cv2
+    out = tmp_path / "objects"
+    monkeypatch.setattr(cv2, "imwrite", lambda *args, **kwargs: False)
+    with pytest.raises(UserError, match="cannot write image"):
+        render_objects.main(["--out", str(out), "--preset", "tiny", "--workers", "1", "--no-progress"])
+    assert not [p for p in out.rglob("*.png")]

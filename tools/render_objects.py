@@ -142,8 +142,7 @@ def render_chunk(job: Tuple[str, str, str, List[int], int, int]) -> int:
         for index in indices:
             rng = image_rng(seed, split, name, index)
             image = render_view(client, body, centre, radius, VIEWS[split], rng, size)
-            atomic_write(os.path.join(folder, f"{index:05d}.png"),
-                         lambda tmp: cv2.imwrite(tmp, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)))
+            atomic_write(os.path.join(folder, f"{index:05d}.png"), lambda tmp: simulation.write_image(tmp, image))
     finally:
         pb.disconnect(physicsClientId=client)
     return len(indices)
