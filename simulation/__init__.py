@@ -14,6 +14,5 @@ from .scene import (ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, GRASP_LINK, HAND_LIN
 
 __all__ = ["depth_to_mm", "intrinsics", "look_at_view", "metric_depth", "orbit_view", "projection",
            "world_to_camera", "write_image", "claim_folder", "piecewise", "smoothstep", "run_jobs", "worker_scene",
-           "ARM_JOINTS",
-           "FINGER_JOINTS", "FINGER_OPEN", "GRASP_LINK", "HAND_LINK", "REST_POSE", "PandaScene", "connect",
+           "ARM_JOINTS", "FINGER_JOINTS", "FINGER_OPEN", "GRASP_LINK", "HAND_LINK", "REST_POSE", "PandaScene", "connect",
            "silenced_stdout"]
