@@ -1,6 +1,16 @@
-"""User errors: one line on stderr, exit status 2, no traceback."""
+"""User errors: one line on stderr, exit status 2, no traceback; Ctrl-C and SIGTERM: one line."""
+import signal
 import sys
 from typing import Any, Callable
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends) arrived: handled like Ctrl-C, so every task stops at
+    the same points and its last checkpoint stays intact."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 class UserError(Exception):
@@ -17,12 +27,17 @@ def user_message(err: BaseException) -> str:
 
 
 def run_cli(main: Callable[[], Any]) -> None:
-    """Run ``main``; a :class:`UserError` prints ``error: <message>`` to stderr and exits with 2."""
+    """Run ``main``; a :class:`UserError` prints ``error: <message>`` to stderr and exits with 2;
+    Ctrl-C and SIGTERM print one line each and exit with 130 and 143, as the shell reports them."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except UserError as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(2)
+    except Terminated:
+        print("error: terminated (SIGTERM); resume from the last checkpoint", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

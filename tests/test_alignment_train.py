@@ -424,3 +424,30 @@ def test_a_new_lr_is_applied_on_resume(root, tmp_path, capsys):
     assert "--lr 0.0001 applied to the resumed run (its checkpoint ran with 0.001)" in capsys.readouterr().out
     last = load_checkpoint_file(str(tmp_path / "r" / "last.pth"))
     assert {group["lr"] for group in last["optimizer"]["param_groups"]} == {1e-4}
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(root, tmp_path):
+    """What a cluster scheduler sends: one line, exit 143, the last checkpoint intact, and the resumed
+    run gives the numbers of the uninterrupted one."""
+    import signal
+    import time
+    args = ["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
+            "--batch_size", "8", "--triplets_per_epoch", "16", "--device", "cpu", "--xpar", "--num_workers", "0",
+            "--epochs", "4"]
+    straight = _run(root, tmp_path / "straight", "--epochs", "4", "--num_workers", "0")
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "multiview_video_alignment.py", *args, "--output_dir", str(out)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        last = out / "last.pth"
+        if last.is_file() and load_checkpoint_file(str(last))["state"]["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: terminated (SIGTERM)") and "Traceback" not in stderr
+    resumed = _run(root, out, "--epochs", "4", "--num_workers", "0", "--resume")
+    assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
+    assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2, 3, 4]
