@@ -72,6 +72,15 @@ def check_image_folder(root: str, train_split: str = "train", val_split: str = "
     return train
 
 
+def eight_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) greyscale image scaled to 8 bits; other images unchanged.
+    PIL's own conversion clips such images at 255, which turns nearly every pixel white."""
+    if not img.mode.startswith("I"):
+        return img
+    levels = np.asarray(img, dtype=np.float64) / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), "L")
+
+
 class StrictImageFolder(ImageDataset):
     """timm's ImageFolder dataset (``root/<class>/<image>``, the same classes, order and transforms),
     except that an unreadable image stops the run with an error naming the file, where timm logs it
@@ -86,7 +95,7 @@ class StrictImageFolder(ImageDataset):
     def __getitem__(self, index: int) -> Tuple[object, int]:
         source, target = self.reader[index][:2]
         try:
-            img = Image.open(source).convert(self.input_img_mode)
+            img = eight_bit(Image.open(source)).convert(self.input_img_mode)
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise UserError(f"cannot decode image {self.reader.filename(index, absolute=True)}: "
                             f"{type(err).__name__}") from None

@@ -138,15 +138,20 @@ class ClipDataset(Dataset):
     the trajectory and the extra views are drawn anew every epoch (``set_epoch``) from the seed.
 
     Args:
-        clip_frames: frames per clip; 0 or more than the shortest trajectory: the shortest length.
+        clip_frames: frames per clip; 0: the shortest trajectory's length (more than that is an error).
         views_per_clip: K, at least 2; 0 or more than the trajectories have: every view.
     """
 
     def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, views_per_clip: int = 2,
                  seed: int = 42):
         self.trajectories = trajectories
-        shortest = min(trajectories.num_frames(k) for k in range(len(trajectories)))
-        self.clip_frames = min(clip_frames, shortest) if clip_frames > 0 else shortest
+        lengths = [trajectories.num_frames(k) for k in range(len(trajectories))]
+        shortest = min(lengths)
+        if clip_frames > shortest:
+            name = trajectories.trajectories[lengths.index(shortest)].name
+            raise UserError(f"--clip_frames {clip_frames} is longer than training trajectory {name} ({shortest} frames): "
+                            f"give at most {shortest}, or 0 for the shortest length")
+        self.clip_frames = clip_frames if clip_frames > 0 else shortest
         if self.clip_frames < 2:
             raise UserError(f"clips need at least 2 frames; the shortest trajectory has {shortest}")
         num_views = trajectories.num_views

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import glob
 import json
+import math
 import os
 import shutil
 import socket
@@ -53,12 +54,23 @@ def _nearly_full(directory: str) -> bool:
 
 
 def write_json_atomic(obj: Any, path: str) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON, atomically; NaN and infinities (not JSON) are written as null."""
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+            json.dump(_json_safe(obj), f, indent=2, allow_nan=False)
             f.write("\n")
     atomic_write(path, write)
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (containers copied, others unchanged)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(value) for value in obj]
+    return obj
 
 
 def read_json(path: str) -> Any:

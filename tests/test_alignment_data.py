@@ -264,3 +264,13 @@ def test_train_videos_cuts_pouring_only_as_the_release(tmp_path, capsys):
     assert mva.videos_to_keep(args) == 3
     args = mva.build_parser().parse_args(["--data", "Pouring", "--train_videos", "3"])
     assert mva.videos_to_keep(args) == 3
+
+
+def test_clips_longer_than_a_training_trajectory_are_refused(root):
+    from data_pipeline import ClipDataset
+    trajectories, _ = open_split(root, "mc", "train")
+    data = TrajectoryDataset(trajectories, 32, progress=False)
+    longest = max(data.num_frames(k) for k in range(len(data)))
+    with pytest.raises(UserError, match=f"--clip_frames {longest + 1} is longer than training trajectory"):
+        ClipDataset(data, clip_frames=longest + 1)
+    assert ClipDataset(data, clip_frames=0).clip_frames == min(data.num_frames(k) for k in range(len(data)))

@@ -408,3 +408,30 @@ def test_a_failed_image_write_is_an_error_not_an_empty_file(tmp_path, monkeypatc
     with pytest.raises(UserError, match="cannot write image"):
         render_objects.main(["--out", str(out), "--preset", "tiny", "--workers", "1", "--no-progress"])
     assert not [p for p in out.rglob("*.png")]
+
+
+# ----------------------------------------------------------------------------- silently wrong data
+
+def test_sixteen_bit_greyscale_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+    from classification.data import StrictImageFolder
+    (tmp_path / "a").mkdir()
+    levels = np.array([[0, 257 * 100], [257 * 200, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(tmp_path / "a" / "x.png")
+    assert Image.open(tmp_path / "a" / "x.png").mode.startswith("I")
+    image, _ = StrictImageFolder(str(tmp_path))[0]
+    assert np.asarray(image)[:, :, 0].tolist() == [[0, 100], [200, 255]]
+
+
+def test_json_results_hold_null_for_nan(tmp_path):
+    from runtime import write_json_atomic
+    write_json_atomic({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}, str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None], "c": 2}
+    assert "NaN" not in (tmp_path / "r.json").read_text()
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    from timesformer.dataset import read_video_list
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    (tmp_path / "train.csv").write_text("\ufeffv.mp4 0\n", encoding="utf-8")
+    assert read_video_list(str(tmp_path / "train.csv"), str(tmp_path), 1) == [(str(tmp_path / "v.mp4"), 0)]

@@ -44,7 +44,7 @@ def read_video_list(path: str, prefix: str, num_classes: int, separator: str = "
     if not os.path.isfile(path):
         raise UserError(f"video list not found: {path}")
     items = []
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first path
         for line_no, line in enumerate(f, 1):
             line = line.strip()
             if not line:
