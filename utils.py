@@ -3,6 +3,7 @@ the release's names for the alignment metrics.
 
 The run-time pieces (errors, seeding, process groups, checkpoints, atomic files, compilation) live
 in the ``runtime`` package; they stay importable from here under their earlier names."""
+import math
 import os
 import re
 from typing import Any, Iterable, Optional
@@ -19,8 +20,15 @@ from runtime import (CHECKPOINT_SAFE_GLOBALS, COMPILE_MODES, UserError, atomic_w
 
 class _YamlLoader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-3``-style numbers (no dot) as floats, as YAML 1.2 does, and
-    refuses aliases (``*name``): nested aliases expand exponentially (a few lines can hold gigabytes),
-    and no config needs them."""
+    refuses aliases (``*name``: nested aliases expand exponentially, a few lines can hold gigabytes,
+    and no config needs them) and duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
+        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicates:  # PyYAML keeps the last silently; a config that says two things is a mistake
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {duplicates[0]!r}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -87,7 +95,16 @@ def _checked_value(key: str, default: Any, value: Any) -> Any:
     if not ok:
         expected = "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"
         raise UserError(f"{key} must be {expected}, got {short_repr(value)}")
+    numbers = isinstance(default, (list, tuple)) and default and all(_is_number(v) for v in default)
+    if numbers and not all(_is_number(v) for v in value):
+        raise UserError(f"{key} must be a list of numbers, got {short_repr(value)}")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in (value if numbers else [value])):
+        raise UserError(f"{key} must be finite, got {short_repr(value)}")
     return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Config(dict):

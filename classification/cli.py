@@ -1,11 +1,12 @@
 """Command-line parsing with YAML configs whose keys are the flag names (timm's convention)."""
 import argparse
+import math
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
 from runtime import UserError
-from utils import load_yaml, load_yaml_mapping
+from utils import load_yaml, load_yaml_mapping, short_repr
 
 
 class CliParser(argparse.ArgumentParser):
@@ -38,7 +39,7 @@ def load_yaml_config(path: str, parser: argparse.ArgumentParser, config_only: Ma
     Keys in ``config_only`` (name -> why it has no effect) are accepted and left out. Returns the
     config and one note per such key."""
     data = load_yaml_mapping(path, "flag names")
-    known = {action.dest for action in parser._actions}
+    known = {action.dest: action for action in parser._actions}
     config, notes = {}, []
     for key, value in data.items():
         dest = str(key).replace("-", "_")
@@ -47,8 +48,45 @@ def load_yaml_config(path: str, parser: argparse.ArgumentParser, config_only: Ma
             continue
         if dest not in known or dest in ("help", "config"):
             raise UserError(f"unknown key '{key}' in config {path}")
-        config[dest] = value
+        config[dest] = check_config_value(known[dest], str(key), value, path)
     return config, notes
+
+
+def check_config_value(action: argparse.Action, key: str, value, path: str):
+    """``value`` of config key ``key`` checked as its flag would check it on the command line: its
+    type (each item's, for list flags), a choice, a finite number; returns it converted."""
+    def bad(why: str):
+        raise UserError(f"config {path}: {key} {why}, got {short_repr(value)}")
+
+    if value is None:
+        return value
+    if isinstance(action, ParseKwargs):
+        return value if isinstance(value, dict) else bad("must be a mapping of model arguments")
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        return value if isinstance(value, bool) else bad("must be true or false")
+    many = action.nargs not in (None, "?")
+    if many and not isinstance(value, (list, tuple)):
+        bad("must be a list")
+    if not many and isinstance(value, (list, tuple, dict)):
+        bad("must be a single value")
+    items = list(value) if many else [value]
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        bad(f"must have {action.nargs} values")
+    converted = []
+    for item in items:
+        if isinstance(item, (list, dict)):
+            bad("must hold plain values")
+        if action.type is not None:
+            try:
+                item = action.type(item) if not isinstance(item, bool) else bad("must be a number")
+            except (TypeError, ValueError):
+                bad(f"must be {'numbers' if many else 'a number'}" if action.type in (int, float) else "is not valid")
+        if isinstance(item, float) and not math.isfinite(item):
+            bad("must be finite")
+        if action.choices is not None and item not in action.choices:
+            bad(f"must be one of {', '.join(map(str, action.choices))}")
+        converted.append(item)
+    return converted if many else converted[0]
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,

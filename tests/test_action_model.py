@@ -217,3 +217,11 @@ def test_release_recipe_no_head_dropout_and_every_parameter_decays():
     assert build_model(cfg).model.head_drop.p == 0.5
     decay, no_decay = build_optimizer(build_model(cfg), cfg).param_groups
     assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) > 0
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("SOLVER.BASE_LR", ".nan", "SOLVER.BASE_LR must be finite"), ("DATA.MEAN", "[0.5]", "one value per input channel"),
+    ("DATA.STD", "[a, b, c]", "DATA.STD must be a list of numbers"), ("SOLVER.LRS", "[1, .inf]", "must be finite")])
+def test_config_values_are_checked(key, value, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [key, value])

@@ -476,3 +476,22 @@ def test_val_takes_a_folder_of_checkpoints(objects, tmp_path):
     results = json.loads(out.read_text())
     names = [os.path.basename(r["checkpoint"]) for r in results]
     assert "last.pth.tar" in names and "model_best.pth.tar" in names and len({r["top1"] for r in results}) >= 1
+
+
+@pytest.mark.parametrize("line, message", [
+    ("lr: .nan", "lr must be finite"), ("smoothing: [1, 2]", "smoothing must be a single value"),
+    ("mean: 0.5", "mean must be a list"), ("mean: [0.5]", "mean must have 3 values"), ("aa: [1]", "aa must be a single"),
+    ("model_ema: maybe", "model_ema must be true or false"), ("opt_betas: [a, b]", "opt_betas must be numbers"),
+    ("clip_mode: sideways", "clip_mode must be one of"), ("lr: 0.1\nlr: 0.2", "duplicate key 'lr'"),
+    ("model_kwargs: [1]", "model_kwargs must be a mapping")])
+def test_config_values_are_checked_like_their_flags(line, message, tmp_path, objects):
+    config = tmp_path / "c.yaml"
+    config.write_text(line + "\n")
+    with pytest.raises(UserError, match=message):
+        imagenet_train.parse_args([objects, "-c", str(config)])
+
+
+def test_config_model_kwargs_mapping_is_taken(tmp_path, objects):
+    config = tmp_path / "c.yaml"
+    config.write_text("model_kwargs:\n  depth: 2\n")
+    assert imagenet_train.parse_args([objects, "-c", str(config)]).model_kwargs == {"depth": 2}

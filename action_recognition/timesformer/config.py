@@ -179,6 +179,12 @@ def check_config(cfg: Config) -> None:
         raise UserError(f"TRL.LOC must lie in [0, {depth - 1}] for a {depth}-block model, got {cfg.TRL.LOC}")
     if cfg.TRL.PRED_CAMPOS_FROM not in ("both-sep", "both-avg", "cls"):
         raise UserError(f"TRL.PRED_CAMPOS_FROM must be both-sep, both-avg or cls, got {cfg.TRL.PRED_CAMPOS_FROM!r}")
+    for key in ("MEAN", "STD"):
+        if len(cfg.DATA[key]) != cfg.DATA.INPUT_CHANNEL_NUM[0]:
+            raise UserError(f"DATA.{key} needs one value per input channel ({cfg.DATA.INPUT_CHANNEL_NUM[0]}), "
+                            f"got {cfg.DATA[key]}")
+    if len(cfg.DATA.TRAIN_JITTER_SCALES) != 2:
+        raise UserError(f"DATA.TRAIN_JITTER_SCALES must be [low, high], got {cfg.DATA.TRAIN_JITTER_SCALES}")
     low, high = cfg.DATA.TRAIN_JITTER_SCALES
     if not 0 < low <= high or cfg.DATA.TRAIN_CROP_SIZE > low:
         raise UserError("DATA.TRAIN_JITTER_SCALES must be [low, high] with TRAIN_CROP_SIZE <= low <= high")
