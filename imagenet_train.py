@@ -472,8 +472,12 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
 
     start_epoch = args.start_epoch or 0
     if args.resume:
-        resumed = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
-                                    loss_scaler=loss_scaler, log_info=args.rank == 0)
+        try:
+            resumed = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+                                        loss_scaler=loss_scaler, log_info=args.rank == 0)
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise UserError(f"--resume {args.resume} is not a checkpoint of {args.model} as configured: "
+                            f"{str(err).splitlines()[0]}") from None
         start_epoch = resumed if args.start_epoch is None and resumed is not None else start_epoch
         if not args.no_resume_opt:
             apply_lr_on_resume(optimizer, args)

@@ -29,8 +29,8 @@ from classification.models import build_classifier
 from classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
 from model import checkpoint_state_dict, load_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
-from runtime import (UserError, amp_policy, compile_model, load_checkpoint_file, progress_bar, resolve_device, run_cli,
-                     write_json_atomic)
+from runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
+                     resolve_device, run_cli, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError("--checkpoint FILE (or a folder of checkpoints) or --pretrained is required")
     if args.checkpoint and not os.path.exists(args.checkpoint):
         raise UserError(f"checkpoint not found: {args.checkpoint}")
+    if args.results_file:  # checked before the evaluation, not after it
+        if os.path.isdir(args.results_file):
+            raise UserError(f"--results-file {args.results_file} is a folder; give a file name")
+        check_output_dir(os.path.dirname(os.path.abspath(args.results_file)), run_folder=False)
     if not 0 <= args.perturb_distortion < 1:
         raise UserError(f"--perturb-distortion must be in [0, 1), got {args.perturb_distortion}")
     return args

@@ -230,8 +230,12 @@ def load_split(args: argparse.Namespace, split: str, train_views: int, progress:
                ) -> Tuple[TrajectoryDataset, List[int]]:
     trajectories, views = open_split(args.data_root, args.data, split, train_views, videos_to_keep(args),
                                      args.release_pouring_val)
+    if split != "train":  # Kendall's tau and the errors compare at least two frames
+        short = next((t for t in trajectories if t.num_frames < 2), None)
+        if short is not None:
+            raise UserError(f"{split} trajectory {short.path} has {short.num_frames} frame: evaluation needs at least 2")
     data = TrajectoryDataset(trajectories, args.img_size, cache=True, threads=2, progress=progress,
-                             desc=f"decode {split}", resize=args.frame_resize)
+                             desc=f"decode {split}", resize=args.frame_resize, shared=args.num_workers > 0)
     return data, views
 
 

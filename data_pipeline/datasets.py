@@ -30,6 +30,14 @@ def normalize(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     return (images.float() - mean_t) / std_t
 
 
+def _shared(frames: torch.Tensor) -> torch.Tensor:
+    try:
+        return frames.share_memory_()
+    except RuntimeError as err:  # /dev/shm too small (containers often give it 64 MB)
+        raise UserError(f"cannot keep the decoded frames in shared memory ({str(err).splitlines()[0]}): "
+                        f"give /dev/shm more room, or use --num_workers 0") from None
+
+
 class TrajectoryDataset(Dataset):
     """One item per trajectory: uint8 ``(V, T, 3, H, W)``, first-person view first.
 
@@ -39,10 +47,12 @@ class TrajectoryDataset(Dataset):
         cache: decode every frame once up front and keep it in memory.
         threads: decoding threads while filling the cache.
         resize: how frames of another size are resized (``data_pipeline.ftpv.FRAME_RESIZE``).
+        shared: keep the cache in shared memory, for DataLoader workers (``/dev/shm`` must hold it).
     """
 
     def __init__(self, trajectories: Sequence[Trajectory], img_size: int, cache: bool = True,
-                 threads: int = 2, progress: bool = True, desc: str = "decode", resize: str = "pil"):
+                 threads: int = 2, progress: bool = True, desc: str = "decode", resize: str = "pil",
+                 shared: bool = True):
         self.trajectories = list(trajectories)
         self.img_size = img_size
         self.resize = resize
@@ -50,8 +60,8 @@ class TrajectoryDataset(Dataset):
         self._cache: List[torch.Tensor] = []
         if cache:
             for traj in tqdm(self.trajectories, desc=desc, unit="traj", disable=not progress, dynamic_ncols=True):
-                self._cache.append(self._read(traj, range(self.num_views), range(traj.num_frames), threads)
-                                   .share_memory_())
+                frames = self._read(traj, range(self.num_views), range(traj.num_frames), threads)
+                self._cache.append(_shared(frames) if shared else frames)
 
     def _read(self, traj: Trajectory, views: Sequence[int], times: Sequence[int], threads: int = 1) -> torch.Tensor:
         paths = [traj.frame_path(v, t) for v in views for t in times]

@@ -149,10 +149,11 @@ def _release(lock: str, me: str) -> None:
                 os.remove(lock)
 
 
-def check_output_dir(path: str) -> None:
+def check_output_dir(path: str, run_folder: bool = True) -> None:
     """Without creating anything: a :class:`UserError` unless ``path`` is, or can be made as, a
-    writable folder (its nearest existing ancestor is a writable folder) that no other live run holds."""
-    holder = _lock_holder(os.path.join(path, LOCK_NAME))
+    writable folder (its nearest existing ancestor is a writable folder) that, as a ``run_folder``,
+    no other live run holds."""
+    holder = _lock_holder(os.path.join(path, LOCK_NAME)) if run_folder else None
     if holder is not None and holder != f"process {os.getpid()}":
         _refuse_held(path, holder)
     existing = os.path.abspath(path)

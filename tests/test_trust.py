@@ -435,3 +435,25 @@ def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"x")
     (tmp_path / "train.csv").write_text("\ufeffv.mp4 0\n", encoding="utf-8")
     assert read_video_list(str(tmp_path / "train.csv"), str(tmp_path), 1) == [(str(tmp_path / "v.mp4"), 0)]
+
+
+def test_more_mistakes_are_one_line_before_the_work(tmp_path, monkeypatch):
+    import imagenet_val
+    from data_pipeline import TrajectoryDataset
+    with pytest.raises(UserError, match="is a folder; give a file name"):
+        imagenet_val.main([str(tmp_path), "--checkpoint", __file__, "--results-file", str(tmp_path)])
+    import cv2
+
+    def small_shm(self):
+        raise RuntimeError("unable to write to file </torch_1>: No space left on device (28)")
+    monkeypatch.setattr(torch.Tensor, "share_memory_", small_shm)
+    traj_root = tmp_path / "set" / "tr_0000"
+    for folder in ("fpv", "tpv/view_0000"):
+        (traj_root / folder).mkdir(parents=True)
+        for t in range(2):
+            cv2.imwrite(str(traj_root / folder / f"{t:06d}.jpg"), np.zeros((8, 8, 3), np.uint8))
+    from data_pipeline.ftpv import open_trajectory
+    trajectory = open_trajectory(str(tmp_path / "set"), "tr_0000", [0])
+    with pytest.raises(UserError, match="shared memory .*--num_workers 0"):
+        TrajectoryDataset([trajectory], 8, progress=False)
+    assert TrajectoryDataset([trajectory], 8, progress=False, shared=False)[0].shape == (2, 2, 3, 8, 8)
