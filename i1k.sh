@@ -45,7 +45,7 @@ fi
 # The check prints the run's output folder; torchrun keeps its logs there (not in /tmp, where an
 # interrupted run would leave them behind).
 CHECK=$(WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only)
-OUT_DIR=${CHECK##* output }
+OUT_DIR=$(printf '%s\n' "$CHECK" | sed -n 's/^output: //p' | tail -n 1)
 
 if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
     RDZV=(--standalone)

@@ -196,8 +196,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.torchcompile:
         check_compile_options(args.torchcompile, args.torchcompile_mode)
     for flag, path in (("--resume", args.resume), ("--initial-checkpoint", args.initial_checkpoint)):
-        if path and not isinstance(load_checkpoint_file(path, f"{flag} checkpoint"), dict):
+        checkpoint = load_checkpoint_file(path, f"{flag} checkpoint") if path else {}
+        if not isinstance(checkpoint, dict):
             raise UserError(f"{flag} {path} is not a checkpoint or state dict")
+        if flag == "--resume" and path and not {"state_dict", "epoch"} <= set(checkpoint):
+            raise UserError(f"--resume {path} holds no training state (weights, optimizer and epoch of a run): "
+                            f"start from its weights with --initial-checkpoint instead")
     if not args.experiment:
         args.experiment = os.path.splitext(os.path.basename(args.config))[0] if args.config else args.model
     return args
@@ -432,7 +436,8 @@ def main(argv=None) -> None:
         dataset_train, _, class_names = create_datasets(args)
         create_model(args, args.num_classes or len(class_names))
         check_batches(args, len(dataset_train))
-        print(f"ok: {len(class_names)} classes in {args.data_dir}, model {args.model}, output {out_dir}")
+        print(f"ok: {len(class_names)} classes in {args.data_dir}, model {args.model}")
+        print(f"output: {out_dir}")  # read by i1k.sh (any characters in the path)
         return
     rt = join_runtime(args)
     setup_logging(rt.rank)

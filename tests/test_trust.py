@@ -14,6 +14,8 @@ import torch
 import yaml
 
 import multiview_video_alignment as mva
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
@@ -457,3 +459,19 @@ def test_more_mistakes_are_one_line_before_the_work(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="shared memory .*--num_workers 0"):
         TrajectoryDataset([trajectory], 8, progress=False)
     assert TrajectoryDataset([trajectory], 8, progress=False, shared=False)[0].shape == (2, 2, 3, 8, 8)
+
+
+def test_resume_of_bare_weights_is_refused_and_i1k_sh_keeps_odd_paths(tmp_path):
+    import imagenet_train
+    data = str(tmp_path / "objects")
+    render_objects.main(["--out", data, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    torch.save({"w": torch.ones(1)}, tmp_path / "weights.pth")
+    with pytest.raises(UserError, match="holds no training state"):
+        imagenet_train.parse_args([data, "--resume", str(tmp_path / "weights.pth")])
+    out = tmp_path / "a output b"
+    result = subprocess.run(["bash", "i1k.sh", "1", data, "--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32",
+                             "--model-kwargs", "patch_size=8", "depth=2", "--trl-depth", "1", "-b", "8", "-j", "0",
+                             "--epochs", "1", "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress",
+                             "--output", str(out), "--experiment", "e"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "e" / "torchrun_logs").is_dir() and (out / "e" / "last.pth.tar").is_file()
