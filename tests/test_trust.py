@@ -14,8 +14,6 @@ import torch
 import yaml
 
 import multiview_video_alignment as mva
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
@@ -472,6 +470,6 @@ def test_resume_of_bare_weights_is_refused_and_i1k_sh_keeps_odd_paths(tmp_path):
     result = subprocess.run(["bash", "i1k.sh", "1", data, "--model", "vit_3dtrl_tiny_patch16_224", "--img-size", "32",
                              "--model-kwargs", "patch_size=8", "depth=2", "--trl-depth", "1", "-b", "8", "-j", "0",
                              "--epochs", "1", "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress",
-                             "--output", str(out), "--experiment", "e"], cwd=ROOT, capture_output=True, text=True)
+                             "--output", str(out), "--experiment", "e"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (out / "e" / "torchrun_logs").is_dir() and (out / "e" / "last.pth.tar").is_file()
