@@ -50,6 +50,12 @@ OUT_DIR=$(printf '%s\n' "$CHECK" | sed -n 's/^output: //p' | tail -n 1)
 if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
     RDZV=(--standalone)
 else
+    # Node 0 serves the rendezvous on MASTER_PORT: a port in use there would end in a torchrun traceback.
+    PORT_FREE="import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('', int(sys.argv[1])))"
+    if [ "$NODE_RANK" -eq 0 ] && ! "$PYTHON" -c "$PORT_FREE" "$MASTER_PORT" 2>/dev/null; then
+        die "MASTER_PORT $MASTER_PORT is in use on this machine: set MASTER_PORT to a free port"
+    fi
     RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
 fi
 exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \

@@ -473,3 +473,19 @@ def test_resume_of_bare_weights_is_refused_and_i1k_sh_keeps_odd_paths(tmp_path):
                              "--output", str(out), "--experiment", "e"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (out / "e" / "torchrun_logs").is_dir() and (out / "e" / "last.pth.tar").is_file()
+
+
+def test_a_busy_master_port_is_one_line(tmp_path):
+    import socket
+    data = str(tmp_path / "objects")
+    render_objects.main(["--out", data, "--preset", "tiny", "--workers", "1", "--no-progress"])
+    with socket.socket() as held:
+        held.bind(("", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = subprocess.run(["bash", "i1k.sh", "1", data, "--model", "vit_3dtrl_tiny_patch16_224", "--img-size",
+                                 "32", "-b", "8", "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True,
+                                text=True, env=dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and lines == [f"error: MASTER_PORT {port} is in use on this machine: "
+                                                f"set MASTER_PORT to a free port"], result.stderr
