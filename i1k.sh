@@ -58,5 +58,6 @@ s.bind(('', int(sys.argv[1])))"
     fi
     RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
 fi
-exec "$PYTHON" -m torch.distributed.run "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
+# torchrun, reporting Ctrl-C, SIGTERM and failures in one line (runtime/torchrun.py)
+exec "$PYTHON" -m runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
     "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"

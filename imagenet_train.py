@@ -494,7 +494,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
             load_checkpoint(model_ema.module, args.resume, use_ema=True)
     if args.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                        broadcast_buffers=not args.no_ddp_bb)
+                                        **({"broadcast_buffers": False} if args.no_ddp_bb else {}))
     if args.torchcompile:  # after DDP, as timm does; checkpoints keep the plain module's keys
         model = compile_model(model, args.torchcompile, args.torchcompile_mode)
 

@@ -1,4 +1,5 @@
 """User errors: one line on stderr, exit status 2, no traceback; Ctrl-C and SIGTERM: one line."""
+import os
 import signal
 import sys
 from typing import Any, Callable
@@ -36,8 +37,15 @@ def run_cli(main: Callable[[], Any]) -> None:
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(2)
     except Terminated:
-        print("error: terminated (SIGTERM); resume from the last checkpoint", file=sys.stderr)
+        _say_unless_launched("error: terminated (SIGTERM); resume from the last checkpoint")
         sys.exit(143)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _say_unless_launched("error: interrupted")
         sys.exit(130)
+
+
+def _say_unless_launched(line: str) -> None:
+    """A signal reaches every process torchrun started and torchrun itself, which says it once
+    (runtime/torchrun.py); a process on its own says it."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        print(line, file=sys.stderr)

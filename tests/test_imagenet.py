@@ -495,3 +495,20 @@ def test_config_model_kwargs_mapping_is_taken(tmp_path, objects):
     config = tmp_path / "c.yaml"
     config.write_text("model_kwargs:\n  depth: 2\n")
     assert imagenet_train.parse_args([objects, "-c", str(config)]).model_kwargs == {"depth": 2}
+
+
+def test_sigterm_on_i1k_sh_is_one_line(objects, tmp_path):
+    """What a cluster scheduler sends to the launcher reaches every process; one line, exit 143."""
+    import signal
+    import time
+    out = tmp_path / "out"
+    proc = subprocess.Popen(["bash", "i1k.sh", "2", objects, *SMALL_MODEL, *QUICK, "--epochs", "50", "--output", str(out),
+                             "--experiment", "t"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out / "t" / "last.pth.tar").is_file():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 143 and errors == ["error: terminated (SIGTERM); resume from the last checkpoint"], stderr
+    assert "Traceback" not in stderr and (out / "t" / "last.pth.tar").is_file()
