@@ -97,16 +97,23 @@ def init_runtime(device: str = "auto", rank: Optional[int] = None, world: Option
 
 
 def stop_with_launcher() -> None:
-    """In a process started by a launcher (torchrun): ask Linux to send SIGTERM to this process when
-    the launcher dies, however it dies (``kill -9`` included), so no worker trains on alone.
-    Elsewhere, and on other systems, this does nothing."""
-    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+    """In a process started by a launcher (torchrun): :func:`die_with_parent`, so no worker trains
+    on alone. Elsewhere this does nothing."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies, however it dies (``kill -9``
+    included); used by launched training processes and the renderers' worker pools. On other
+    systems this does nothing."""
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal
 
-    launcher = os.getppid()
+    parent = os.getppid()
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != launcher:  # the launcher died before the request was made
+    if os.getppid() != parent:  # the parent died before the request was made
         os.kill(os.getpid(), signal.SIGTERM)

@@ -4,6 +4,8 @@ job, so the result is the same for any number of workers."""
 from multiprocessing import get_context
 from typing import Any, Callable, Dict, Iterator, Sequence
 
+from runtime.distributed import die_with_parent
+
 _SCENES: Dict[str, Any] = {}
 
 
@@ -22,5 +24,6 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1) ->
         for job in jobs:
             yield fn(job)
         return
-    with get_context("spawn").Pool(workers) as pool:
+    # the workers end with the main process, however it ends (kill -9 included)
+    with get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
         yield from pool.imap_unordered(fn, jobs)

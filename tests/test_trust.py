@@ -489,3 +489,41 @@ def test_a_busy_master_port_is_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and lines == [f"error: MASTER_PORT {port} is in use on this machine: "
                                                 f"set MASTER_PORT to a free port"], result.stderr
+
+
+def _process_state(pid: int):
+    """``(state letter, parent pid)`` of a live process from ``/proc``, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_render_workers_end_with_the_main_process(tmp_path):
+    """kill -9 of render_ftpv leaves no worker rendering on."""
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "data_pipeline.render_ftpv", "--out", str(tmp_path / "r"), "--preset",
+                             "demo", "--workers", "2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children():
+        return [int(p) for p in filter(str.isdigit, os.listdir("/proc"))
+                if (_process_state(int(p)) or ("", 0))[1] == proc.pid]
+
+    def alive(pid):
+        state = _process_state(pid)
+        return state is not None and state[0] != "Z"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(children()) < 2:
+        time.sleep(0.2)
+    workers = children()
+    assert len(workers) >= 2
+    time.sleep(2)  # the workers are past their start-up
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]
