@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from alignment.metrics import alignment_error_of_matches
-from runtime import UserError, atomic_write, prepare_output_dir, run_cli, write_json_atomic
+from runtime import UserError, atomic_write, prepare_output_dir, read_json, run_cli, write_json_atomic
 from visualization import frames as frame_io
 from visualization import plots
 from visualization import geometry_eval
@@ -220,11 +220,29 @@ def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
     summary.update(checkpoint=args.checkpoint, model_cfg=cfg, data=args.data, split=args.split,
                    trajectories=[t.name for t in trajectories], views=names,
                    files=["geometry.json", "geometry_depth.png", "geometry_cameras.png"])
-    prepare_output_dir(args.out)
+    claim_output(args.out)
     write_geometry_figures(*shown, names, trajectories[0].name, args.out)
     write_json_atomic(summary, os.path.join(args.out, "geometry.json"))
     print(geometry_eval.format_table(summary))
     print(f"wrote {os.path.join(args.out, 'geometry.json')}")
+
+
+def claim_output(out: str) -> None:
+    """Write only into a new or empty ``--out``, or one holding this script's earlier output (its
+    ``summary.json`` or ``geometry.json``): a folder of someone else's files (their own
+    ``depth.png``, ``summary.json``) is refused, never overwritten."""
+    ours = False
+    for name in ("summary.json", "geometry.json"):
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            try:
+                record = read_json(path)
+            except UserError:
+                record = None
+            ours = ours or (isinstance(record, dict) and "model_cfg" in record and "files" in record)
+    if os.path.isdir(out) and os.listdir(out) and not ours:
+        raise UserError(f"{out} holds files visualize.py did not write; give a new or empty --out")
+    prepare_output_dir(out)
 
 
 def write_geometry_figures(frames: np.ndarray, truth: Dict[str, np.ndarray], rec: Recovered, names: Sequence[str],
@@ -279,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         models[args.baseline_label] = recover(baseline[0], frames[baseline[1]["img_size"]], args.batch_size,
                                               args.device, progress, args.baseline_label)
     rec = models[args.label]
-    prepare_output_dir(args.out)
+    claim_output(args.out)
     written = write_depth(rec, display, names, instant, args.out, args.fps, progress)
     written += write_tokens(rec, names, instant, args.out, args.turn_frames, progress)
     written += write_cameras(rec, names, instant, args.out)

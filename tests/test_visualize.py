@@ -160,3 +160,18 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trajectory, capsys, 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_folder_of_someone_elses_figures_is_refused_and_our_own_is_redone(trajectory, tmp_path):
+    from runtime import UserError
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "depth.png").write_bytes(b"my figure")
+    (mine / "summary.json").write_text('{"my": "notes"}')
+    with pytest.raises(UserError, match="holds files visualize.py did not write"):
+        visualize.main(["--trajectory", trajectory, "--img_size", str(IMG), "--out", str(mine), "--xpar"])
+    assert (mine / "depth.png").read_bytes() == b"my figure"
+    ours = ["--trajectory", trajectory, "--img_size", str(IMG), "--out", str(tmp_path / "ours"), "--xpar",
+            "--turn_frames", str(TURN), "--display_size", str(DISPLAY)]
+    visualize.main(ours)
+    visualize.main(ours)  # its own earlier output is redone
