@@ -2,6 +2,7 @@
 zero error, cameras that know nothing give the reference values, bad input is one line."""
 import csv
 import json
+import math
 import os
 import shutil
 
@@ -169,3 +170,45 @@ def test_direction_between_cameras_at_one_point_is_undefined_not_a_warning():
         angles = ge.angle_between_deg(a, b)
     np.testing.assert_allclose(angles[[0, 2]], [90.0, 0.0], atol=1e-6)
     assert np.isnan(angles[1])
+
+
+def test_the_fields_measures_on_exact_geometry_in_another_frame_and_scale(root):
+    """Exact depth up to scale (median scaling) or an affine map (scale and shift), exact cameras in
+    another world frame: AbsRel 0, every token within 1.25, every rotation within 15 degrees, AUC 1."""
+    truth = _truth(root)
+    rotation, centre = ge.cameras_from_world_to_camera(truth["world_to_camera"])
+    q = ge.random_rotations((), np.random.default_rng(0))
+    true_depth = np.nan_to_num(ge.token_depth(truth["depth"], (4, 4)), nan=1.0)
+    for depth, fit in ((2.5 * true_depth, "median"), (0.4 * true_depth - 3.0, "scale_shift")):
+        scores = ge.GeometryScores()
+        scores.add("model", depth, rotation @ q.T, 3.0 * centre @ q.T, truth)
+        scores.add_references(truth)
+        summary = scores.summary()
+        assert summary[f"depth_absrel_{fit}"]["model"] == pytest.approx(0.0, abs=1e-9)
+        assert summary[f"depth_delta_{fit}"]["model"] == pytest.approx(1.0)
+        assert summary["depth_absrel_scale_shift"]["model"] == pytest.approx(0.0, abs=1e-9)
+        for key in ("rotation_accuracy_at_15_deg", "rotation_accuracy_at_30_deg", "rotation_auc_30_deg"):
+            assert summary[key]["model"] == pytest.approx(1.0, abs=1e-6)
+    # the shuffled predictions and the best constant rotation know nothing of each image pair
+    assert summary["rotation_auc_30_deg"]["shuffled_model"] < 1.0
+    assert summary["depth_absrel_scale_shift"]["shuffled_model"] > 0.01
+
+
+def test_the_fields_measures_on_random_predictions_give_their_reference_values():
+    """Uniform random rotations against fixed ones: P(angle <= a) = (a - sin a) / pi, so 0.0075 at 30
+    degrees and 0.00097 at 15; the AUC to 30 degrees is the integral of that over [0, 30] / 30."""
+    rng = np.random.default_rng(3)
+    errors = ge.rotation_angle_deg(ge.random_rotations((200_000,), rng))
+    for degrees in (15.0, 30.0):
+        a = np.radians(degrees)
+        p = (a - np.sin(a)) / np.pi
+        assert ge.rotation_accuracy(errors, degrees) == pytest.approx(p, abs=4 * np.sqrt(p / len(errors)))
+    grid = np.radians(np.linspace(0, 30, 3001))
+    expected_auc = np.trapezoid((grid - np.sin(grid)) / np.pi, grid) / np.radians(30)
+    assert ge.rotation_auc(errors) == pytest.approx(expected_auc, rel=0.15)
+    # depth from noise: after median scaling, AbsRel of lognormal noise of sigma 1 around the truth
+    true = np.exp(rng.normal(size=(200, 64)))
+    pred = true * np.exp(rng.normal(size=true.shape))
+    scores = ge.depth_errors(pred, true)
+    within = math.erf(np.log(1.25) / np.sqrt(2))  # P(|N(0, 1)| < log 1.25)
+    assert np.nanmean(scores["delta_median"]) == pytest.approx(within, abs=0.03)

@@ -8,6 +8,14 @@ frame and its scale are arbitrary, so only quantities that a similarity transfor
 leaves unchanged are compared: the relative rotation of two cameras, ``R_b R_a^T``, and the
 direction from camera a to camera b seen from camera a, ``R_a (c_b - c_a) / |c_b - c_a|``.
 Pseudo-depth is compared by rank (Spearman) with the true mean depth of each token's patch.
+
+Beside these, the field's measures: depth AbsRel and the share of tokens with
+``max(d / d*, d* / d) < 1.25`` after per-image median scaling (monocular depth's convention) and
+after a per-image least-squares scale and shift; relative rotation accuracy at 15 and 30 degrees and
+the area under the accuracy curve up to 30 degrees (relative pose's convention). References: random
+rotations, one identical camera for every view, the best constant relative rotation (one rotation for
+every view pair, the chordal mean of the true ones) and the model's own predictions shuffled across
+images (how much of a score is the prediction's dependence on its input).
 """
 import itertools
 import os
@@ -157,6 +165,58 @@ def centre_spread(centre: np.ndarray) -> float:
     return mean_pairwise(centre, lambda a, b: np.linalg.norm(a - b, axis=-1).mean())
 
 
+ROTATION_THRESHOLDS_DEG = (15.0, 30.0)
+AUC_MAX_DEG = 30.0
+DELTA = 1.25
+
+
+def rotation_accuracy(errors: np.ndarray, threshold: float) -> float:
+    """Share of the (finite) rotation errors, in degrees, at most ``threshold``."""
+    errors = errors[np.isfinite(errors)]
+    return float(np.mean(errors <= threshold)) if errors.size else float("nan")
+
+
+def rotation_auc(errors: np.ndarray, max_deg: float = AUC_MAX_DEG) -> float:
+    """Area under the accuracy-vs-threshold curve from 0 to ``max_deg``, normalised to [0, 1]:
+    ``mean(max(0, 1 - e / max_deg))`` (the integral of the errors' distribution function)."""
+    errors = errors[np.isfinite(errors)]
+    return float(np.mean(np.clip(1.0 - errors / max_deg, 0.0, None))) if errors.size else float("nan")
+
+
+def _depth_scores(fitted: np.ndarray, true: np.ndarray) -> Tuple[float, float]:
+    """AbsRel and the share with ``max(d/d*, d*/d) < DELTA`` of fitted depths against true ones
+    (known, positive true values; a fitted depth at or below zero counts as a miss)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(fitted > 0, np.maximum(fitted / true, true / fitted), np.inf)
+    return float(np.mean(np.abs(fitted - true) / true)), float(np.mean(ratio < DELTA))
+
+
+def depth_errors(pred: np.ndarray, true: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per image (rows of ``(M, N)``, tokens where ``true`` is known): AbsRel and delta < 1.25 after
+    median scaling (``pred * median(true) / median(pred)``) and after a least-squares scale and shift;
+    NaN where an image has fewer than 3 known tokens or a median prediction of 0."""
+    names = ("absrel_median", "delta_median", "absrel_scale_shift", "delta_scale_shift")
+    out = {name: np.full(len(pred), np.nan) for name in names}
+    for k, (p, t) in enumerate(zip(pred, true)):
+        known = np.isfinite(t) & (t > 0)
+        if known.sum() < 3:
+            continue
+        p, t = p[known].astype(np.float64), t[known]
+        if np.median(p) != 0:
+            out["absrel_median"][k], out["delta_median"][k] = _depth_scores(p * np.median(t) / np.median(p), t)
+        design = np.stack([p, np.ones_like(p)], axis=1)
+        scale, shift = np.linalg.lstsq(design, t, rcond=None)[0]
+        out["absrel_scale_shift"][k], out["delta_scale_shift"][k] = _depth_scores(scale * p + shift, t)
+    return out
+
+
+def chordal_mean_rotation(rotations: np.ndarray) -> np.ndarray:
+    """The rotation nearest (in Frobenius norm) to the mean of ``(..., 3, 3)`` rotations."""
+    u, _, vt = np.linalg.svd(rotations.reshape(-1, 3, 3).mean(axis=0))
+    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    return u @ fix @ vt
+
+
 # ----------------------------------------------------------------------------- one trajectory
 
 class GeometryScores:
@@ -168,6 +228,8 @@ class GeometryScores:
         self.rotation: Dict[str, List[np.ndarray]] = {}
         self.direction: Dict[str, List[np.ndarray]] = {}
         self.spread: Dict[str, List[float]] = {}
+        self.depth_fit: Dict[str, Dict[str, List[np.ndarray]]] = {}
+        self.true_relative: List[np.ndarray] = []
 
     def _add(self, table: Dict[str, list], name: str, value) -> None:
         table.setdefault(name, []).append(value)
@@ -177,11 +239,19 @@ class GeometryScores:
         """One trajectory seen by model ``name``: pseudo-depth ``(V, T, h, w)``, 3DTRL's rotation
         ``(V, T, 3, 3)`` and translation ``(V, T, 3)``, and its ground truth (``load_ground_truth``)."""
         true_depth = token_depth(truth["depth"], depth.shape[-2:])
-        self._add(self.depth, name, spearman_per_image(depth.reshape(-1, depth[0, 0].size),
-                                                       true_depth.reshape(-1, true_depth[0, 0].size)))
+        pred, true = depth.reshape(-1, depth[0, 0].size), true_depth.reshape(-1, true_depth[0, 0].size)
+        self._add(self.depth, name, spearman_per_image(pred, true))
+        shuffled = self.rng.permuted(pred, axis=1)  # each image's tokens in a random order
+        for label, values in ((name, pred), (f"shuffled_{name}", shuffled)):
+            for key, errors in depth_errors(values, true).items():
+                self.depth_fit.setdefault(key, {}).setdefault(label, []).append(errors)
         est_r, est_c = cameras_from_layer(rotation, translation)
         true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
         self._add(self.rotation, name, relative_rotation_errors(est_r, true_r).ravel())
+        est_rel, true_rel = relative_rotations(est_r).reshape(-1, 3, 3), relative_rotations(true_r).reshape(-1, 3, 3)
+        shuffled_rel = est_rel[self.rng.permutation(len(est_rel))]  # another image pair's prediction
+        self._add(self.rotation, f"shuffled_{name}",
+                  rotation_angle_deg(np.swapaxes(shuffled_rel, -1, -2) @ true_rel))
         self._add(self.direction, name, translation_direction_errors(est_r, est_c, true_r, true_c).ravel())
         self._add_spread(name, est_r, est_c)
 
@@ -199,6 +269,7 @@ class GeometryScores:
         the identity)."""
         true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
         self._add_spread("truth", true_r, true_c)
+        self.true_relative.append(relative_rotations(true_r).reshape(-1, 3, 3))
         identical = np.broadcast_to(np.eye(3), true_r.shape)
         self._add(self.rotation, "identical_cameras", relative_rotation_errors(identical, true_r).ravel())
         self._add(self.rotation, "random_rotations",
@@ -211,10 +282,20 @@ class GeometryScores:
         """Means (and standard deviations for depth) of every comparison, over its defined values."""
         def mean(table):
             return {k: float(np.nanmean(np.concatenate(v))) for k, v in table.items()}
+        rotation = {k: np.concatenate(v) for k, v in self.rotation.items()}
+        if self.true_relative:  # the best single relative rotation, given every view pair the truth has
+            true_rel = np.concatenate(self.true_relative)
+            constant = chordal_mean_rotation(true_rel)
+            rotation["best_constant_rotation"] = rotation_angle_deg(constant.T[None] @ true_rel)
+        accuracy = {f"rotation_accuracy_at_{t:g}_deg": {k: rotation_accuracy(v, t) for k, v in rotation.items()}
+                    for t in ROTATION_THRESHOLDS_DEG}
         return {
             "depth_spearman": mean(self.depth),
             "depth_spearman_std": {k: float(np.std(np.concatenate(v))) for k, v in self.depth.items()},
-            "relative_rotation_error_deg": mean(self.rotation),
+            **{f"depth_{key}": mean(table) for key, table in self.depth_fit.items()},
+            "relative_rotation_error_deg": {k: float(np.nanmean(v)) for k, v in rotation.items()},
+            **accuracy,
+            f"rotation_auc_{AUC_MAX_DEG:g}_deg": {k: rotation_auc(v) for k, v in rotation.items()},
             "translation_direction_error_deg": mean(self.direction),
             "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
         }
@@ -223,8 +304,12 @@ class GeometryScores:
 def format_table(summary: Dict[str, Dict[str, float]]) -> str:
     """The summary as aligned text rows: one line per measure, one column per model or reference."""
     lines = []
-    for key in ("depth_spearman", "relative_rotation_error_deg", "translation_direction_error_deg",
+    for key in ("depth_spearman", "depth_absrel_median", "depth_delta_median", "depth_absrel_scale_shift",
+                "depth_delta_scale_shift", "relative_rotation_error_deg", "rotation_accuracy_at_15_deg",
+                "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "translation_direction_error_deg",
                 "camera_spread"):
+        if key not in summary:
+            continue
         cells = "  ".join(f"{name} {value:.3f}" for name, value in summary[key].items())
         lines.append(f"{key:32s} {cells}")
     return "\n".join(lines)
