@@ -59,5 +59,5 @@ s.bind(('', int(sys.argv[1])))"
     RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
 fi
 # torchrun, reporting Ctrl-C, SIGTERM and failures in one line (runtime/torchrun.py)
-exec "$PYTHON" -m runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
     "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"
