@@ -27,7 +27,7 @@ from classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImag
                                  split_folder)
 from classification.models import build_classifier
 from classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
-from model import checkpoint_state_dict, load_weights
+from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
 from runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
                      resolve_device, run_cli, write_json_atomic)
@@ -155,7 +155,8 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
         name, num_classes, img_size=args.img_size or same.get("img_size"),
         trl_depth=args.trl_depth if args.trl_depth is not None else same.get("trl_depth"), cat=same.get("cat"),
         model_kwargs=model_kwargs, global_pool=args.gp or same.get("gp"), pretrained=args.pretrained)
-    used_ema = load_weights(net, path, use_ema=args.use_ema, adapt_classifier=False) if path else False
+    used_ema = load_checkpoint_weights(net, checkpoint, path, use_ema=args.use_ema, adapt_classifier=False) \
+        if path else False
 
     device = resolve_device("auto", local_rank=0)
     autocast, _, _ = amp_policy(args.amp, "bfloat16", device)

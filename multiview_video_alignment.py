@@ -35,7 +35,7 @@ from alignment.evaluation import evaluate, geometry_stats, plot_alignment
 from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
-                           TripletDataset, open_split, resolve_dataset)
+                           TripletDataset, count_dataset_views, open_split, resolve_dataset)
 from runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
                      compile_model, init_runtime, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
 
@@ -211,9 +211,9 @@ def normalisation(args: argparse.Namespace) -> Tuple[Optional[list], Optional[li
 def seen_if_all_views(args: argparse.Namespace) -> None:
     """``--train_views`` of at least the data set's number of views is the seen setting (-1), as in
     the release."""
-    _, views = open_split(args.data_root, args.data, "train", -1, videos_to_keep(args), args.release_pouring_val)
-    if args.train_views >= len(views):
-        print(f"--train_views {args.train_views}: the data set has {len(views)} third-person views, so this is "
+    num_views = count_dataset_views(args.data_root, args.data)
+    if args.train_views >= num_views:
+        print(f"--train_views {args.train_views}: the data set has {num_views} third-person views, so this is "
               f"the seen setting (-1), as in the release")
         args.train_views = -1
 

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Dict, Iterable, List
 
 from runtime import UserError
+from utils import short_repr
 
 _logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def check_inert(args: argparse.Namespace, table: Dict[str, tuple], given: Iterab
         if value is _ANY or inert is None or _same(value, inert):
             notes.append(f"{name}: accepted, no effect here ({why})")
         else:
-            raise UserError(f"{name} {_short(value)}: not supported here ({why})")
+            raise UserError(f"{name} {short_repr(value, 60)}: not supported here ({why})")
     for name in table:
         if getattr(args, name, None) is _ANY:
             setattr(args, name, None)
@@ -119,11 +120,6 @@ def _same(value: Any, inert: Any) -> bool:
         except (TypeError, ValueError):
             return False
     return value in (inert, None)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def given_flags(argv: Iterable[str]) -> List[str]:

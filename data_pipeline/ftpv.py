@@ -160,6 +160,24 @@ def count_views(dataset_dir: str, first_trajectory: str) -> int:
     return len(present)
 
 
+def dataset_folder(data_root: str, dataset: str) -> str:
+    """The folder of data set ``dataset`` (see :func:`resolve_dataset`) in ``data_root``; it must exist."""
+    folder = os.path.join(data_root, resolve_dataset(dataset)[1].folder)
+    if not os.path.isdir(folder):
+        raise UserError(f"missing data set folder: {folder}")
+    return folder
+
+
+def count_dataset_views(data_root: str, dataset: str) -> int:
+    """Number of third-person views of a data set, read from its first training trajectory (the
+    whole split is checked when it is opened)."""
+    dataset_dir = dataset_folder(data_root, dataset)
+    names = split_names(dataset, dataset_dir, "train")
+    if not names:
+        raise UserError(f"the train split of {dataset_dir} is empty")
+    return count_views(dataset_dir, names[0])
+
+
 def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
     """Third-person view indices per split. ``-1`` (seen): all views everywhere; ``k``: train and
     val on views ``0..k-1``, test on ``k..num_views-1`` (the unseen setting)."""
@@ -203,9 +221,7 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
 def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
                train_videos: int = -1, release_pouring_val: bool = False) -> Tuple[List[Trajectory], List[int]]:
     """The trajectories of ``split`` with the views the setting selects, and those view indices."""
-    dataset_dir = os.path.join(data_root, resolve_dataset(dataset)[1].folder)
-    if not os.path.isdir(dataset_dir):
-        raise UserError(f"missing data set folder: {dataset_dir}")
+    dataset_dir = dataset_folder(data_root, dataset)
     names = split_names(dataset, dataset_dir, split, train_videos, release_pouring_val)
     if not names:
         raise UserError(f"the {split} split of {dataset_dir} is empty")

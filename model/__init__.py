@@ -9,11 +9,11 @@ from backbone import TokenGeometry
 from .swin_3dtrl import Swin_3DTRL
 from .three_d_trl import ThreeDTRL
 from .tnt_3dtrl import TNT_3DTRL
-from ._factory import check_input_size, checkpoint_state_dict, embed, load_weights
+from ._factory import check_input_size, checkpoint_state_dict, embed, load_checkpoint_weights, load_weights
 from .vit import ViT
 from .vit_3dtrl import ViT_3DTRL
 
 # Every model registered by this package's modules (vit_3dtrl, swin_3dtrl, tnt_3dtrl), from timm's registry.
 TRL_MODEL_NAMES = tuple(timm.list_models(module=["vit_3dtrl", "swin_3dtrl", "tnt_3dtrl"]))
 
-__all__ = ["check_input_size", "checkpoint_state_dict", "load_weights", "ThreeDTRL", "TokenGeometry", "ViT_3DTRL", "Swin_3DTRL", "TNT_3DTRL", "ViT", "embed", "TRL_MODEL_NAMES"]
+__all__ = ["check_input_size", "checkpoint_state_dict", "load_checkpoint_weights", "load_weights", "ThreeDTRL", "TokenGeometry", "ViT_3DTRL", "Swin_3DTRL", "TNT_3DTRL", "ViT", "embed", "TRL_MODEL_NAMES"]

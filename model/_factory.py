@@ -105,6 +105,13 @@ def load_weights(net: torch.nn.Module, path: str, use_ema: bool = True, what: st
     checkpoint = load_checkpoint_file(path, what)
     if not isinstance(checkpoint, dict):
         raise UserError(f"{what} {path} is not a checkpoint or state dict")
+    return load_checkpoint_weights(net, checkpoint, path, use_ema, what, adapt_classifier, may_lack)
+
+
+def load_checkpoint_weights(net: torch.nn.Module, checkpoint: dict, path: str, use_ema: bool = True,
+                            what: str = "checkpoint", adapt_classifier: bool = True,
+                            may_lack: Sequence[str] = ("three_d_trl.",)) -> bool:
+    """:func:`load_weights` of a checkpoint already read from ``path`` (named in the messages)."""
     state_dict, is_ema = checkpoint_state_dict(checkpoint, use_ema)
     filter_fn = checkpoint_filter(net)
     try:

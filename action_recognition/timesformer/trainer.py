@@ -231,15 +231,16 @@ def train(cfg, model, device, writer) -> Dict:
     start, history = 0, []
     last = cu.last_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     stored = load_checkpoint_file(last) if last else {}
+    trained_cfg = stored_config(stored)
     if last and "history" in stored:  # this project's checkpoint (the release's hold no history)
-        keep_earlier_behaviour(cfg, stored_config(stored), last)
+        keep_earlier_behaviour(cfg, trained_cfg, last)
     optimizer = build_optimizer(model, cfg)
     if last:
         start = cu.resume(last, model, optimizer)
         history = stored.get("history", [])
         if is_main():
             log.info("resumed from %s (epoch %d)", last, start)
-            changed = changed_keys(stored_config(stored), cfg.to_dict())
+            changed = changed_keys(trained_cfg, cfg.to_dict())
             if changed:
                 log.warning("warning: the config differs from the one %s was trained with: %s", last,
                             ", ".join(changed))
