@@ -3,6 +3,7 @@
 # make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
 # make weights - remakes the demo's start point (weights/align_vit_3dtrl.pth) into output/weights/<time>/
+# make heldout - renders the four held-out scene families (data/heldout/<family>, about 4 minutes)
 # make gpu-check - every task's GPU path and the GPU benchmarks in one call (a reduced CPU version without CUDA)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -67,6 +68,14 @@ weights: venv
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py --data_root data/ftpv_pretrain_rc600 \
 		--model $(WEIGHTS_MODEL) --init $(WEIGHTS_OUT)/state_$(WEIGHTS_MODEL).pth --align_weight 1 --epochs 3 \
 		--lr 2e-4 --train_views 9 --out $(WEIGHTS_OUT)/align_$(WEIGHTS_MODEL).pth
+
+# The scene families no start point was pretrained on, each an FTPV root for `make demo FTPV_ROOT=data/heldout/<family>`.
+HELDOUT_FAMILIES := kuka rolling quadruped stacking
+.PHONY: heldout
+heldout: venv
+	for family in $(HELDOUT_FAMILIES); do \
+		$(PY) -m data_pipeline.render_ftpv --out data/heldout/$$family --preset heldout --family $$family --workers 2 \
+			|| exit 1; done
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo

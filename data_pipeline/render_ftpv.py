@@ -45,7 +45,7 @@ from simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
 MANIFEST = "render.json"
 # what folders rendered before an option existed were rendered with
-MANIFEST_DEFAULTS = {"random_cameras": False, "pacing": "eased"}
+MANIFEST_DEFAULTS = {"random_cameras": False, "pacing": "eased", "family": "panda"}
 SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)
 _WORKSPACE_TARGET = (0.35, 0.0, 0.25)
 _FLOOR_RGBA = (0.55, 0.55, 0.5, 1.0)
@@ -66,6 +66,7 @@ class Preset:
     shadows: bool = False
     random_cameras: bool = False   # third-person cameras drawn anew for every trajectory (pretraining data)
     pacing: str = "even"           # how the key poses are spread over the frames (PACINGS)
+    family: str = "panda"          # panda (the pick task) or a family of simulation.families
 
 
 PRESETS = {
@@ -75,7 +76,11 @@ PRESETS = {
     # Same layout and splits, smaller frames without shadows (half the rendering time): the CPU
     # demo renders and trains on it in minutes.
     "demo": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=20, size=64),
+    # The held-out scene families (--family): the demo's layout with 24 frames, in the folder the
+    # alignment script reads with --data panda, so `make demo FTPV_ROOT=...` runs on them as they are.
+    "heldout": Preset("Pandav1_Train_Frame", trajectories=20, views=9, frames=24, size=64),
 }
+FAMILIES = ("panda", *simulation.FAMILIES)
 
 
 # ----------------------------------------------------------------------------- cameras
@@ -277,13 +282,50 @@ def render_trajectory(scene: PandaScene, preset: Preset, seed: int, index: int) 
             position, orientation = cube_rest, cube_orientation
         scene.set_cube(position, orientation)
         cube_position[t] = position
-        for v, view in enumerate([first_person_view(scene)] + third_person):
-            images[v, t], zbuffer = scene.render(view, proj, preset.size, preset.shadows, LIGHT_DIRECTION)
-            depth[v, t] = simulation.depth_to_mm(simulation.metric_depth(zbuffer, NEAR, FAR))
-            cameras[v, t] = simulation.world_to_camera(view)
+        views = [first_person_view(scene)] + third_person
+        images[:, t], depth[:, t], cameras[:, t] = render_views(scene, views, proj, preset, LIGHT_DIRECTION)
     return images, {"intrinsics": simulation.intrinsics(preset.size, FOV_DEG), "world_to_camera": cameras,
                     "depth_mm": depth, "view_names": np.array(view_folder_names(range(preset.views))),
                     "arm_state": arm_state, "cube_position": cube_position}
+
+
+def render_views(scene: simulation.Scene, views: Sequence[list], proj: list, preset: Preset,
+                 light: Sequence[float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every view of the posed scene: ``(V, S, S, 3)`` RGB, ``(V, S, S)`` depth in mm and ``(V, 4, 4)``
+    world-to-camera transforms."""
+    rendered = [scene.render(view, proj, preset.size, preset.shadows, light) for view in views]
+    images = np.stack([rgb for rgb, _ in rendered])
+    depth = np.stack([simulation.depth_to_mm(simulation.metric_depth(z, NEAR, FAR)) for _, z in rendered])
+    return images, depth, np.stack([simulation.world_to_camera(view) for view in views])
+
+
+def family_views(family: simulation.Family, preset: Preset, seed: int, index: int) -> List[list]:
+    """View matrices of a family's third-person cameras: its fixed ones, or random ones around it."""
+    if preset.random_cameras:
+        cameras = [(yaw, pitch, dist * family.DISTANCE) for yaw, pitch, dist in
+                   random_cameras(np.random.default_rng([seed, index, 1]), preset.views)]
+    else:
+        cameras = simulation.family_cameras(type(family), preset.views)
+    return [simulation.orbit_view(family.TARGET, dist, yaw, pitch) for yaw, pitch, dist in cameras]
+
+
+def render_family_trajectory(family: simulation.Family, preset: Preset, seed: int, index: int
+                             ) -> Tuple[np.ndarray, dict]:
+    """Trajectory ``index`` of a scene family: frames as :func:`render_trajectory`, ground truth with
+    the family's ``state (T, D)`` in place of the Panda's arm and cube."""
+    episode = family.sample(np.random.default_rng([seed, index]))
+    family.prepare(episode)
+    third_person = family_views(family, preset, seed, index)
+    proj = simulation.projection(FOV_DEG, NEAR, FAR)
+    per_frame = []
+    for s in np.linspace(0.0, 1.0, preset.frames):
+        state = family.pose(episode, float(s))
+        views = [family.first_person_view(episode, float(s))] + third_person
+        per_frame.append((*render_views(family, views, proj, preset, family.light(episode)), state))
+    images, depth, cameras, state = (np.stack(parts, axis=1 if k < 3 else 0) for k, parts in enumerate(zip(*per_frame)))
+    return images, {"intrinsics": simulation.intrinsics(preset.size, FOV_DEG), "world_to_camera": cameras,
+                    "depth_mm": depth, "view_names": np.array(view_folder_names(range(preset.views))),
+                    "state": state.astype(np.float32)}
 
 
 def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, quality: int) -> None:
@@ -303,8 +345,12 @@ def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, qual
 def render_job(job: Tuple[Preset, int, int, str]) -> int:
     """Render and write one trajectory in this process's scene; returns the number of images."""
     preset, seed, index, traj_dir = job
-    scene = simulation.worker_scene("ftpv", build_scene)
-    write_trajectory(*render_trajectory(scene, preset, seed, index), traj_dir, preset.jpeg_quality)
+    if preset.family == "panda":
+        rendered = render_trajectory(simulation.worker_scene("ftpv", build_scene), preset, seed, index)
+    else:
+        family = simulation.worker_scene(f"ftpv-{preset.family}", simulation.FAMILIES[preset.family])
+        rendered = render_family_trajectory(family, preset, seed, index)
+    write_trajectory(*rendered, traj_dir, preset.jpeg_quality)
     return preset.frames * (1 + preset.views)
 
 
@@ -348,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pacing", default="even", choices=PACINGS,
                         help="even: one speed along the path; eased: the arm stops at every key pose (the data "
                              "the committed weights were pretrained on)")
+    parser.add_argument("--family", default="panda", choices=FAMILIES,
+                        help="panda: the pick task; kuka, rolling, quadruped, stacking: the held-out scene families "
+                             "(never used for pretraining); shapes: the randomised pretraining family "
+                             "(simulation/families.py)")
     parser.add_argument("--xpar", action="store_true", help="no progress bar")
     return parser
 
@@ -360,7 +410,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             raise UserError(f"--{key} must be positive, got {value}")
     if overrides.get("size", preset.size) < 16:
         raise UserError("--size must be at least 16 pixels")
-    return replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing)
+    return replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -52,7 +52,9 @@ from runtime import (UserError, check_finite, check_finite_weights, hold_output_
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data_root", required=True, help="FTPV root rendered by data_pipeline/render_ftpv.py")
+    p.add_argument("--data_root", required=True, nargs="+",
+                   help="FTPV roots rendered by data_pipeline/render_ftpv.py (any --family; the same frames and "
+                        "views in each); every root has a head of its own state")
     p.add_argument("--data", default="panda", choices=["panda"], help="data set folder under the root")
     p.add_argument("--train_views", type=int, default=6, help="third-person views used (the first K)")
     p.add_argument("--model", default="vit_3dtrl", help="timm name or short name, as in the alignment script")
@@ -70,7 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--align_frames", type=int, default=10, help="instants per clip of the n-pairs term")
     p.add_argument("--temperature", type=float, default=0.1, help="n-pairs softmax temperature")
     p.add_argument("--init", default=None, metavar="FILE", help="start from an earlier output of this tool")
-    p.add_argument("--held_out", type=int, default=10, help="trajectories kept out of training, to measure it")
+    p.add_argument("--held_out", type=int, default=10,
+                   help="trajectories of each root kept out of training (its last ones), to measure it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="weights file to write (.pth)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last")
@@ -92,28 +95,61 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_states(dataset_dir: str, names: List[str]) -> np.ndarray:
-    """``(N, T, 11)`` float32: arm joints and finger (8) and cube position (3) per frame."""
+    """``(N, T, D)`` float32 scene state per frame: the Panda's arm joints and finger (8) and cube
+    position (3), or a scene family's ``state``."""
     states = []
     for name in names:
         path = os.path.join(dataset_dir, name, GROUND_TRUTH)
         if not os.path.isfile(path):
             raise UserError(f"{path} is missing: render the data with this project's renderer")
         with np.load(path, allow_pickle=False) as truth:
-            if "arm_state" not in truth:
-                raise UserError(f"{path} holds no arm state: render the data again with this version")
-            states.append(np.concatenate([truth["arm_state"], truth["cube_position"]], axis=1))
+            if "arm_state" in truth:
+                states.append(np.concatenate([truth["arm_state"], truth["cube_position"]], axis=1))
+            elif "state" in truth:
+                states.append(truth["state"])
+            else:
+                raise UserError(f"{path} holds no scene state: render the data again with this version")
     return np.stack(states).astype(np.float32)
 
 
-def open_frames(args) -> Tuple[torch.Tensor, np.ndarray]:
-    """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory, and their states ``(N, T, 11)``."""
-    dataset_dir = os.path.join(args.data_root, DATASETS[args.data].folder)
+def open_root(args, root: str) -> Tuple[torch.Tensor, np.ndarray]:
+    """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory of one root, and their states ``(N, T, D)``."""
+    dataset_dir = os.path.join(root, DATASETS[args.data].folder)
     names = numbered_trajectories(dataset_dir) if os.path.isdir(dataset_dir) else []
     if len(names) <= args.held_out:
         raise UserError(f"{dataset_dir} holds {len(names)} trajectories; --held_out {args.held_out} leaves none")
     trajectories = [open_trajectory(dataset_dir, name, range(args.train_views)) for name in names]
     data = TrajectoryDataset(trajectories, args.img_size, progress=not args.xpar, desc="decode")
     return torch.stack([data[k] for k in range(len(data))]), load_states(dataset_dir, names)
+
+
+def open_frames(args) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Every root's training trajectories, then every root's last ``--held_out``: frames
+    ``(N, V, T, 3, S, S)`` uint8, states ``(N, T, D)`` with each root's state in a block of its own
+    (D the sum of the roots' state sizes, zeros elsewhere) and which of them are a trajectory's own,
+    ``(N, D)`` bool."""
+    roots = [open_root(args, root) for root in args.data_root]
+    shapes = {tuple(frames.shape[1:]) for frames, _ in roots}
+    if len(shapes) > 1:
+        raise UserError(f"the --data_root folders differ in views, frames or size ({sorted(shapes)}): render them alike")
+    sizes = [states.shape[2] for _, states in roots]
+    offsets = np.cumsum([0] + sizes)
+    padded, masks = [], []
+    for (_, states), start, stop in zip(roots, offsets[:-1], offsets[1:]):
+        block = np.zeros(states.shape[:2] + (offsets[-1],), dtype=np.float32)
+        block[:, :, start:stop] = states
+        mask = np.zeros((len(states), offsets[-1]), dtype=bool)
+        mask[:, start:stop] = True
+        padded.append(block)
+        masks.append(mask)
+    cut = [len(frames) - args.held_out for frames, _ in roots]
+    order = [(part, k) for part in (0, 1) for k in range(len(roots))]
+
+    def split(arrays, k, part):
+        return arrays[k][:cut[k]] if part == 0 else arrays[k][cut[k]:]
+    frames = torch.cat([split([f for f, _ in roots], k, part) for part, k in order])
+    return (frames, np.concatenate([split(padded, k, part) for part, k in order]),
+            np.concatenate([split(masks, k, part) for part, k in order]))
 
 
 class StateRegressor(nn.Module):
@@ -128,13 +164,18 @@ class StateRegressor(nn.Module):
         return self.head(self.embedder(images))
 
 
-def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, batch: int) -> float:
+def masked_mse(predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries ``mask`` selects: each row's own state."""
+    return (((predicted - targets) ** 2) * mask).sum() / mask.sum()
+
+
+def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, batch: int) -> float:
     model.eval()
     with torch.no_grad():
-        total = sum(((model(frames[i:i + batch]) - targets[i:i + batch]) ** 2).sum().item()
-                    for i in range(0, len(frames), batch))
+        total = sum(((((model(frames[i:i + batch]) - targets[i:i + batch]) ** 2) * mask[i:i + batch]).sum().item()
+                    for i in range(0, len(frames), batch)))
     model.train()
-    return total / targets.numel()
+    return total / mask.sum().item()
 
 
 def held_out_alignment_error(model: StateRegressor, frames: torch.Tensor) -> float:
@@ -178,13 +219,18 @@ def init_regressor(model: StateRegressor, path: str) -> Dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    frames, states = open_frames(args)
+    frames, states, own = open_frames(args)
     n, views, length = frames.shape[:3]
     flat_frames = frames.flatten(0, 2)                                          # (N V T, 3, S, S)
     flat_states = torch.from_numpy(np.repeat(states[:, None], views, axis=1).reshape(n * views * length, -1))
-    train_rows = (n - args.held_out) * views * length
-    mean, std = flat_states[:train_rows].mean(0), flat_states[:train_rows].std(0).clamp_min(1e-6)
-    targets = (flat_states - mean) / std
+    mask = torch.from_numpy(np.repeat(own, views * length, axis=0)).float()    # (N V T, D)
+    held_out_trajectories = args.held_out * len(args.data_root)
+    train_rows = (n - held_out_trajectories) * views * length
+    train_mask, count = mask[:train_rows], mask[:train_rows].sum(0).clamp_min(1.0)
+    mean = (flat_states[:train_rows] * train_mask).sum(0) / count
+    std = ((((flat_states[:train_rows] - mean) ** 2) * train_mask).sum(0) / (count - 1).clamp_min(1.0)).sqrt()
+    std = std.clamp_min(1e-6)
+    targets = (flat_states - mean) / std * mask
 
     cfg = dict(MODEL_DEFAULTS, model=args.model, img_size=args.img_size, patch_size=args.patch_size,
                depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool)
@@ -207,12 +253,12 @@ def main(argv=None) -> None:
     prepare_output_dir(out_dir)
     hold_output_dir(out_dir)
     writer = SummaryWriter(args.out + ".tb")
-    print(f"{n} trajectories ({args.held_out} held out) x {views} views x {length} frames; {args.model}, "
+    print(f"{n} trajectories ({held_out_trajectories} held out) x {views} views x {length} frames; {args.model}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
-    train_trajectories = n - args.held_out
+    train_trajectories = n - held_out_trajectories
 
     def held_out() -> Dict:
-        return {"held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], 256),
+        return {"held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], mask[train_rows:], 256),
                 "held_out_alignment_error": held_out_alignment_error(model, frames[train_trajectories:])}
     if not history:
         history.append({"epoch": 0, **held_out()})
@@ -225,7 +271,7 @@ def main(argv=None) -> None:
         for i in tqdm(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", disable=args.xpar,
                       leave=False, dynamic_ncols=True):
             rows = order[i:i + args.batch_size]
-            loss = nn.functional.mse_loss(model(flat_frames[rows]), targets[rows])
+            loss = masked_mse(model(flat_frames[rows]), targets[rows], mask[rows])
             total += loss.item() * len(rows)
             if args.align_weight > 0:
                 clips = sample_clips(frames, train_trajectories, args.align_clips, args.align_frames, generator)
