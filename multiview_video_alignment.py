@@ -31,13 +31,14 @@ from model import load_weights
 from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
                                 load_checkpoint, recorded_normalisation)
 from alignment.engine import WeightEnsemble, train_one_epoch
-from alignment.evaluation import evaluate, geometry_stats, plot_alignment
+from alignment.evaluation import evaluate
 from alignment.losses import LOSSES
 from alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, count_dataset_views, open_split, resolve_dataset)
 from runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
                      compile_model, init_runtime, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
+from visualization.alignment_report import geometry_stats, plot_alignment
 
 
 # ----------------------------------------------------------------------------- command line

@@ -1,8 +1,9 @@
-"""Shared utilities: the config of the action-recognition task and of ``--model-kwargs``, meters, and
-the release's names for the alignment metrics.
+"""The typed config (of the action-recognition task and of ``--model-kwargs``) and the YAML reader
+every config file goes through, the running-average meter, and the release's ``utils`` names.
 
-The run-time pieces (errors, seeding, process groups, checkpoints, atomic files, compilation) live
-in the ``runtime`` package; they stay importable from here under their earlier names."""
+The release's names (its frame transforms, distances and the alignment metrics, whose code is in
+``alignment.metrics``) are loaded on first use, so importing this module loads neither torchvision
+nor the alignment package. The run-time pieces live in ``runtime``."""
 import math
 import os
 import re
@@ -10,10 +11,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from runtime import (CHECKPOINT_SAFE_GLOBALS, COMPILE_MODES, UserError, atomic_write,  # noqa: F401
-                     check_compile_options, check_output_dir, compile_model, load_checkpoint_file, load_plain_pickle,
-                     prepare_output_dir, refuse_foreign_folder, remove_stale_temporaries, run_cli,
-                     save_checkpoint_atomic, seed_everything, stop_with_launcher, user_message, write_json_atomic)
+from runtime import UserError
 
 
 # ----------------------------------------------------------------------------- config
@@ -192,17 +190,7 @@ class AverageMeter:
         return self.sum / max(self.count, 1)
 
 
-# ----------------------------------------------------------------------------- the release's helpers
-
-def _release_transforms():
-    import compat  # noqa: F401  (must precede the first torchvision import)
-    import torchvision.transforms as T
-    return T.Compose([T.ToTensor()]), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-# The release's frame transforms: PIL image -> float tensor in [0, 1], then ImageNet normalisation.
-to_tensor, normalize = _release_transforms()
-
+# ----------------------------------------------------------------------------- the release's names
 
 def distance(x1, x2):
     """Squared Euclidean distance over the last dimension (the release's)."""
@@ -220,7 +208,20 @@ def normalize_vector(x):
     return x / (x.pow(2).sum(dim=1) + 1e-10).sqrt().view(-1, 1)
 
 
-# ----------------------------------------------------------------------------- alignment metrics
-# Kept importable from here under the release's names; the code lives in alignment.metrics.
-from alignment.metrics import (alignment_error, alignment_metrics, cycle_error, kendalls_tau,  # noqa: E402,F401
-                               kendalls_tau_b, nearest_frames, nearest_frames_both_ways)
+_METRICS = ("alignment_error", "alignment_metrics", "cycle_error", "kendalls_tau", "kendalls_tau_b", "nearest_frames",
+            "nearest_frames_both_ways")
+
+
+def __getattr__(name: str):
+    """The release's frame transforms (``to_tensor``: PIL image -> float tensor in [0, 1];
+    ``normalize``: ImageNet mean/std) and alignment metrics, loaded on first use."""
+    if name in ("to_tensor", "normalize"):
+        import compat  # noqa: F401  (must precede the first torchvision import)
+        import torchvision.transforms as T
+        globals().update(to_tensor=T.Compose([T.ToTensor()]),
+                         normalize=T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+        return globals()[name]
+    if name in _METRICS:
+        from alignment import metrics
+        return getattr(metrics, name)
+    raise AttributeError(f"module 'utils' has no attribute {name!r}")

@@ -29,6 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import model  # noqa: F401  (registers the 3DTRL models)
+import runtime
 import utils
 from runtime.memory import peak_memory_table
 
@@ -322,9 +323,9 @@ def main() -> None:
     results = {"device": name, "torch": torch.__version__, "rounds": args.rounds,
                "sizes": {size: bench_size(size, args, device, batch) for size in args.sizes},
                "metrics": bench_metrics(args.frames, args.metric_rounds)}
-    utils.write_json_atomic(results, args.json)
+    runtime.write_json_atomic(results, args.json)
     print(f"\nwritten: {args.json}")
 
 
 if __name__ == "__main__":
-    utils.run_cli(main)
+    runtime.run_cli(main)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import runtime
 import utils
 from alignment import metrics
 
@@ -89,29 +90,29 @@ def test_config_merge_and_overrides():
     cfg.merge({"TRAIN": {"BATCH_SIZE": 4}})
     cfg.merge_list(["TRAIN.ENABLE", "False", "LR", "1e-3"])
     assert cfg.TRAIN.BATCH_SIZE == 4 and cfg.TRAIN.ENABLE is False and cfg.LR == 1e-3
-    with pytest.raises(utils.UserError, match="unknown config key: TRAIN.BOGUS"):
+    with pytest.raises(runtime.UserError, match="unknown config key: TRAIN.BOGUS"):
         cfg.merge_list(["TRAIN.BOGUS", "1"])
-    with pytest.raises(utils.UserError, match="unknown config key: NOPE"):
+    with pytest.raises(runtime.UserError, match="unknown config key: NOPE"):
         cfg.merge({"NOPE": 1})
-    with pytest.raises(utils.UserError, match="odd number"):
+    with pytest.raises(runtime.UserError, match="odd number"):
         cfg.merge_list(["LR"])
     assert cfg.to_dict() == {"TRAIN": {"BATCH_SIZE": 4, "ENABLE": False}, "LR": 1e-3}
 
 
 def test_config_from_yaml_errors(tmp_path):
-    with pytest.raises(utils.UserError, match="not found"):
+    with pytest.raises(runtime.UserError, match="not found"):
         utils.Config.from_yaml(str(tmp_path / "missing.yaml"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
-    with pytest.raises(utils.UserError, match="not valid YAML"):
+    with pytest.raises(runtime.UserError, match="not valid YAML"):
         utils.Config.from_yaml(str(bad))
 
 
 def test_atomic_writes_leave_no_partial_file(tmp_path):
     path = tmp_path / "out" / "ckpt.pth"
-    utils.save_checkpoint_atomic({"epoch": 3}, str(path))
+    runtime.save_checkpoint_atomic({"epoch": 3}, str(path))
     assert torch.load(path)["epoch"] == 3
-    utils.write_json_atomic({"a": 1}, str(tmp_path / "m.json"))
+    runtime.write_json_atomic({"a": 1}, str(tmp_path / "m.json"))
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
 
     class Unpicklable:
@@ -119,23 +120,23 @@ def test_atomic_writes_leave_no_partial_file(tmp_path):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        utils.save_checkpoint_atomic({"x": Unpicklable()}, str(path))
+        runtime.save_checkpoint_atomic({"x": Unpicklable()}, str(path))
     assert torch.load(path)["epoch"] == 3
     assert sorted(os.listdir(path.parent)) == ["ckpt.pth"]
 
 
 def test_seed_everything_repeats_random_streams():
-    utils.seed_everything(7)
+    runtime.seed_everything(7)
     first = torch.randn(3)
-    utils.seed_everything(7)
+    runtime.seed_everything(7)
     assert torch.equal(first, torch.randn(3))
 
 
 def test_run_cli_turns_user_errors_into_one_line(capsys):
     def main():
-        raise utils.UserError("data folder not found: nowhere")
+        raise runtime.UserError("data folder not found: nowhere")
     with pytest.raises(SystemExit) as exit_info:
-        utils.run_cli(main)
+        runtime.run_cli(main)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: data folder not found: nowhere\n"
 

@@ -66,11 +66,9 @@ def test_make_targets_exist():
 
 def _help(folder, script):
     """The --help text of ``script``, run in this process (one import of torch for all of them)."""
-    out, cwd, argv, path = io.StringIO(), os.getcwd(), sys.argv, list(sys.path)
+    out, cwd, argv = io.StringIO(), os.getcwd(), sys.argv
     os.chdir(folder)
     sys.argv = [script, "--help"]
-    sys.path.insert(0, os.path.dirname(os.path.join(folder, script)))
-    sys.path.insert(0, folder)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             runpy.run_path(os.path.join(folder, script), run_name="__main__")
@@ -78,7 +76,7 @@ def _help(folder, script):
         pass
     finally:
         os.chdir(cwd)
-        sys.argv, sys.path[:] = argv, path
+        sys.argv = argv
     return out.getvalue()
 
 
