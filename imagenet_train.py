@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ from classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
 from runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
-                     check_finite, check_finite_weights, check_output_dir, compile_model, epoch_seed, init_runtime,
+                     check_finite, check_finite_loss, check_finite_weights, check_output_dir, compile_model, epoch_seed, init_runtime,
                      load_checkpoint_file, progress_bar, run_cli, seed_everything, setup_logging)
 from utils import AverageMeter
 
@@ -314,9 +313,7 @@ def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device,
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast():
             loss = loss_fn(model(images), targets)
-        if not math.isfinite(loss.item()):
-            raise UserError(f"training diverged: loss is {loss.item()} at epoch {epoch}, batch {batch_idx}; "
-                            f"lower --lr or set --clip-grad")
+        check_finite_loss(loss, f"epoch {epoch}, batch {batch_idx}", "lower --lr or set --clip-grad")
         optimizer.zero_grad(set_to_none=True)
         if loss_scaler is not None:
             loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,

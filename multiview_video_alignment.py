@@ -14,7 +14,6 @@ tau, averaged over every view pair of every trajectory).
 """
 import argparse
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -417,8 +416,6 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
                                                     progress, epoch)}
         record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
-        if not math.isfinite(record["train_loss"]):
-            raise UserError(f"training diverged at epoch {epoch} (loss {record['train_loss']}); lower --lr")
         check_finite_weights(embedder.net, f"after epoch {epoch}")
         with ensemble.applied():  # validation and its TensorBoard record see the model that best.pth keeps
             record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")

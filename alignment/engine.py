@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from runtime import progress_bar
+from runtime import check_finite_loss, progress_bar
 from utils import AverageMeter
 
 from .losses import npairs_loss, time_contrastive_loss
@@ -40,6 +40,7 @@ def train_one_epoch(embedder: nn.Module, loader: DataLoader, optimizer: torch.op
         batch = frames.shape[0]
         z = embedder(frames.flatten(0, 2)).view(*frames.shape[:3], -1)
         loss = batch_loss(z, times.to(device), args)
+        check_finite_loss(loss, f"epoch {epoch}, step {bar.n + 1}", "lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(embedder.parameters(), GRAD_CLIP)

@@ -3,7 +3,6 @@
 import itertools
 from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
 
 from data_pipeline import TrajectoryDataset

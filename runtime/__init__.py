@@ -5,7 +5,8 @@ folder layout and ``torch.compile``.
 Each task keeps its anchor's flag names (timm's, the release's, TimeSformer's) and passes their
 values here; the README's table lists them side by side."""
 from .amp import amp_policy
-from .checkpoint import (CHECKPOINT_SAFE_GLOBALS, check_finite, check_finite_weights, load_checkpoint_file,
+from .checkpoint import (CHECKPOINT_SAFE_GLOBALS, check_finite, check_finite_loss, check_finite_weights,
+                         load_checkpoint_file,
                          load_plain_pickle, save_checkpoint_atomic)
 from .compile import COMPILE_MODES, check_compile_options, compile_model
 from .distributed import Runtime, all_reduce_sum, init_runtime, resolve_device, stop_with_launcher
@@ -16,7 +17,8 @@ from .logs import progress_bar, setup_logging
 from .output import OutputLayout
 from .seeding import epoch_seed, seed_everything
 
-__all__ = ["amp_policy", "CHECKPOINT_SAFE_GLOBALS", "check_finite", "check_finite_weights", "load_checkpoint_file", "load_plain_pickle",
+__all__ = ["amp_policy", "CHECKPOINT_SAFE_GLOBALS", "check_finite", "check_finite_loss", "check_finite_weights",
+           "load_checkpoint_file", "load_plain_pickle",
            "save_checkpoint_atomic", "COMPILE_MODES", "check_compile_options", "compile_model", "Runtime",
            "all_reduce_sum", "init_runtime", "resolve_device", "stop_with_launcher", "UserError", "run_cli", "user_message",
            "atomic_write", "check_output_dir", "hold_output_dir", "prepare_output_dir", "read_json", "refuse_foreign_folder",

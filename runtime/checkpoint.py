@@ -20,6 +20,15 @@ CHECKPOINT_SAFE_GLOBALS = (argparse.Namespace, np._core.multiarray.scalar, np.dt
                            *(type(np.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")))
 
 
+def check_finite_loss(loss: torch.Tensor, where: str, advice: str = "lower the learning rate") -> None:
+    """The one non-finite policy of every training loop, checked at every step before the backward
+    pass: a :class:`UserError` when the step's loss is NaN or infinite, so that no update from it is
+    applied and nothing after it is saved."""
+    if not torch.isfinite(loss.detach()).all():
+        raise UserError(f"training diverged: the loss is {loss.detach().float().mean().item()} at {where}; "
+                        f"the last checkpoint is kept; {advice}")
+
+
 def check_finite(values: Dict[str, float], when: str) -> None:
     """A :class:`UserError` naming the first non-finite metric of ``values`` (e.g. a validation loss
     of NaN after the weights diverged in an epoch's last steps), so that nothing of it is saved."""

@@ -92,3 +92,12 @@ def test_every_flag_the_docs_name_exists():
             named.setdefault(flag, _rel(doc))
     unknown = {flag: doc for flag, doc in named.items() if flag not in known}
     assert not unknown, f"flags no command accepts: {unknown}"
+
+
+def test_every_action_config_key_has_a_comment():
+    """Each key of the action-recognition defaults says what it does, on its line or the one above."""
+    source = _text(os.path.join(ROOT, "action_recognition", "timesformer", "config.py"))
+    lines = source[source.index("_DEFAULTS = {"):source.index("\n}\n")].splitlines()
+    bare = [m.group(1) for i, line in enumerate(lines) if (m := re.match(r'\s+"([A-Z0-9_]+)": (?!\{)', line))
+            and "#" not in line and not lines[i - 1].strip().startswith("#")]
+    assert not bare, f"config keys without a comment: {bare}"

@@ -36,8 +36,6 @@ import compat  # noqa: F401  (the torchvision remedy, before the first timm/torc
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder, init_from_file
 from alignment.losses import npairs_loss
@@ -45,8 +43,8 @@ from alignment.metrics import alignment_error
 from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
-from runtime import (UserError, check_finite, check_finite_weights, hold_output_dir, load_checkpoint_file,
-                     prepare_output_dir, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
+from runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
+                     progress_bar, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -249,10 +247,8 @@ def main(argv=None) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start, init_report = state["history"], state["epoch"], state.get("init")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    prepare_output_dir(out_dir)
-    hold_output_dir(out_dir)
-    writer = SummaryWriter(args.out + ".tb")
+    layout = OutputLayout(os.path.dirname(os.path.abspath(args.out)), tensorboard=os.path.basename(args.out) + ".tb")
+    writer = layout.prepare().tensorboard_writer()
     print(f"{n} trajectories ({held_out_trajectories} held out) x {views} views x {length} frames; {args.model}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
     train_trajectories = n - held_out_trajectories
@@ -268,8 +264,7 @@ def main(argv=None) -> None:
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(train_rows, generator=generator)
         tic, total, total_align = time.perf_counter(), 0.0, 0.0
-        for i in tqdm(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", disable=args.xpar,
-                      leave=False, dynamic_ncols=True):
+        for i in progress_bar(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", enabled=not args.xpar):
             rows = order[i:i + args.batch_size]
             loss = masked_mse(model(flat_frames[rows]), targets[rows], mask[rows])
             total += loss.item() * len(rows)
@@ -278,11 +273,11 @@ def main(argv=None) -> None:
                 align = alignment_loss(model, clips, args.temperature)
                 total_align += align.item() * len(rows)
                 loss = loss + args.align_weight * align
+            check_finite_loss(loss, f"epoch {epoch + 1}, step {i // args.batch_size + 1}", "lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-        check_finite({"train mse": total / train_rows}, f"in epoch {epoch + 1}")
         check_finite_weights(model, f"after epoch {epoch + 1}")
         record = {"epoch": epoch + 1, "train_mse": total / train_rows, **held_out(),
                   "seconds": time.perf_counter() - tic}

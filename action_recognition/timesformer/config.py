@@ -10,7 +10,7 @@ from utils import Config
 
 _DEFAULTS = {
     "TRAIN": {
-        "ENABLE": True,
+        "ENABLE": True,                  # train (False: test only)
         "DATASET": "video",              # a name only: every data set is read from CSV lists
         "BATCH_SIZE": 8,                 # total over all processes
         "EVAL_PERIOD": 1,                # epochs between validation passes
@@ -23,17 +23,17 @@ _DEFAULTS = {
     "DATA": {
         "PATH_TO_DATA_DIR": "",          # folder holding train.csv, val.csv, test.csv
         "PATH_PREFIX": "",               # prefix of the relative video paths (default: PATH_TO_DATA_DIR)
-        "PATH_LABEL_SEPARATOR": " ",
-        "NUM_FRAMES": 8,
-        "SAMPLING_RATE": 8,
-        "TRAIN_JITTER_SCALES": [256, 320],
-        "TRAIN_CROP_SIZE": 224,
-        "TEST_CROP_SIZE": 224,
-        "RANDOM_FLIP": True,
-        "INPUT_CHANNEL_NUM": [3],
-        "MEAN": [0.45, 0.45, 0.45],
-        "STD": [0.225, 0.225, 0.225],
-        "DECODING_BACKEND": "opencv",
+        "PATH_LABEL_SEPARATOR": " ",     # what separates a list line's video path from its label
+        "NUM_FRAMES": 8,                 # frames per clip
+        "SAMPLING_RATE": 8,              # frames between two sampled frames (see TEMPORAL_SAMPLING)
+        "TRAIN_JITTER_SCALES": [256, 320],  # training: the shorter side is resized to a random size in [low, high]
+        "TRAIN_CROP_SIZE": 224,          # training: random square crop of this side
+        "TEST_CROP_SIZE": 224,           # test: shorter side resized to this, then NUM_SPATIAL_CROPS crops
+        "RANDOM_FLIP": True,             # training: horizontal flip with probability 0.5
+        "INPUT_CHANNEL_NUM": [3],        # channels of the input (RGB)
+        "MEAN": [0.45, 0.45, 0.45],      # input normalisation (TimeSformer's)
+        "STD": [0.225, 0.225, 0.225],    # see MEAN
+        "DECODING_BACKEND": "opencv",    # video reader: opencv, the only one here
         # slowfast: the release's (SlowFast's) temporal sampling: NUM_FRAMES indices spread evenly over a
         # span of SAMPLING_RATE * NUM_FRAMES frames at TARGET_FPS (rescaled to the video's fps), test
         # clip i of n starting at i/n of the slack; stride: indices SAMPLING_RATE apart, test clips centred
@@ -45,65 +45,65 @@ _DEFAULTS = {
         "ENSEMBLE_METHOD": "sum",
     },
     "TIMESFORMER": {
-        "ATTENTION_TYPE": "divided_space_time",
+        "ATTENTION_TYPE": "divided_space_time",  # divided_space_time, joint_space_time or space_only
         "PRETRAINED_MODEL": "",          # ImageNet ViT weights or a TimeSformer checkpoint
-        "EMBED_DIM": 768,
+        "EMBED_DIM": 768,                # token width (768: ViT-B)
         "DEPTH": None,                   # None: 16 with 3DTRL (the release), 12 without
-        "NUM_HEADS": 12,
-        "PATCH_SIZE": 16,
-        "MLP_RATIO": 4.0,
-        "DROP_PATH_RATE": 0.1,
+        "NUM_HEADS": 12,                 # attention heads per block
+        "PATCH_SIZE": 16,                # pixels per patch side
+        "MLP_RATIO": 4.0,                # MLP hidden width / EMBED_DIM
+        "DROP_PATH_RATE": 0.1,           # stochastic depth, rising linearly to this over the blocks
     },
     "TRL": {
         "ENABLE": True,                  # False runs plain TimeSformer
         "LOC": 12,                       # 3DTRL goes before this block
         "PRED_CAMPOS_FROM": "both-sep",  # camera estimator input: both-sep, both-avg, cls
-        "PRED_DEPTH": True,
+        "PRED_DEPTH": True,              # estimate a depth per token (False: camera-frame xyz directly)
         # release: the layer gets the model's initialisation (truncated normal 0.02 on every Linear);
         # project: PyTorch's default, translation weights 1 and rotation 0 (the image models' layer)
         "INIT": "release",
     },
     "SOLVER": {
-        "BASE_LR": 0.005,
-        "LR_POLICY": "steps_with_relative_lrs",
-        "STEPS": [0, 11, 14],
-        "LRS": [1, 0.1, 0.01],
-        "COSINE_END_LR": 0.0,
-        "MAX_EPOCH": 15,
-        "MOMENTUM": 0.9,
-        "NESTEROV": True,
-        "DAMPENING": 0.0,
-        "WEIGHT_DECAY": 1e-4,
-        "WARMUP_EPOCHS": 0.0,
-        "WARMUP_START_LR": 0.0,
-        "OPTIMIZING_METHOD": "sgd",
-        "CLIP_GRAD_NORM": None,
+        "BASE_LR": 0.005,                # learning rate (per the whole batch: not scaled with processes)
+        "LR_POLICY": "steps_with_relative_lrs",  # steps_with_relative_lrs or cosine
+        "STEPS": [0, 11, 14],            # steps policy: the epochs at which each of LRS starts
+        "LRS": [1, 0.1, 0.01],           # steps policy: multiples of BASE_LR from each of STEPS on
+        "COSINE_END_LR": 0.0,            # cosine policy: the rate at MAX_EPOCH
+        "MAX_EPOCH": 15,                 # epochs of training
+        "MOMENTUM": 0.9,                 # SGD momentum
+        "NESTEROV": True,                # SGD with Nesterov momentum
+        "DAMPENING": 0.0,                # SGD momentum dampening
+        "WEIGHT_DECAY": 1e-4,            # L2 weight decay (see ZERO_WD_1D_PARAM)
+        "WARMUP_EPOCHS": 0.0,            # linear warm-up from WARMUP_START_LR over this many epochs
+        "WARMUP_START_LR": 0.0,          # the rate warm-up starts at
+        "OPTIMIZING_METHOD": "sgd",      # sgd or adamw
+        "CLIP_GRAD_NORM": None,          # clip the gradients' total norm to this (None: no clipping)
         # True: no weight decay on 1-D parameters and on the position, class and time embeddings;
         # False: every parameter decays, as in the release (it exempts only names containing "bn")
         "ZERO_WD_1D_PARAM": False,
     },
     "MODEL": {
-        "ARCH": "vit",
+        "ARCH": "vit",                   # vit (the ViT TimeSformer), the only one here
         "MODEL_NAME": "vit_base_patch16_224",  # a name only: the size comes from TIMESFORMER.*
-        "NUM_CLASSES": 400,
-        "LOSS_FUNC": "cross_entropy",
+        "NUM_CLASSES": 400,              # classes of the head (the labels of the lists are 0..NUM_CLASSES-1)
+        "LOSS_FUNC": "cross_entropy",    # the only loss here (single-label classification)
         "DROPOUT_RATE": 0.5,             # dropout before the head, applied only with HEAD_DROPOUT
         "HEAD_DROPOUT": False,           # the release's ViT TimeSformer never applies DROPOUT_RATE
         "COMPILE": False,                # torch.compile the model for training and test
         "COMPILE_BACKEND": "inductor",   # torch.compile backend when MODEL.COMPILE
     },
     "TEST": {
-        "ENABLE": True,
-        "DATASET": "video",
-        "BATCH_SIZE": 8,
+        "ENABLE": True,                  # test after training (or alone, with TRAIN.ENABLE False)
+        "DATASET": "video",              # a name only, as TRAIN.DATASET
+        "BATCH_SIZE": 8,                 # clips per test step, total over all processes
         "CHECKPOINT_FILE_PATH": "",      # test these weights (default: the trained model)
         "NUM_ENSEMBLE_VIEWS": 1,         # clips per video
         "NUM_SPATIAL_CROPS": 3,          # 1 = centre, 3 = left/centre/right
         "SAVE_RESULTS_PATH": "",         # also save per-video scores (.npz) under OUTPUT_DIR
     },
     "DATA_LOADER": {
-        "NUM_WORKERS": 2,
-        "PIN_MEMORY": True,
+        "NUM_WORKERS": 2,                # video-decoding worker processes per training process
+        "PIN_MEMORY": True,              # page-locked batches (faster copies to the GPU)
     },
     "LOG": {
         "PROGRESS": True,                # tqdm bars
@@ -111,10 +111,10 @@ _DEFAULTS = {
     },
     "NUM_GPUS": 1,                       # processes per node (GPUs, or CPU processes without one)
     "NUM_SHARDS": 1,                     # nodes
-    "SHARD_ID": 0,
+    "SHARD_ID": 0,                       # this node's index among NUM_SHARDS
     "DIST_BACKEND": "",                  # default: nccl on GPUs, gloo on the CPU
-    "RNG_SEED": 0,
-    "OUTPUT_DIR": "./output",
+    "RNG_SEED": 0,                       # seed of every random generator (per process and epoch from it)
+    "OUTPUT_DIR": "./output",            # checkpoints, TensorBoard, results.json
 }
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")

@@ -19,9 +19,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from timm.utils import accuracy
 
-from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_weights, compile_model, init_runtime,
-                     load_checkpoint_file, progress_bar, seed_everything, setup_logging, user_message,
-                     write_json_atomic)
+from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_loss, check_finite_weights,
+                     compile_model, init_runtime, load_checkpoint_file, progress_bar, seed_everything, setup_logging,
+                     user_message, write_json_atomic)
 from utils import AverageMeter, load_yaml
 
 from . import checkpoint as cu
@@ -123,8 +123,7 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch: int, cfg, device, writ
         with autocast(cfg, device):
             logits = model(clips)
         loss = loss_fn(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise UserError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
+        check_finite_loss(loss, f"epoch {epoch + 1}, iteration {it + 1}", "lower SOLVER.BASE_LR")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.SOLVER.CLIP_GRAD_NORM:
