@@ -309,42 +309,83 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
         print(f"results: {os.path.join(layout.root, 'test.json')}\nplot:    {results['plot']}")
 
 
-def train(args: argparse.Namespace, rt: Runtime) -> None:
-    progress = rt.main and not args.xpar
-    spec = resolve_dataset(args.data)[1]
-    train_data, train_views = load_split(args, "train", args.train_views, progress)
-    val_data, val_views = load_split(args, "val", args.train_views, progress)
-    tests = test_sets(args, progress)
-    if args.loss == "npairs":
-        triplets = ClipDataset(train_data, args.clip_frames, args.views_per_clip, seed=args.seed)
-    else:
-        triplets = TripletDataset(train_data, spec.window, seed=args.seed)
-    sampler = EpochSampler(len(triplets), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
-    # Workers are started afresh every epoch so that they see the epoch's triplet draws
-    # (the frame cache lives in shared memory, so this copies nothing).
-    loader = DataLoader(triplets, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                        pin_memory=rt.device.type == "cuda", persistent_workers=False)
+@dataclasses.dataclass
+class TrainingState:
+    """What ``last.pth`` keeps to continue a run (as a plain dict, under ``state``)."""
+    epoch: int = 0                        # epochs trained
+    best: Optional[Dict] = None           # {"epoch", "val"} of the model in best.pth (None: no epoch kept yet)
+    bad_epochs: int = 0                   # epochs since the validation alignment error last improved
+    history: List[Dict] = dataclasses.field(default_factory=list)  # one record per epoch, epoch 0 first
+    initial: Optional[Dict] = None        # validation and test metrics before training
 
-    seed_everything(args.seed)
-    embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)
-    init_report = init_from_file(embedder.net, args.init) if args.init and not args.resume else None
-    if init_report and rt.main:
-        print(f"initialised from {args.init}: {init_report['loaded']} tensors loaded, "
-              f"{len(init_report['left_at_init'])} left at their initialisation"
-              + (f" ({', '.join(init_report['left_at_init'])})" if init_report["left_at_init"] else ""))
-    optimizer = torch.optim.Adam(embedder.parameters(), lr=args.lr)
-    state = {"epoch": 0, "best": None, "bad_epochs": 0, "history": [], "initial": None}
-    wise_start = None  # the weights before training, for --wise_alpha: these, or a resumed run's
+    @classmethod
+    def from_dict(cls, state: Dict) -> "TrainingState":
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)})
 
-    layout = output_layout(args)
-    last_path, best_path = layout.checkpoint("last.pth"), layout.checkpoint("best.pth")
-    if not args.resume and not args.overwrite and os.path.isfile(last_path):
-        raise UserError(f"{args.output_dir} already holds a run: pass --resume to continue it, --overwrite to "
-                        f"replace it, or another --output_dir")
-    if rt.main:
-        layout.prepare()
-    if args.resume:
-        resume_path = last_path if args.resume == "auto" else args.resume
+    def add_epoch(self, record: Dict) -> bool:
+        """Record a trained epoch; True when its validation alignment error is the best so far."""
+        improved = self.best is None or record["val"]["alignment_error"] < self.best["val"]["alignment_error"]
+        self.epoch = record["epoch"]
+        self.history.append(record)
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        if improved:
+            self.best = {"epoch": record["epoch"], "val": record["val"]}
+        return improved
+
+
+class AlignmentRun:
+    """One training run: its data, model, optimizer and output folder, resumed from ``last.pth``
+    with ``--resume``."""
+
+    def __init__(self, args: argparse.Namespace, rt: Runtime):
+        self.args, self.rt = args, rt
+        self.progress = rt.main and not args.xpar
+        self.train_data, self.train_views = load_split(args, "train", args.train_views, self.progress)
+        self.val_data, self.val_views = load_split(args, "val", args.train_views, self.progress)
+        self.tests = test_sets(args, self.progress)
+        self.items, self.sampler, self.loader = self.training_items()
+        seed_everything(args.seed)
+        self.embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)
+        self.init_report = init_from_file(self.embedder.net, args.init) if args.init and not args.resume else None
+        if self.init_report and rt.main:
+            report = self.init_report
+            print(f"initialised from {args.init}: {report['loaded']} tensors loaded, "
+                  f"{len(report['left_at_init'])} left at their initialisation"
+                  + (f" ({', '.join(report['left_at_init'])})" if report["left_at_init"] else ""))
+        self.optimizer = torch.optim.Adam(self.embedder.parameters(), lr=args.lr)
+        self.state = TrainingState()
+        self.layout = output_layout(args)
+        self.last_path, self.best_path = self.layout.checkpoint("last.pth"), self.layout.checkpoint("best.pth")
+        if not args.resume and not args.overwrite and os.path.isfile(self.last_path):
+            raise UserError(f"{args.output_dir} already holds a run: pass --resume to continue it, --overwrite to "
+                            f"replace it, or another --output_dir")
+        if rt.main:
+            self.layout.prepare()
+        wise_start = self.resume() if args.resume else None  # the weights before training, for --wise_alpha
+        self.ensemble = WeightEnsemble(self.embedder.net, args.wise_alpha, wise_start)
+        self.trainer = DistributedDataParallel(self.embedder) if rt.world > 1 else self.embedder
+        if args.compile:
+            self.trainer = compile_model(self.trainer, args.compile)
+        self.writer = self.layout.tensorboard_writer() if rt.main else None
+
+    def training_items(self) -> Tuple[object, EpochSampler, DataLoader]:
+        """The training items (n-pairs clips or triplets), the epoch's random subset of them and the loader."""
+        args, rt = self.args, self.rt
+        if args.loss == "npairs":
+            items = ClipDataset(self.train_data, args.clip_frames, args.views_per_clip, seed=args.seed)
+        else:
+            items = TripletDataset(self.train_data, resolve_dataset(args.data)[1].window, seed=args.seed)
+        sampler = EpochSampler(len(items), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
+        # Workers are started afresh every epoch so that they see the epoch's draws
+        # (the frame cache lives in shared memory, so this copies nothing).
+        loader = DataLoader(items, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                            pin_memory=rt.device.type == "cuda", persistent_workers=False)
+        return items, sampler, loader
+
+    def resume(self) -> Optional[Dict[str, torch.Tensor]]:
+        """Load the model, optimizer and state of ``--resume``; returns the run's --wise_alpha start weights."""
+        args = self.args
+        resume_path = self.last_path if args.resume == "auto" else args.resume
         ckpt = load_checkpoint(resume_path)
         if checkpoint_model_cfg(ckpt, resume_path) != model_cfg(args) or "state" not in ckpt:
             raise UserError(f"{resume_path} was trained with {checkpoint_model_cfg(ckpt, resume_path)}, "
@@ -352,109 +393,121 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         trained_alpha = ckpt.get("args", {}).get("wise_alpha", 1.0)
         if trained_alpha != args.wise_alpha:
             raise UserError(f"{resume_path} was trained with --wise_alpha {trained_alpha}, not {args.wise_alpha}")
-        wise_start = ckpt.get("wise_start")
-        embedder.net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        self.embedder.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
         trained_lr = ckpt.get("args", {}).get("lr", args.lr)
         if trained_lr != args.lr:  # the restored optimizer would keep the old rate: --lr wins, and says so
-            for group in optimizer.param_groups:
+            for group in self.optimizer.param_groups:
                 group["lr"] = args.lr
-            if rt.main:
+            if self.rt.main:
                 print(f"--lr {args.lr:g} applied to the resumed run (its checkpoint ran with {trained_lr:g})")
-        state = ckpt["state"]
-    ensemble = WeightEnsemble(embedder.net, args.wise_alpha, wise_start)
-    trainer = DistributedDataParallel(embedder) if rt.world > 1 else embedder
-    if args.compile:
-        trainer = compile_model(trainer, args.compile)
-    has_3dtrl = hasattr(embedder.net, "three_d_trl")
-    writer = layout.tensorboard_writer() if rt.main else None
+        self.state = TrainingState.from_dict(ckpt["state"])
+        return ckpt.get("wise_start")
 
-    def checkpoint(improved: bool) -> None:
-        if not rt.main:
+    def evaluate(self, data: TrajectoryDataset, name: str) -> Dict[str, float]:
+        return evaluate(self.embedder, data, self.rt, self.args.eval_batch_size, self.progress, name)
+
+    def save(self, improved: bool) -> None:
+        """``last.pth`` (to resume) and, when the epoch improved, ``best.pth`` (the validated model:
+        the ensemble with the start point where --wise_alpha asks for it)."""
+        if not self.rt.main:
             return
-        payload = {"model_cfg": model_cfg(args), "epoch": state["epoch"],
-                   "val": state["best"]["val"] if state["best"] else None, "args": vars(args)}
-        if improved:  # the model validated: the ensemble with the start point where --wise_alpha asks for it
-            save_checkpoint_atomic(dict(payload, model=ensemble.state_dict()), best_path)
-        training = dict(payload, model=embedder.net.state_dict(), optimizer=optimizer.state_dict(), state=state)
-        if ensemble.start is not None:
-            training["wise_start"] = ensemble.start
-        save_checkpoint_atomic(training, last_path)
+        best = self.state.best
+        payload = {"model_cfg": model_cfg(self.args), "epoch": self.state.epoch, "val": best["val"] if best else None,
+                   "args": vars(self.args)}
+        if improved:
+            save_checkpoint_atomic(dict(payload, model=self.ensemble.state_dict()), self.best_path)
+        training = dict(payload, model=self.embedder.net.state_dict(), optimizer=self.optimizer.state_dict(),
+                        state=dataclasses.asdict(self.state))
+        if self.ensemble.start is not None:
+            training["wise_start"] = self.ensemble.start
+        save_checkpoint_atomic(training, self.last_path)
 
-    def log(epoch: int, record: Dict) -> None:
-        if writer is None:
+    def log(self, epoch: int, record: Dict) -> None:
+        """TensorBoard scalars of an epoch (and, for 3DTRL, what it recovers on the validation split)."""
+        if self.writer is None:
             return
         for key in ("train_loss", "data_wait_share", "triplets_per_s"):
             if key in record:
-                writer.add_scalar(f"train/{key}", record[key], epoch)
+                self.writer.add_scalar(f"train/{key}", record[key], epoch)
         for key, value in record["val"].items():
-            writer.add_scalar(f"val/{key}", value, epoch)
-        if has_3dtrl:
-            for key, value in geometry_stats(embedder, val_data, val_views, rt.device, args.eval_batch_size).items():
-                writer.add_scalar(f"geometry/{key}", value, epoch)
-        writer.flush()
+            self.writer.add_scalar(f"val/{key}", value, epoch)
+        if hasattr(self.embedder.net, "three_d_trl"):
+            stats = geometry_stats(self.embedder, self.val_data, self.val_views, self.rt.device,
+                                   self.args.eval_batch_size)
+            for key, value in stats.items():
+                self.writer.add_scalar(f"geometry/{key}", value, epoch)
+        self.writer.flush()
 
-    if state["initial"] is None:
-        val = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
-        state["initial"] = {name: evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
-                            for name, (data, _) in tests.items()}
-        state["initial"]["val"] = val
-        state["history"].append({"epoch": 0, "val": val})
+    def validate_start(self) -> None:
+        """Epoch 0: the start weights on the validation and test splits."""
+        val = self.evaluate(self.val_data, "val")
+        self.state.initial = {name: self.evaluate(data, name) for name, (data, _) in self.tests.items()}
+        self.state.initial["val"] = val
+        self.state.history.append({"epoch": 0, "val": val})
         # The release keeps the best trained epoch: the start weights are only a fallback for --epochs 0.
-        start_competes = args.start_can_be_best or args.epochs == 0
-        state["best"] = {"epoch": 0, "val": val} if start_competes else None
-        log(0, state["history"][-1])
-        if rt.main:
+        start_competes = self.args.start_can_be_best or self.args.epochs == 0
+        self.state.best = {"epoch": 0, "val": val} if start_competes else None
+        self.log(0, self.state.history[-1])
+        if self.rt.main:
             print(f"epoch 0 (before training): val {format_metrics(val)}")
-        checkpoint(improved=start_competes)
+        self.save(improved=start_competes)
 
-    while state["epoch"] < args.epochs and state["bad_epochs"] < args.patience:
-        epoch = state["epoch"] + 1
-        sampler.set_epoch(epoch)
-        triplets.set_epoch(epoch)
+    def train_epoch(self) -> None:
+        epoch = self.state.epoch + 1
+        self.sampler.set_epoch(epoch)
+        self.items.set_epoch(epoch)
         start = time.perf_counter()
-        record = {"epoch": epoch, **train_one_epoch(trainer, loader, optimizer, rt.device, args,
-                                                    progress, epoch)}
-        record["train_loss"] = rt.all_sum([record["train_loss"]])[0] / rt.world
-        check_finite_weights(embedder.net, f"after epoch {epoch}")
-        with ensemble.applied():  # validation and its TensorBoard record see the model that best.pth keeps
-            record["val"] = evaluate(embedder, val_data, rt, args.eval_batch_size, progress, "val")
+        record = {"epoch": epoch, **train_one_epoch(self.trainer, self.loader, self.optimizer, self.rt.device,
+                                                    self.args, self.progress, epoch)}
+        record["train_loss"] = self.rt.all_sum([record["train_loss"]])[0] / self.rt.world
+        check_finite_weights(self.embedder.net, f"after epoch {epoch}")
+        with self.ensemble.applied():  # validation and its TensorBoard record see the model that best.pth keeps
+            record["val"] = self.evaluate(self.val_data, "val")
             record["seconds"] = time.perf_counter() - start
-            log(epoch, record)
-        improved = state["best"] is None or record["val"]["alignment_error"] < state["best"]["val"]["alignment_error"]
-        state["epoch"] = epoch
-        state["history"].append(record)
-        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
-        if improved:
-            state["best"] = {"epoch": epoch, "val": record["val"]}
-        if rt.main:
+            self.log(epoch, record)
+        improved = self.state.add_epoch(record)
+        if self.rt.main:
             print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val {format_metrics(record['val'])}"
                   f"{'  (best)' if improved else ''}  [{record['seconds']:.0f}s, "
                   f"{record['data_wait_share']:.1%} waiting for data]")
-        checkpoint(improved)
+        self.save(improved)
 
-    best = load_checkpoint(best_path) if rt.main else None
-    rt.barrier()
-    if not rt.main:
-        best = load_checkpoint(best_path)
-    embedder.net.load_state_dict(best["model"])
-    results = {"test": None, "val": state["best"]["val"], "best_epoch": state["best"]["epoch"],
-               "epochs": state["history"], "initial": state["initial"], "data": args.data, "init": init_report,
-               "setting": "seen" if args.train_views == -1 else "unseen", "model": args.model,
-               "views": {"train": view_names(train_views)}, "config": vars(args)}
-    for name, (data, views) in tests.items():
-        results[name] = evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
-        results["views"][name] = view_names(views)
-        if writer is not None:
-            for key, value in results[name].items():
-                writer.add_scalar(f"{name}/{key}", value, state["best"]["epoch"])
-    if rt.main:
-        data, views = tests["test"]
-        results["plot"] = os.path.join(layout.root, "alignment_test.png")
-        plot_alignment(embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
-        layout.write_results(results)
-        writer.close()
-        print_summary(results, layout)
+    def test(self) -> None:
+        """The best model on the test sets; writes results.json and the nearest-frame plot."""
+        rt, state = self.rt, self.state
+        best = load_checkpoint(self.best_path) if rt.main else None
+        rt.barrier()
+        if not rt.main:
+            best = load_checkpoint(self.best_path)
+        self.embedder.net.load_state_dict(best["model"])
+        args = self.args
+        results = {"test": None, "val": state.best["val"], "best_epoch": state.best["epoch"],
+                   "epochs": state.history, "initial": state.initial, "data": args.data, "init": self.init_report,
+                   "setting": "seen" if args.train_views == -1 else "unseen", "model": args.model,
+                   "views": {"train": view_names(self.train_views)}, "config": vars(args)}
+        for name, (data, views) in self.tests.items():
+            results[name] = self.evaluate(data, name)
+            results["views"][name] = view_names(views)
+            if self.writer is not None:
+                for key, value in results[name].items():
+                    self.writer.add_scalar(f"{name}/{key}", value, state.best["epoch"])
+        if rt.main:
+            data, views = self.tests["test"]
+            results["plot"] = os.path.join(self.layout.root, "alignment_test.png")
+            plot_alignment(self.embedder, data, view_names(views), rt.device, args.eval_batch_size, results["plot"])
+            self.layout.write_results(results)
+            self.writer.close()
+            print_summary(results, self.layout)
+
+
+def train(args: argparse.Namespace, rt: Runtime) -> None:
+    run = AlignmentRun(args, rt)
+    if run.state.initial is None:
+        run.validate_start()
+    while run.state.epoch < args.epochs and run.state.bad_epochs < args.patience:
+        run.train_epoch()
+    run.test()
 
 
 def print_summary(results: Dict, layout: OutputLayout) -> None:
