@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label_sigma", type=float, default=0.0,
                    help="npairs: 0: only the same instant is a positive; > 0: Gaussian soft targets over the "
                         "clip's instants with this standard deviation in frames")
+    p.add_argument("--center_in_time", action="store_true",
+                   help="npairs: compare a video's frames by their embeddings minus the video's mean embedding "
+                        "(per view, in training and evaluation), taking out what a camera sees in every frame; "
+                        "the recipe for scenes the start point never saw (make demo FTPV_ROOT=DIR)")
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
     p.add_argument("--views_per_clip", type=int, default=2,
@@ -183,6 +187,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
+    if args.center_in_time and args.loss != "npairs":
+        raise UserError("--center_in_time centres clips of the n-pairs loss: use it with --loss npairs")
     if args.compile:
         check_compile_options(args.compile)
     if args.output_dir is None:

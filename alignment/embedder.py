@@ -15,25 +15,39 @@ from runtime import UserError, load_checkpoint_file
 # (a mean/std of None: the model's own, which those checkpoints were trained with).
 MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
                   "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False,
-                  "mean": None, "std": None}
+                  "mean": None, "std": None, "center_in_time": False}
 # The README's and the release's short names.
 MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
                  "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
 
 
+def center_in_time(z: torch.Tensor, unit: bool) -> torch.Tensor:
+    """``(..., T, D)`` embeddings of T instants of one video, minus their mean over the instants
+    (L2-normalised again when ``unit``): what every frame of a view shares (its background, seen from
+    its camera) is taken out, and what changes over time is left to align."""
+    z = z - z.mean(dim=-2, keepdim=True)
+    return F.normalize(z, dim=-1) if unit else z
+
+
 class Embedder(nn.Module):
     """uint8 frames ``(B, 3, H, W)`` -> embeddings ``(B, D)``: normalisation, backbone, pooled token
-    (L2-normalised when ``unit`` is set, as the n-pairs loss trains it)."""
+    (L2-normalised when ``unit`` is set, as the n-pairs loss trains it). With ``center``, the
+    embeddings of a video are centred in time (:meth:`video_embeddings`) before they are compared."""
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], unit: bool = False):
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], unit: bool = False,
+                 center: bool = False):
         super().__init__()
         self.net = net
         self.mean, self.std = tuple(mean), tuple(std)
-        self.unit = unit
+        self.unit, self.center = unit, center
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         z = model.embed(self.net, normalize(images, self.mean, self.std))
         return F.normalize(z, dim=-1) if self.unit else z
+
+    def video_embeddings(self, z: torch.Tensor) -> torch.Tensor:
+        """``(..., T, D)`` frame embeddings of videos -> what alignment compares."""
+        return center_in_time(z, self.unit) if self.center else z
 
 
 def create_embedder(cfg: Dict) -> Embedder:
@@ -64,7 +78,8 @@ def create_embedder(cfg: Dict) -> Embedder:
         raise UserError(f"--img_size: {err}") from None
     data_cfg = net.pretrained_cfg or {}
     return Embedder(net, cfg.get("mean") or data_cfg.get("mean", IMAGENET_MEAN),
-                    cfg.get("std") or data_cfg.get("std", IMAGENET_STD), unit=bool(cfg.get("normalize_embedding")))
+                    cfg.get("std") or data_cfg.get("std", IMAGENET_STD), unit=bool(cfg.get("normalize_embedding")),
+                    center=bool(cfg.get("center_in_time")))
 
 
 def recorded_normalisation(path: str) -> Optional[Tuple[Optional[list], Optional[list]]]:

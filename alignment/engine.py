@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from runtime import check_finite_loss, progress_bar
 from utils import AverageMeter
 
+from .embedder import center_in_time
 from .losses import npairs_loss, time_contrastive_loss
 
 GRAD_CLIP = 10.0
@@ -20,6 +21,8 @@ def batch_loss(z: torch.Tensor, times: torch.Tensor, args: argparse.Namespace) -
     """``z (B, V, K, D)``: triplets (V = 2 views, K = 3) or clips (V views, K = L frames) -> the loss
     ``--loss`` names."""
     if args.loss == "npairs":
+        if args.center_in_time:  # as the embedder compares videos (Embedder.video_embeddings)
+            z = center_in_time(z, unit=True)
         return npairs_loss(z, args.temperature, times, args.label_sigma)
     return time_contrastive_loss(z, release=args.release_loss)
 

@@ -40,7 +40,8 @@ def evaluate(embedder: Embedder, data: TrajectoryDataset, rt, batch: int,
     sums = [0.0] * (len(METRICS) + 1)
     mine = range(rt.rank, len(data), rt.world)
     for k in progress_bar(mine, desc, enabled=progress, unit="traj"):
-        for values in pair_metrics(embed_trajectory(embedder, data[k], rt.device, batch)):
+        z = embedder.video_embeddings(embed_trajectory(embedder, data[k], rt.device, batch))
+        for values in pair_metrics(z):
             for m, v in enumerate(values):
                 sums[m] += v
             sums[-1] += 1

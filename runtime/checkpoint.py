@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read with one error style, and never able to run code."""
 import argparse
 import io
+import json
 import math
 import os
 import pickle
@@ -53,8 +54,9 @@ def save_checkpoint_atomic(obj: Any, path: str) -> None:
 
 def load_checkpoint_file(path: str, what: str = "checkpoint", keys: Sequence[str] = ()) -> Any:
     """``torch.load`` of a file a user names, with ``weights_only=True``: only tensors, plain Python
-    data and :data:`CHECKPOINT_SAFE_GLOBALS` are rebuilt, so nothing in the file can run code.
-    With ``keys``, the file must be a dict that holds them (a checkpoint of the calling task).
+    data and :data:`CHECKPOINT_SAFE_GLOBALS` are rebuilt, so nothing in the file can run code; a
+    ``.safetensors`` file is read by :func:`load_safetensors`. With ``keys``, the file must be a dict
+    that holds them (a checkpoint of the calling task).
 
     Raises:
         UserError: the file is missing, unreadable (truncated, damaged, foreign), holds other objects
@@ -62,6 +64,17 @@ def load_checkpoint_file(path: str, what: str = "checkpoint", keys: Sequence[str
     """
     if not os.path.isfile(path):
         raise UserError(f"{what} not found: {path}")
+    if path.endswith(".safetensors"):
+        obj = load_safetensors(path, what)
+    else:
+        obj = _torch_load(path, what)
+    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
+    if missing:
+        raise UserError(f"{what} {path} is not of the expected kind (no {', '.join(missing)})")
+    return obj
+
+
+def _torch_load(path: str, what: str) -> Any:
     try:
         with torch.serialization.safe_globals(list(CHECKPOINT_SAFE_GLOBALS)):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -72,10 +85,33 @@ def load_checkpoint_file(path: str, what: str = "checkpoint", keys: Sequence[str
                             f"({', '.join(names)}); refused, since loading them could run code") from None
         raise UserError(f"cannot read {what} {path}: {type(err).__name__} (truncated, damaged or not a "
                         f"PyTorch file)") from None
-    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
-    if missing:
-        raise UserError(f"{what} {path} is not of the expected kind (no {', '.join(missing)})")
     return obj
+
+
+def save_safetensors_atomic(tensors: Dict[str, torch.Tensor], info: Dict[str, Any], path: str) -> None:
+    """Weights as safetensors (tensors only: nothing in the file can run code), with ``info`` (plain
+    data, e.g. ``model_cfg``) as JSON in the header's metadata; written atomically."""
+    from safetensors.torch import save_file
+
+    metadata = {key: json.dumps(value) for key, value in info.items()}
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_safetensors(path: str, what: str = "weights file") -> Dict[str, Any]:
+    """A file of :func:`save_safetensors_atomic` as a checkpoint: ``{"model": tensors, **info}``
+    (the tensors alone when the header holds no metadata, as in files of other projects)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            metadata = f.metadata() or {}
+        info = {key: json.loads(value) for key, value in metadata.items()}
+    except Exception as err:  # noqa: BLE001  (a truncated, damaged or foreign file)
+        raise UserError(f"cannot read {what} {path}: {type(err).__name__} (truncated, damaged or not a "
+                        f"safetensors file)") from None
+    return {"model": tensors, **info} if info else tensors
 
 
 def _unsafe_globals(path: str) -> list:

@@ -289,7 +289,7 @@ class ShapesFamily(Family):
         objects = []
         for _ in range(count):
             keys = np.column_stack([rng.uniform(-0.5, 0.5, (3, 2)), rng.uniform(0.05, 0.6, (3, 1))])
-            objects.append({"index": int(rng.integers(1000)), "scale": float(rng.uniform(1.5, 3.0)),
+            objects.append({"index": int(rng.integers(1000)), "scale": float(rng.uniform(3.0, 6.0)),
                             "colour": tuple(rng.uniform(0.05, 0.95, 3)), "keys": keys,
                             "axis": tuple(rng.normal(size=3)), "spin": float(rng.uniform(-4.0, 4.0))})
         eye_angle = rng.uniform(-math.pi, math.pi)
@@ -328,9 +328,9 @@ FAMILIES = {**HELD_OUT, **PRETRAINING}
 
 def family_cameras(family: type, num_views: int) -> List[Tuple[float, float, float]]:
     """``(yaw, pitch, distance)`` of a held-out family's fixed cameras: azimuths spread around the
-    scene, elevations and distances other than the pretraining's (which draws pitch in [-55, -15]
-    and distance in [0.85, 1.15] of the Panda scene)."""
+    scene, distances within 10 % of the family's ``DISTANCE`` (as the Panda set's), and elevations
+    of which a third lie above and a third below the pretraining cameras' (pitch in [-55, -15])."""
     pitches = (-12.0, -32.0, -62.0)
-    scales = (1.0, 0.8, 1.25)
+    scales = (1.0, 0.9, 1.1)
     return [(-17.0 + 360.0 * k / num_views + 9.0 * (k % 3), pitches[k % 3], family.DISTANCE * scales[(k // 3) % 3])
             for k in range(num_views)]

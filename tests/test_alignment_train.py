@@ -451,3 +451,28 @@ def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(root, tmp_path):
     resumed = _run(root, out, "--epochs", "4", "--num_workers", "0", "--resume")
     assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
     assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2, 3, 4]
+
+
+def test_centring_in_time_removes_what_a_camera_adds_to_every_frame():
+    """Two views share a time signal, each adds a large offset of its own: nearest frames are wrong
+    without centring and exact with it (the evaluation's metric)."""
+    from alignment.embedder import Embedder, center_in_time
+    from alignment.evaluation import pair_metrics
+
+    t = torch.linspace(0.0, 1.0, 12)
+    signal = torch.stack([torch.cos(3 * t), torch.sin(3 * t), torch.zeros_like(t)], dim=-1)   # (T, 3)
+    offsets = torch.tensor([[0.0, 0.0, 4.0], [3.0, -2.0, 0.0]])[:, None]                      # (V, 1, 3)
+    z = signal[None] + offsets                                                                 # (V, T, 3)
+    centred = center_in_time(z, unit=False)
+    assert torch.allclose(centred.mean(dim=1), torch.zeros(2, 3), atol=1e-6)
+    assert torch.allclose(center_in_time(z, unit=True).norm(dim=-1), torch.ones(2, 12))
+    assert pair_metrics(z)[0][0] > 0.05 and pair_metrics(centred)[0][0] == 0.0
+    plain = Embedder(torch.nn.Identity(), (0, 0, 0), (1, 1, 1))
+    assert torch.equal(plain.video_embeddings(z), z)
+    assert torch.equal(Embedder(torch.nn.Identity(), (0, 0, 0), (1, 1, 1), center=True).video_embeddings(z), centred)
+
+
+def test_centring_in_time_needs_the_npairs_loss(root, tmp_path):
+    with pytest.raises(UserError, match="--center_in_time centres clips of the n-pairs loss"):
+        mva.main(["--data", "mc", "--data_root", root, "--center_in_time", "--loss", "triplet",
+                  "--output_dir", str(tmp_path / "o")])

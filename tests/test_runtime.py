@@ -114,3 +114,16 @@ def test_utils_keeps_the_release_names_and_loads_them_on_use():
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_safetensors_round_trip_and_damaged_file(tmp_path):
+    path = str(tmp_path / "w.safetensors")
+    tensors = {"a": torch.arange(6.0).view(2, 3), "b": torch.ones(1, dtype=torch.int64)}
+    runtime.save_safetensors_atomic(tensors, {"model_cfg": {"model": "m", "depth": 4}}, path)
+    loaded = runtime.load_checkpoint_file(path, "--init file")
+    assert loaded["model_cfg"] == {"model": "m", "depth": 4}
+    assert all(torch.equal(loaded["model"][k], v) for k, v in tensors.items())
+    with open(path, "r+b") as f:
+        f.truncate(40)
+    with pytest.raises(UserError, match="cannot read --init file .*safetensors file"):
+        runtime.load_checkpoint_file(path, "--init file")

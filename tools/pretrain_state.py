@@ -44,7 +44,8 @@ from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
 from runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
-                     progress_bar, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
+                     progress_bar, run_cli, save_checkpoint_atomic, save_safetensors_atomic, seed_everything,
+                     write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,7 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--held_out", type=int, default=10,
                    help="trajectories of each root kept out of training (its last ones), to measure it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="weights file to write (.pth)")
+    p.add_argument("--out", required=True,
+                   help="weights file to write: .pth (backbone, regression head, state statistics) or "
+                        ".safetensors (the backbone and its model_cfg, tensors only)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last")
     p.add_argument("--xpar", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -295,9 +298,13 @@ def main(argv=None) -> None:
                                 "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1,
                                 "init": init_report}, last)
     writer.close()
-    save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
-                            "head": model.head.state_dict(), "state_mean": mean, "state_std": std,
-                            "history": history, "args": vars(args), "init": init_report}, args.out)
+    if args.out.endswith(".safetensors"):  # the backbone alone (what --init loads), tensors only
+        save_safetensors_atomic(model.embedder.net.state_dict(), {"model_cfg": cfg, "history": history,
+                                                                   "args": vars(args)}, args.out)
+    else:
+        save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
+                                "head": model.head.state_dict(), "state_mean": mean, "state_std": std,
+                                "history": history, "args": vars(args), "init": init_report}, args.out)
     write_json_atomic({"history": history, "args": vars(args), "init": init_report}, args.out + ".json")
     os.remove(last)
     print(f"weights: {args.out}")

@@ -52,7 +52,7 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
     """Nearest-frame index vs frame index for the view pairs of the first trajectory of ``data``
     (``visualization.plots.alignment_plot``), written to the PNG ``path``."""
     embedder.eval()
-    z = embed_trajectory(embedder, data[0], device, batch)
+    z = embedder.video_embeddings(embed_trajectory(embedder, data[0], device, batch))
     pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
     nearest = {(view_ids[i], view_ids[j]): {"model": nearest_frames(z[i], z[j]).numpy()} for i, j in pairs}
     errors = {pair: {"model": alignment_error_of_matches(m["model"])} for pair, m in nearest.items()}
