@@ -3,7 +3,8 @@
 # make bench  - overhead, compiled-model, metric and video-loader benchmarks (about 20 minutes on 2 cores)
 # make figures - renders data, trains two small models if needed, redraws _doc/
 # make weights - remakes the demo's start point (weights/align_vit_3dtrl.pth) into output/weights/<time>/
-# make heldout - renders the four held-out scene families (data/heldout/<family>, about 4 minutes)
+# make heldout - renders the four held-out scene families (data/heldout/<family>, about a minute)
+# make transfer-weights - remakes the start points for scenes never seen (weights/transfer_*.safetensors)
 # make gpu-check - every task's GPU path and the GPU benchmarks in one call (a reduced CPU version without CUDA)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,16 +29,19 @@ STAMP := $(shell date +%Y%m%d-%H%M%S)
 DEMO_OUT ?= output/demo/$(STAMP)
 IMAGENET_DEMO_OUT ?= output/imagenet_demo/$(STAMP)
 
-# FTPV_ROOT=DIR: run the same training and test on your own FTPV root (Pandav1_Train_Frame layout), no rendering.
+# FTPV_ROOT=DIR: your own FTPV root (Pandav1_Train_Frame layout), no rendering: the recipe for a scene the start
+# points never saw (TRANSFER_RECIPE, from weights/transfer_vit_3dtrl.safetensors, made by make transfer-weights).
 FTPV_ROOT ?=
 DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
-# The demo starts from a 3DTRL ViT that the project pretrained itself (make weights), fine-tunes it at lr 1e-4 and
-# keeps the weight-space average of the fine-tuned model and its start (--wise_alpha 0.5);
-# DEMO_INIT= trains from scratch instead (at lr 1e-3).
-DEMO_INIT ?= weights/align_vit_3dtrl.pth
+# On the embedded data the demo starts from a 3DTRL ViT the project pretrained on this scene (make weights),
+# fine-tunes it at lr 1e-4 and keeps the weight-space average of the fine-tuned model and its start
+# (--wise_alpha 0.5); DEMO_INIT= trains from scratch instead (at lr 1e-3).
+TRANSFER_INIT := weights/transfer_vit_3dtrl.safetensors
+DEMO_INIT ?= $(if $(FTPV_ROOT),$(TRANSFER_INIT),weights/align_vit_3dtrl.pth)
+TRANSFER_RECIPE := --lr 1e-3 --center_in_time
 DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
 	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 \
-	$(if $(DEMO_INIT),--lr 1e-4 --init $(DEMO_INIT) --wise_alpha 0.5,--lr 1e-3)
+	$(if $(DEMO_INIT),--init $(DEMO_INIT) $(if $(FTPV_ROOT),$(TRANSFER_RECIPE),--lr 1e-4 --wise_alpha 0.5),--lr 1e-3)
 
 demo: venv
 	$(if $(FTPV_ROOT),,$(PY) -m data_pipeline.render_ftpv --out data/ftpv_demo --preset demo --workers 2)
@@ -76,6 +80,22 @@ heldout: venv
 	for family in $(HELDOUT_FAMILIES); do \
 		$(PY) -m data_pipeline.render_ftpv --out data/heldout/$$family --preset heldout --family $$family --workers 2 \
 			|| exit 1; done
+
+# The start points for scenes never seen (weights/transfer_*.safetensors), for 3DTRL and the same ViT without it: one
+# stage of state regression plus the multi-view n-pairs term on the Panda task and the randomised shapes family,
+# each trajectory from its own random cameras (never the held-out families). About 3 minutes of rendering and
+# TRANSFER_MINUTES of training per model on 2 cores. Writes a new folder; copy the files over weights/ to use them.
+TRANSFER_DATA ?= data/pretrain_mix
+TRANSFER_PRETRAIN := --train_views 6 --epochs 3 --align_weight 1 --lr 1e-3
+.PHONY: transfer-weights
+transfer-weights: venv
+	$(PY) -m data_pipeline.render_ftpv --out $(TRANSFER_DATA)/shapes --preset demo --family shapes --trajectories 300 \
+		--views 6 --seed 1 --random_cameras --workers 2
+	$(PY) -m data_pipeline.render_ftpv --out $(TRANSFER_DATA)/panda --preset demo --trajectories 120 --views 6 --seed 1 \
+		--random_cameras --workers 2
+	for model in vit_3dtrl deit_tcn; do OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/pretrain_state.py \
+		--data_root $(TRANSFER_DATA)/shapes $(TRANSFER_DATA)/panda --model $$model $(TRANSFER_PRETRAIN) \
+		--out $(WEIGHTS_OUT)/transfer_$$model.safetensors || exit 1; done
 
 # make imagenet-demo - ImageNet training (2 CPU processes, one epoch) and evaluation on the rendered objects
 .PHONY: imagenet-demo

@@ -1,12 +1,19 @@
 """Token-to-3D estimator: pseudo-depth, camera pose and world coordinates of patch tokens."""
 from typing import NamedTuple, Tuple
 
+import math
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .camera import CameraEstimator
 from .depth import PseudoDepthEstimator
 from .geometry import backproject, camera_to_world, token_grid_uv
+
+
+DEPTH_ACTIVATIONS = ("none", "softplus")
 
 
 class TokenGeometry(NamedTuple):
@@ -31,16 +38,39 @@ class PointEstimator(nn.Module):
 
     ``u`` and ``v`` are kept as persistent buffers for the grid the model is built for, as
     in the release's checkpoints; any other grid received at run time is computed on the fly.
+
+    Geometry options (the defaults are the release's: an unbounded depth, a focal length of one
+    patch, the principal point at the grid's centre): ``depth_activation`` "softplus" makes every
+    depth positive; ``focal`` (patches) and ``principal_point`` ``(cu, cv)`` (patches from the grid's
+    centre) give the pinhole camera of :func:`~backbone.geometry.backproject`; ``learn_focal`` learns
+    the focal length from ``focal`` (or one patch), stored as ``log_focal``.
     """
 
     def __init__(self, dim: int, grid_size: Tuple[int, int], pred_depth: bool = True,
-                 pred_campos_from: str = "both-sep", zero_init_rotation: bool = False):
+                 pred_campos_from: str = "both-sep", zero_init_rotation: bool = False,
+                 depth_activation: str = "none", focal: Optional[float] = None,
+                 principal_point: Optional[Tuple[float, float]] = None, learn_focal: bool = False):
         super().__init__()
+        if depth_activation not in DEPTH_ACTIVATIONS:
+            raise ValueError(f"unknown depth_activation {depth_activation!r}; choose one of "
+                             f"{', '.join(DEPTH_ACTIVATIONS)}")
+        if focal is not None and not focal > 0:
+            raise ValueError(f"focal must be positive, got {focal}")
+        if (depth_activation != "none" or focal is not None or principal_point is not None or learn_focal) \
+                and not pred_depth:
+            raise ValueError("the depth and camera options need pred_depth=True")
         self.grid_size = tuple(grid_size)
         self.pred_depth = pred_depth
+        self.depth_activation = depth_activation
+        self.principal_point = tuple(principal_point) if principal_point is not None else None
+        self.focal = focal
+        if learn_focal:
+            self.log_focal = nn.Parameter(torch.tensor(math.log(focal or 1.0)))
         u, v = token_grid_uv(self.grid_size)
         self.register_buffer("u", u)
         self.register_buffer("v", v)
+        # The pseudo-depth estimator and the camera estimator, under the release's state-dict names
+        # (``camera_coord``, ``camera_props``), so that its checkpoints load as they are.
         self.camera_coord = PseudoDepthEstimator(dim, pred_depth)
         self.camera_props = CameraEstimator(dim, pred_campos_from, zero_init_rotation)
 
@@ -67,11 +97,14 @@ class PointEstimator(nn.Module):
         """
         # The per-token MLP runs on the whole contiguous sequence; the prefix outputs are dropped.
         coord = self.camera_coord(tokens)[:, num_prefix_tokens:]
+        if self.depth_activation == "softplus":
+            coord = F.softplus(coord)
         if self.pred_depth:
             u, v = self.grid_uv(grid_size)
             if num_frames > 1:
                 u, v = u.repeat_interleave(num_frames, dim=0), v.repeat_interleave(num_frames, dim=0)
-            points_cam = backproject(u, v, coord)
+            focal = self.log_focal.exp() if hasattr(self, "log_focal") else self.focal
+            points_cam = backproject(u, v, coord, focal, self.principal_point)
         else:
             points_cam = coord
         rotation, translation = self.camera_props(tokens, num_prefix_tokens)

@@ -23,16 +23,26 @@ def token_grid_uv(grid_size: Tuple[int, int], device=None, dtype=None) -> Tuple[
     return u, v
 
 
-def backproject(u: torch.Tensor, v: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """Camera-frame points ``(u d, v d, d)`` of tokens with pseudo-depth ``d``.
+def backproject(u: torch.Tensor, v: torch.Tensor, depth: torch.Tensor, focal=None, principal_point=None
+                ) -> torch.Tensor:
+    """Camera-frame points of tokens with pseudo-depth ``d`` (x right, y down, z along the view):
+    ``(u d, v d, d)``, the release's (a focal length of one patch, the principal point at the grid's
+    centre), or with a pinhole camera of ``focal`` (in patches) and ``principal_point`` ``(cu, cv)``
+    (patches from the grid's centre) ``((u - cu) d / f, (v - cv) d / f, d)``.
 
     Args:
         u, v: ``(N, 1)`` token grid coordinates.
         depth: ``(B, N, 1)`` pseudo-depth.
+        focal: None, a number or a scalar tensor (a learned focal length).
+        principal_point: None or ``(cu, cv)``.
 
     Returns:
         ``(B, N, 3)`` points in the camera frame.
     """
+    if principal_point is not None:
+        u, v = u - principal_point[0], v - principal_point[1]
+    if focal is not None:
+        u, v = u / focal, v / focal
     return torch.cat([u * depth, v * depth, depth], dim=-1)
 
 

@@ -24,17 +24,19 @@ class Swin_3DTRL(SwinTransformer):
 
     Args:
         trl_depth: stage whose blocks receive the 3DTRL output.
-        pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`
+        pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`.
+        trl_geometry: the layer's geometry options (``depth_activation``, ``focal``, ``principal_point``,
+            ``learn_focal``; see :class:`model.ThreeDTRL`), none by default
             (``pred_campos_from`` must be ``tok``: Swin has no CLS token).
         **kwargs: timm ``SwinTransformer`` arguments.
     """
 
     def __init__(self, *args, trl_depth: int = 1, pred_depth: bool = True, pred_campos_from: str = "tok",
-                 cat: bool = False, x2d: bool = False, **kwargs):
+                 cat: bool = False, x2d: bool = False, trl_geometry: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
         sites = [(info["num_chs"], stage.output_resolution) for info, stage in zip(self.feature_info, self.layers)]
         attach_three_d_trl(self, trl_depth, sites, "stages", has_cls=False, pred_depth=pred_depth,
-                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d, **(trl_geometry or {}))
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -25,6 +25,9 @@ class ThreeDTRL(nn.Module):
         cat: concatenation variant (``proj_world`` over ``[token, world point]``, no 2D term).
         x2d: skip re-adding the backbone's 2D position embedding.
         zero_init_rotation: start with ``R = I`` (the video model's initialisation).
+        depth_activation, focal, principal_point, learn_focal: geometry options, off by default (the
+            release's layer): a positive depth ("softplus"), a pinhole camera given or learned; see
+            :class:`backbone.PointEstimator`.
 
     The release's form ``ThreeDTRL(config)`` also builds it: ``config`` has ``embed_dim``,
     ``input_size`` ``(C, H, W)`` and ``patch_size`` (the grid is ``H / patch_size`` by
@@ -33,7 +36,8 @@ class ThreeDTRL(nn.Module):
 
     def __init__(self, dim, grid_size: Optional[Tuple[int, int]] = None, has_cls: bool = True,
                  pred_depth: bool = True, pred_campos_from: str = "both-sep", cat: bool = False, x2d: bool = False,
-                 zero_init_rotation: bool = False):
+                 zero_init_rotation: bool = False, depth_activation: str = "none", focal: Optional[float] = None,
+                 principal_point: Optional[Tuple[float, float]] = None, learn_focal: bool = False):
         if not isinstance(dim, int):  # the release's ThreeDTRL(config)
             config = dim
             _, height, width = config.input_size
@@ -55,7 +59,8 @@ class ThreeDTRL(nn.Module):
             self.proj_world = nn.Sequential(nn.Linear(dim + 3, dim), nn.ReLU(), nn.Linear(dim, dim))
         else:
             self.pos_emb_world = nn.Sequential(nn.Linear(3, dim), nn.ReLU(), nn.Linear(dim, dim))
-        self.estimator = PointEstimator(dim, grid_size, pred_depth, pred_campos_from, zero_init_rotation)
+        self.estimator = PointEstimator(dim, grid_size, pred_depth, pred_campos_from, zero_init_rotation,
+                                        depth_activation, focal, principal_point, learn_focal)
 
     def forward(self, x: torch.Tensor, grid_size=None, pe2d: Optional[torch.Tensor] = None,
                 num_frames: int = 1, return_geometry: bool = False, x2d: Optional[bool] = None
@@ -132,6 +137,6 @@ def resolve_trl_depth(trl_depth: Optional[int], npl_depth: Optional[int]) -> Opt
 def trl_kwargs(kwargs: dict) -> dict:
     """Pop the 3DTRL constructor arguments (``npl_depth`` accepted for ``trl_depth``) from ``kwargs``."""
     depth = resolve_trl_depth(kwargs.pop("trl_depth", None), kwargs.pop("npl_depth", None))
-    names = ("pred_depth", "pred_campos_from", "cat", "x2d")
+    names = ("pred_depth", "pred_campos_from", "cat", "x2d", "trl_geometry")
     return dict({name: kwargs.pop(name) for name in names if name in kwargs},
                 **({"trl_depth": depth} if depth is not None else {}))

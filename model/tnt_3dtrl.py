@@ -26,17 +26,19 @@ class TNT_3DTRL(TNT):
     Args:
         trl_depth: index of the outer block 3DTRL is inserted before.
         pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`.
+        trl_geometry: the layer's geometry options (``depth_activation``, ``focal``, ``principal_point``,
+            ``learn_focal``; see :class:`model.ThreeDTRL`), none by default.
         **kwargs: timm ``TNT`` arguments.
     """
 
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
-                 cat: bool = False, x2d: bool = False, **kwargs):
+                 cat: bool = False, x2d: bool = False, trl_geometry: Optional[dict] = None, **kwargs):
         if isinstance(kwargs.get("global_pool"), bool):  # the release's TnT took a boolean and kept the CLS token
             kwargs["global_pool"] = "token"
         super().__init__(*args, **kwargs)
         attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.pixel_embed.grid_size)] * len(self.blocks),
                            "blocks", has_cls=True, pred_depth=pred_depth, pred_campos_from=pred_campos_from, cat=cat,
-                           x2d=x2d)
+                           x2d=x2d, **(trl_geometry or {}))
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:

@@ -27,12 +27,14 @@ class ViT_3DTRL(VisionTransformer):
     Args:
         trl_depth: index of the block 3DTRL is inserted before.
         pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`.
+        trl_geometry: the layer's geometry options (``depth_activation``, ``focal``, ``principal_point``,
+            ``learn_focal``; see :class:`model.ThreeDTRL`), none by default.
         **kwargs: timm ``VisionTransformer`` arguments; ``global_pool`` may also be the release's
             boolean (False: the CLS token, True: the mean of the patch tokens).
     """
 
     def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
-                 cat: bool = False, x2d: bool = False, **kwargs):
+                 cat: bool = False, x2d: bool = False, trl_geometry: Optional[dict] = None, **kwargs):
         if isinstance(kwargs.get("global_pool"), bool):  # the release's: False = CLS token, True = token mean
             kwargs["global_pool"] = "avg" if kwargs["global_pool"] else "token"
         super().__init__(*args, **kwargs)
@@ -40,7 +42,7 @@ class ViT_3DTRL(VisionTransformer):
             raise ValueError("3DTRL needs the full token grid: register tokens and patch dropout are not supported")
         attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.patch_embed.grid_size)] * len(self.blocks),
                            "blocks", has_cls=self.cls_token is not None, pred_depth=pred_depth,
-                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d)
+                           pred_campos_from=pred_campos_from, cat=cat, x2d=x2d, **(trl_geometry or {}))
 
     def _pos_embed_2d(self, grid_size: Tuple[int, int]) -> Optional[torch.Tensor]:
         """The learned 2D position embedding for ``grid_size`` (resampled as the input path does)."""

@@ -85,3 +85,45 @@ def test_camera_to_world_uses_row_vectors():
     world = camera_to_world(points, rotation, translation)
     torch.testing.assert_close(world, points @ rotation + translation)
     torch.testing.assert_close(world, torch.tensor([[[8.0, 21.0, 33.0]]]), atol=1e-5, rtol=0)
+
+
+def _layer_geometry(**options):
+    import timm
+    import model  # noqa: F401
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_3dtrl_tiny_patch16_224", num_classes=0, img_size=64, depth=2, trl_depth=1,
+                            trl_geometry=options or None).eval()
+    with torch.no_grad():
+        _, geometry = net.forward_features(torch.randn(2, 3, 64, 64), return_geometry=True)
+    return net, geometry
+
+
+def test_geometry_options_are_off_by_default():
+    net, geometry = _layer_geometry()
+    assert not any("log_focal" in k for k in net.state_dict())
+    u, v = token_grid_uv((4, 4))
+    assert torch.allclose(geometry.points_cam[:, 0], backproject(u, v, geometry.depth[:, 0, :, None]))
+    assert (geometry.depth < 0).any()  # the release's depth is unbounded
+
+
+def test_positive_depth_and_a_pinhole_camera():
+    net, geometry = _layer_geometry(depth_activation="softplus", focal=3.5, principal_point=(0.5, -0.25))
+    assert (geometry.depth > 0).all()
+    x, y, z = geometry.points_cam[:, 0].unbind(-1)
+    u, v = token_grid_uv((4, 4))
+    assert torch.allclose(3.5 * x / z + 0.5, u[:, 0].expand_as(x), atol=1e-5)
+    assert torch.allclose(3.5 * y / z - 0.25, v[:, 0].expand_as(y), atol=1e-5)
+
+
+def test_a_learned_focal_length_gets_a_gradient():
+    import timm
+
+    net, _ = _layer_geometry(learn_focal=True, focal=2.0)
+    focal = net.three_d_trl.estimator.log_focal
+    assert focal.item() == pytest.approx(math.log(2.0))
+    net.train()
+    net.forward_features(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert focal.grad is not None and focal.grad.abs().item() > 0
+    with pytest.raises(ValueError, match="depth_activation"):
+        timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=64, trl_geometry=dict(depth_activation="relu"))
