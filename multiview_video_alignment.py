@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="npairs: compare a video's frames by their embeddings minus the video's mean embedding "
                         "(per view, in training and evaluation), taking out what a camera sees in every frame; "
                         "the recipe for scenes the start point never saw (make demo FTPV_ROOT=DIR)")
+    p.add_argument("--augment_views", action="store_true",
+                   help="npairs: every view of a training clip gets a random viewpoint change of its own (a "
+                        "perspective warp and a mirror image), so that the cameras trained on stand for more")
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
     p.add_argument("--views_per_clip", type=int, default=2,
@@ -187,8 +190,9 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
-    if args.center_in_time and args.loss != "npairs":
-        raise UserError("--center_in_time centres clips of the n-pairs loss: use it with --loss npairs")
+    for flag in ("center_in_time", "augment_views"):
+        if getattr(args, flag) and args.loss != "npairs":
+            raise UserError(f"--{flag} works on the clips of the n-pairs loss: use it with --loss npairs")
     if args.compile:
         check_compile_options(args.compile)
     if args.output_dir is None:
@@ -378,7 +382,8 @@ class AlignmentRun:
         """The training items (n-pairs clips or triplets), the epoch's random subset of them and the loader."""
         args, rt = self.args, self.rt
         if args.loss == "npairs":
-            items = ClipDataset(self.train_data, args.clip_frames, args.views_per_clip, seed=args.seed)
+            items = ClipDataset(self.train_data, args.clip_frames, args.views_per_clip, seed=args.seed,
+                                augment=args.augment_views)
         else:
             items = TripletDataset(self.train_data, resolve_dataset(args.data)[1].window, seed=args.seed)
         sampler = EpochSampler(len(items), args.seed, rt.rank, rt.world, args.triplets_per_epoch)

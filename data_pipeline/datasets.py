@@ -138,6 +138,30 @@ class TripletDataset(Dataset):
         return frames, torch.tensor(times), torch.tensor((i, j))
 
 
+VIEW_DISTORTION = 0.3   # --augment_views: corners move inwards by up to this share of the half side
+
+
+def augment_view(frames: torch.Tensor, rng: np.random.Generator, distortion: float = VIEW_DISTORTION
+                 ) -> torch.Tensor:
+    """One random change of viewpoint for all the frames of one view of a clip, ``(L, 3, H, W)`` uint8:
+    a perspective warp (the corners of the image move inwards, as in the classification's viewpoint
+    perturbation: a camera turned and moved closer) and, with probability 1/2, a mirror image."""
+    import cv2
+
+    from classification.data import perspective_corners
+
+    height, width = frames.shape[-2:]
+    source = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(source, perspective_corners(width, height, rng, distortion))
+    mirror = rng.random() < 0.5
+    out = []
+    for frame in frames.permute(0, 2, 3, 1).numpy():
+        warped = cv2.warpPerspective(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        out.append(warped[:, ::-1] if mirror else warped)
+    return torch.from_numpy(np.ascontiguousarray(np.stack(out))).permute(0, 3, 1, 2)
+
+
 class ClipDataset(Dataset):
     """Time-aligned clips of several views: one item per unordered view pair ``(i, j)`` of every
     trajectory, holding views ``i`` and ``j`` and, when ``views_per_clip`` asks for more, other views of
@@ -150,10 +174,12 @@ class ClipDataset(Dataset):
     Args:
         clip_frames: frames per clip; 0: the shortest trajectory's length (more than that is an error).
         views_per_clip: K, at least 2; 0 or more than the trajectories have: every view.
+        augment: every view of an item gets a random change of viewpoint of its own (:func:`augment_view`),
+            drawn from the seed, the epoch and the item.
     """
 
     def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, views_per_clip: int = 2,
-                 seed: int = 42):
+                 seed: int = 42, augment: bool = False):
         self.trajectories = trajectories
         lengths = [trajectories.num_frames(k) for k in range(len(trajectories))]
         shortest = min(lengths)
@@ -169,6 +195,7 @@ class ClipDataset(Dataset):
         if self.views_per_clip < 2:
             raise UserError(f"clips need at least 2 views, got {views_per_clip}")
         self.seed = seed
+        self.augment = augment
         self.epoch = 0
         pairs = list(itertools.combinations(range(num_views), 2))
         self.index = np.array([(k, i, j) for k in range(len(trajectories)) for i, j in pairs], dtype=np.int64)
@@ -193,4 +220,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, item: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views, times = self.draw(item)
         frames = self.trajectories.frames(int(self.index[item][0]), views, times)
+        if self.augment:
+            frames = torch.stack([augment_view(f, np.random.default_rng([self.seed, self.epoch, item, 2, k]))
+                                  for k, f in enumerate(frames)])
         return frames, torch.tensor(times), torch.tensor(views)

@@ -473,6 +473,56 @@ def test_centring_in_time_removes_what_a_camera_adds_to_every_frame():
 
 
 def test_centring_in_time_needs_the_npairs_loss(root, tmp_path):
-    with pytest.raises(UserError, match="--center_in_time centres clips of the n-pairs loss"):
+    with pytest.raises(UserError, match="--center_in_time works on the clips of the n-pairs loss"):
         mva.main(["--data", "mc", "--data_root", root, "--center_in_time", "--loss", "triplet",
                   "--output_dir", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("model", ["vit_3dtrl_tiny_patch16_224", "vit_plain_tiny_patch16_224"])
+def test_transfer_start_points_initialise_every_tensor(model):
+    """weights/transfer_*.safetensors (make transfer-weights) fit the recipe's model completely and
+    record a pretraining that lowered its held-out alignment error."""
+    short = "vit_3dtrl" if "3dtrl" in model else "deit_tcn"
+    path = os.path.join(ROOT, "weights", f"transfer_{short}.safetensors")
+    saved = load_checkpoint_file(path)
+    assert saved["model_cfg"]["model"] == model
+    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
+    report = init_from_file(embedder.net, path)
+    assert report["left_at_init"] == [] and report["ignored"] == [] and report["loaded"] == len(saved["model"])
+    history = saved["history"]
+    assert history[-1]["held_out_alignment_error"] < history[0]["held_out_alignment_error"]
+
+
+def test_fine_tuning_from_the_transfer_start_point_learns_a_held_out_family(tmp_path_factory, tmp_path):
+    """The recipe of `make demo FTPV_ROOT=DIR` on a tiny render of a family no start point saw: the
+    validation alignment error of the last epoch is below that of the start point."""
+    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=4, frames=12, size=64, family="kuka")
+    root = str(tmp_path_factory.mktemp("heldout"))
+    render_dataset(root, preset, seed=7, workers=1, progress=False)
+    out = tmp_path / "run"
+    mva.main(["--data", "panda", "--data_root", root, "--train_views", "3", "--img_size", "64", "--loss", "npairs",
+              "--depth", "4", "--trl_depth", "1", "--global_pool", "avg", "--views_per_clip", "0", "--clip_frames", "8",
+              "--batch_size", "2", "--triplets_per_epoch", "16", "--epochs", "6", "--lr", "1e-3", "--center_in_time",
+              "--init", os.path.join(ROOT, "weights", "transfer_vit_3dtrl.safetensors"), "--seed", "0",
+              "--num_workers", "0", "--device", "cpu", "--xpar", "--output_dir", str(out)])
+    with open(out / "results.json") as f:
+        epochs = json.load(f)["epochs"]
+    assert epochs[-1]["val"]["alignment_error"] < epochs[0]["val"]["alignment_error"] - 0.02, epochs
+
+
+def test_view_augmentation_is_one_change_per_view_and_reproducible(root):
+    from data_pipeline import ClipDataset
+    from data_pipeline.datasets import augment_view
+
+    frame = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    frames = frame.repeat(3, 1, 1, 1)
+    out = augment_view(frames, np.random.default_rng(5))
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    assert torch.equal(out[0], out[2]) and not torch.equal(out[0], frames[0])  # one warp for the clip's frames
+    assert torch.equal(out, augment_view(frames, np.random.default_rng(5)))
+    trajectories, _ = open_split(root, "mc", "train", train_views=2)
+    data = TrajectoryDataset(trajectories, 32, progress=False)
+    plain, augmented = ClipDataset(data, 4, 0, seed=1), ClipDataset(data, 4, 0, seed=1, augment=True)
+    (a, _, _), (b, _, _) = plain[0], augmented[0]
+    assert a.shape == b.shape and not torch.equal(a, b)
+    assert torch.equal(b, augmented[0][0])
