@@ -36,12 +36,15 @@ DEMO_DATA := $(if $(FTPV_ROOT),$(FTPV_ROOT),data/ftpv_demo)
 # On the embedded data the demo starts from a 3DTRL ViT the project pretrained on this scene (make weights),
 # fine-tunes it at lr 1e-4 and keeps the weight-space average of the fine-tuned model and its start
 # (--wise_alpha 0.5); DEMO_INIT= trains from scratch instead (at lr 1e-3).
+# On a root of your own: 20 epochs at lr 1e-3 with every video's embeddings centred in time (--center_in_time),
+# from the transfer start point, or (DEMO_INIT=) from scratch with the same budget.
 TRANSFER_INIT := weights/transfer_vit_3dtrl.safetensors
 DEMO_INIT ?= $(if $(FTPV_ROOT),$(TRANSFER_INIT),weights/align_vit_3dtrl.pth)
-TRANSFER_RECIPE := --lr 1e-3 --center_in_time
-DEMO_RECIPE := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
-	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 \
-	$(if $(DEMO_INIT),--init $(DEMO_INIT) $(if $(FTPV_ROOT),$(TRANSFER_RECIPE),--lr 1e-4 --wise_alpha 0.5),--lr 1e-3)
+DEMO_COMMON := --img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 \
+	--clip_frames 10 --batch_size 2 --triplets_per_epoch 32
+TRANSFER_RECIPE := --epochs 20 --patience 20 --lr 1e-3 --center_in_time
+EMBEDDED_RECIPE := --epochs 30 --patience 30 $(if $(DEMO_INIT),--lr 1e-4 --wise_alpha 0.5,--lr 1e-3)
+DEMO_RECIPE := $(DEMO_COMMON) $(if $(FTPV_ROOT),$(TRANSFER_RECIPE),$(EMBEDDED_RECIPE)) $(if $(DEMO_INIT),--init $(DEMO_INIT))
 
 demo: venv
 	$(if $(FTPV_ROOT),,$(PY) -m data_pipeline.render_ftpv --out data/ftpv_demo --preset demo --workers 2)

@@ -526,3 +526,31 @@ def test_view_augmentation_is_one_change_per_view_and_reproducible(root):
     (a, _, _), (b, _, _) = plain[0], augmented[0]
     assert a.shape == b.shape and not torch.equal(a, b)
     assert torch.equal(b, augmented[0][0])
+
+
+def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_path_factory, tmp_path):
+    from tools import compare_heldout
+
+    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
+              "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3 --center_in_time")
+    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)
+    roots = []
+    for family in ("rolling", "stacking"):
+        out = tmp_path_factory.mktemp("cmp_roots") / family
+        render_dataset(str(out), Preset(**{**preset.__dict__, "family": family}), seed=1, workers=1, progress=False)
+        roots.append(str(out))
+    inits = []
+    for short, name in (("vit_3dtrl", "vit_3dtrl_tiny_patch16_224"), ("deit_tcn", "vit_plain_tiny_patch16_224")):
+        cfg = dict(MODEL_DEFAULTS, model=name, img_size=32, patch_size=8, depth=2, trl_depth=1, global_pool="avg")
+        torch.save({"model": create_embedder(cfg).net.state_dict()}, str(tmp_path / f"{short}.pth"))
+        inits += ["--init", f"{short}={tmp_path / f'{short}.pth'}"]
+    compare_heldout.main(["--roots", *roots, *inits, "--seeds", "0", "1", "--scratch_seeds", "0", "--out",
+                          str(tmp_path / "cmp"), "--train_args", recipe, "--scratch_args", recipe, "--unseen_train_views",
+                          "2"])
+    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    assert set(table["families"]) == {"rolling", "stacking"}
+    row = table["families"]["rolling"]["vit_3dtrl"]
+    assert len(row["finetuned"]["alignment_error"]["values"]) == 2 and len(row["scratch"]["alignment_error"]["values"]) == 1
+    pooled = table["pooled"]["alignment_error"]
+    assert len(pooled["differences"]) == 4                                   # (family, seed) pairs
+    assert "| stacking | deit_tcn |" in (tmp_path / "cmp" / "table.md").read_text()

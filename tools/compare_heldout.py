@@ -26,11 +26,11 @@ from tools.seed_stats import paired, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("deit_tcn", "vit_3dtrl")
-BASE = ("--img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 --clip_frames 10 "
-        "--batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30")
-# the recipe `make demo FTPV_ROOT=DIR` runs (Makefile: TRANSFER_RECIPE)
-TRANSFER_RECIPE = BASE + " --lr 1e-3"
-SCRATCH_RECIPE = BASE + " --lr 1e-3"
+# the recipe `make demo FTPV_ROOT=DIR` runs (Makefile: DEMO_COMMON and TRANSFER_RECIPE), here without its
+# --init; the from-scratch runs take the same recipe
+TRANSFER_RECIPE = ("--img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 "
+                   "--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 20 --patience 20 --lr 1e-3 "
+                   "--center_in_time")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scratch_seeds", nargs="*", type=int, default=[0],
                    help="seeds of the from-scratch runs (none: skip them)")
     p.add_argument("--train_args", default=TRANSFER_RECIPE, help="the fine-tuning recipe")
-    p.add_argument("--scratch_args", default=SCRATCH_RECIPE, help="the from-scratch recipe (same budget)")
+    p.add_argument("--scratch_args", default=TRANSFER_RECIPE, help="the from-scratch recipe (same budget)")
+    p.add_argument("--unseen_train_views", type=int, default=6, help="training cameras (the first K)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -56,7 +57,8 @@ def compare(args: argparse.Namespace, root: str, out: str, seeds: Sequence[int],
     """``tools/compare_alignment.py`` on one root; returns its ``table.json``."""
     cmd = [sys.executable, os.path.join(ROOT, "tools", "compare_alignment.py"), "--data_root", root, "--out", out,
            "--models", *MODELS, "--seeds", *map(str, seeds), "--train_args", train_args, "--jobs", str(args.jobs),
-           "--threads", str(args.threads), "--device", args.device, "--xpar"]
+           "--threads", str(args.threads), "--device", args.device, "--unseen_train_views", str(args.unseen_train_views),
+           "--xpar"]
     for item in inits:
         cmd += ["--init", item]
     started = time.time()
