@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start_can_be_best", action="store_true",
                    help="the start weights (epoch 0, validated before training) compete for best.pth; default: "
                         "only trained epochs, as in the release")
-    p.add_argument("--triplets_per_epoch", type=int, default=0,
-                   help="random subset of the epoch's triplets drawn every epoch (0: all view pairs x anchors)")
+    p.add_argument("--items_per_epoch", "--triplets_per_epoch", dest="triplets_per_epoch", type=int, default=0,
+                   help="training items drawn anew every epoch: triplets (--loss triplet) or clips (--loss npairs); "
+                        "0: all of them (view pairs x anchors, or view pairs x trajectories); --triplets_per_epoch, "
+                        "its earlier name, still works")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the training step's model (backend, default inductor)")

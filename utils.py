@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from runtime import UserError
+from runtime import UserError, seed_everything  # noqa: F401  (seed_everything: a release name)
 
 
 # ----------------------------------------------------------------------------- config

@@ -544,13 +544,14 @@ def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_
         cfg = dict(MODEL_DEFAULTS, model=name, img_size=32, patch_size=8, depth=2, trl_depth=1, global_pool="avg")
         torch.save({"model": create_embedder(cfg).net.state_dict()}, str(tmp_path / f"{short}.pth"))
         inits += ["--init", f"{short}={tmp_path / f'{short}.pth'}"]
-    compare_heldout.main(["--roots", *roots, *inits, "--seeds", "0", "1", "--scratch_seeds", "0", "--out",
+    compare_heldout.main(["--roots", *roots, *inits, "--seeds", "0", "--scratch_seeds", "0", "--out",
                           str(tmp_path / "cmp"), "--train_args", recipe, "--scratch_args", recipe, "--unseen_train_views",
                           "2"])
     table = json.loads((tmp_path / "cmp" / "table.json").read_text())
     assert set(table["families"]) == {"rolling", "stacking"}
     row = table["families"]["rolling"]["vit_3dtrl"]
-    assert len(row["finetuned"]["alignment_error"]["values"]) == 2 and len(row["scratch"]["alignment_error"]["values"]) == 1
+    assert len(row["finetuned"]["alignment_error"]["values"]) == 1 and len(row["scratch"]["alignment_error"]["values"]) == 1
+    assert row["start"]["alignment_error"]["values"] != row["finetuned"]["alignment_error"]["values"]
     pooled = table["pooled"]["alignment_error"]
-    assert len(pooled["differences"]) == 4                                   # (family, seed) pairs
+    assert len(pooled["differences"]) == 2                                   # (family, seed) pairs
     assert "| stacking | deit_tcn |" in (tmp_path / "cmp" / "table.md").read_text()

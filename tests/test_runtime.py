@@ -109,6 +109,7 @@ def test_utils_keeps_the_release_names_and_loads_them_on_use():
     code = ("import sys, utils\n"
             "assert 'torchvision' not in sys.modules and 'alignment.metrics' not in sys.modules\n"
             "from utils import alignment_error, cos_distance, cycle_error, distance, kendalls_tau, normalize, to_tensor\n"
+            "from utils import seed_everything\n"
             "from alignment import metrics\n"
             "assert alignment_error is metrics.alignment_error and normalize.mean == (0.485, 0.456, 0.406)\n"
             "print('ok')\n")
