@@ -322,10 +322,11 @@ def render_family_trajectory(family: simulation.Family, preset: Preset, seed: in
         state = family.pose(episode, float(s))
         views = [family.first_person_view(episode, float(s))] + third_person
         per_frame.append((*render_views(family, views, proj, preset, family.light(episode)), state))
-    images, depth, cameras, state = (np.stack(parts, axis=1 if k < 3 else 0) for k, parts in enumerate(zip(*per_frame)))
+    images, depth, cameras, states = zip(*per_frame)
+    images, depth, cameras = (np.stack(parts, axis=1) for parts in (images, depth, cameras))  # (V, T, ...)
     return images, {"intrinsics": simulation.intrinsics(preset.size, FOV_DEG), "world_to_camera": cameras,
                     "depth_mm": depth, "view_names": np.array(view_folder_names(range(preset.views))),
-                    "state": state.astype(np.float32)}
+                    "state": np.stack(states).astype(np.float32)}
 
 
 def write_trajectory(images: np.ndarray, ground_truth: dict, traj_dir: str, quality: int) -> None:

@@ -143,14 +143,12 @@ def open_frames(args) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
         mask[:, start:stop] = True
         padded.append(block)
         masks.append(mask)
-    cut = [len(frames) - args.held_out for frames, _ in roots]
-    order = [(part, k) for part in (0, 1) for k in range(len(roots))]
-
-    def split(arrays, k, part):
-        return arrays[k][:cut[k]] if part == 0 else arrays[k][cut[k]:]
-    frames = torch.cat([split([f for f, _ in roots], k, part) for part, k in order])
-    return (frames, np.concatenate([split(padded, k, part) for part, k in order]),
-            np.concatenate([split(masks, k, part) for part, k in order]))
+    per_root = [(frames, block, mask, len(frames) - args.held_out)
+                for (frames, _), block, mask in zip(roots, padded, masks)]
+    parts = ([(f[:cut], b[:cut], m[:cut]) for f, b, m, cut in per_root]
+             + [(f[cut:], b[cut:], m[cut:]) for f, b, m, cut in per_root])
+    return (torch.cat([f for f, _, _ in parts]), np.concatenate([b for _, b, _ in parts]),
+            np.concatenate([m for _, _, m in parts]))
 
 
 class StateRegressor(nn.Module):
@@ -165,16 +163,20 @@ class StateRegressor(nn.Module):
         return self.head(self.embedder(images))
 
 
+def masked_squared_error(predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors over the entries ``mask`` selects: each row's own state."""
+    return (((predicted - targets) ** 2) * mask).sum()
+
+
 def masked_mse(predicted: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the entries ``mask`` selects: each row's own state."""
-    return (((predicted - targets) ** 2) * mask).sum() / mask.sum()
+    return masked_squared_error(predicted, targets, mask) / mask.sum()
 
 
 def mse(model: StateRegressor, frames: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, batch: int) -> float:
     model.eval()
     with torch.no_grad():
-        total = sum(((((model(frames[i:i + batch]) - targets[i:i + batch]) ** 2) * mask[i:i + batch]).sum().item()
-                    for i in range(0, len(frames), batch)))
+        total = sum(masked_squared_error(model(frames[i:i + batch]), targets[i:i + batch], mask[i:i + batch]).item()
+                    for i in range(0, len(frames), batch))
     model.train()
     return total / mask.sum().item()
 
