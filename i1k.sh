@@ -40,6 +40,8 @@ if [ -x "$ROOT/.venv/bin/python" ]; then
 else
     PYTHON=$(command -v python3 || command -v python) || die "no python found"
 fi
+"$PYTHON" -c "import threedtrl.runtime" 2>/dev/null \
+    || die "the project is not installed in $PYTHON: run pip install -e . in $ROOT (or make venv)"
 
 # Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.
 # The check prints the run's output folder; torchrun keeps its logs there (not in /tmp, where an
@@ -59,5 +61,5 @@ s.bind(('', int(sys.argv[1])))"
     RDZV=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
 fi
 # torchrun, reporting Ctrl-C, SIGTERM and failures in one line (runtime/torchrun.py)
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m threedtrl.runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
     "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"

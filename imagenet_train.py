@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
 import yaml
 from timm.data import Mixup, create_dataset, create_loader, resolve_data_config
@@ -31,16 +31,16 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import CheckpointSaver, ModelEmaV3, accuracy, dispatch_clip_grad, unwrap_model
 from torch.nn.parallel import DistributedDataParallel
 
-from classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
-from classification.release_args import CONFIG_ONLY, INERT_TRAIN, add_inert_flags, check_inert, given_flags, log_notes
-from classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize, split_folder
-from classification.models import build_classifier
+from threedtrl.classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
+from threedtrl.classification.release_args import CONFIG_ONLY, INERT_TRAIN, add_inert_flags, check_inert, given_flags, log_notes
+from threedtrl.classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize, split_folder
+from threedtrl.classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
-from runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
+from threedtrl.runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
                      check_finite, check_finite_loss, check_finite_weights, check_output_dir, compile_model, epoch_seed, init_runtime,
                      load_checkpoint_file, progress_bar, run_cli, seed_everything, setup_logging)
-from utils import AverageMeter
+from threedtrl.runtime.logs import AverageMeter
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()

@@ -17,19 +17,19 @@ import sys
 import time
 from typing import Callable, List
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
 from timm.data import create_loader, resolve_data_config
 from timm.utils import accuracy
 
-from classification.cli import CliParser, ParseKwargs
-from classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
+from threedtrl.classification.cli import CliParser, ParseKwargs
+from threedtrl.classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
                                  split_folder)
-from classification.models import build_classifier
-from classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
+from threedtrl.classification.models import build_classifier
+from threedtrl.classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
-from runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
+from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
                      resolve_device, run_cli, write_json_atomic)
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -27,17 +27,20 @@ from torch.utils.data import DataLoader
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from model import load_weights
-from alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
+from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
                                 load_checkpoint, recorded_normalisation)
-from alignment.engine import WeightEnsemble, train_one_epoch
-from alignment.evaluation import evaluate
-from alignment.losses import LOSSES
-from alignment.sampler import EpochSampler
+from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
+from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES
+from threedtrl.alignment.evaluation import evaluate
+from threedtrl.alignment.losses import LOSSES
+from threedtrl.alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, count_dataset_views, open_split, resolve_dataset)
-from runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
+from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
                      compile_model, init_runtime, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
-from visualization.alignment_report import geometry_stats, plot_alignment
+from threedtrl.visualization.alignment_report import geometry_stats, plot_alignment
+from backbone.estimator import DEPTH_ACTIVATIONS
+from data_pipeline.ground_truth import TokenTargets
 
 
 # ----------------------------------------------------------------------------- command line
@@ -131,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment_views", action="store_true",
                    help="npairs: every view of a training clip gets a random viewpoint change of its own (a "
                         "perspective warp and a mirror image), so that the cameras trained on stand for more")
+    p.add_argument("--geometry_loss", nargs="+", default=[], choices=GEOMETRY_LOSSES, metavar="OBJECTIVE",
+                   help="npairs, 3DTRL ViT/TnT: add objectives on what the layer recovers (docs/geometry.md): "
+                        "consistency (world points of tokens matched across the views of an instant coincide), "
+                        "equivariance (a quarter-turned image gives the camera rolled a quarter, the depth map "
+                        "turned), oracle (the renderer's depth and relative rotations as targets)")
+    p.add_argument("--geometry_weight", type=float, default=1.0, help="weight of the --geometry_loss terms")
+    p.add_argument("--match_temperature", type=float, default=0.05,
+                   help="--geometry_loss consistency: softmax temperature of the token matching across views")
+    p.add_argument("--depth_activation", default="none", choices=DEPTH_ACTIVATIONS,
+                   help="3DTRL's pseudo-depth: none (the release's, any sign) or softplus (always positive)")
+    p.add_argument("--focal", type=float, default=None,
+                   help="3DTRL's focal length in patches (default: the release's, one patch)")
+    p.add_argument("--learn_focal", action="store_true",
+                   help="3DTRL learns its focal length, starting from --focal (or one patch)")
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
     p.add_argument("--views_per_clip", type=int, default=2,
@@ -143,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="localhost", help=argparse.SUPPRESS)
     p.add_argument("--port", default="64751", help=argparse.SUPPRESS)
     return p
+
+
+def check_geometry_args(args: argparse.Namespace) -> None:
+    """The 3DTRL geometry options and objectives: on a 3DTRL model, positive numbers; sets
+    ``args.trl_geometry``, the layer's options as the model config records them (None: the release's)."""
+    geometry = {"depth_activation": args.depth_activation, "focal": args.focal, "learn_focal": args.learn_focal}
+    geometry = {k: v for k, v in geometry.items() if v not in ("none", None, False)}
+    args.trl_geometry = geometry or None
+    if (geometry or args.geometry_loss) and args.model not in model.TRL_MODEL_NAMES:
+        raise UserError(f"--geometry_loss, --depth_activation, --focal and --learn_focal need a 3DTRL model, "
+                        f"not {args.model}")
+    if geometry and not args.pred_depth:
+        raise UserError("--depth_activation, --focal and --learn_focal need --pred_depth 1")
+    for name in ("geometry_weight", "match_temperature") + (("focal",) if args.focal is not None else ()):
+        if not getattr(args, name) > 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
 
 
 def torchrun_hint(args: argparse.Namespace, argv: Sequence[str]) -> str:
@@ -192,9 +225,10 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
-    for flag in ("center_in_time", "augment_views"):
+    for flag in ("center_in_time", "augment_views", "geometry_loss"):
         if getattr(args, flag) and args.loss != "npairs":
             raise UserError(f"--{flag} works on the clips of the n-pairs loss: use it with --loss npairs")
+    check_geometry_args(args)
     if args.compile:
         check_compile_options(args.compile)
     if args.output_dir is None:
@@ -355,9 +389,9 @@ class AlignmentRun:
         self.train_data, self.train_views = load_split(args, "train", args.train_views, self.progress)
         self.val_data, self.val_views = load_split(args, "val", args.train_views, self.progress)
         self.tests = test_sets(args, self.progress)
-        self.items, self.sampler, self.loader = self.training_items()
         seed_everything(args.seed)
         self.embedder = create_embedder(dict(model_cfg(args), pretrained=args.pretrained)).to(rt.device)
+        self.items, self.sampler, self.loader = self.training_items()
         self.init_report = init_from_file(self.embedder.net, args.init) if args.init and not args.resume else None
         if self.init_report and rt.main:
             report = self.init_report
@@ -384,8 +418,11 @@ class AlignmentRun:
         """The training items (n-pairs clips or triplets), the epoch's random subset of them and the loader."""
         args, rt = self.args, self.rt
         if args.loss == "npairs":
+            targets = None
+            if "oracle" in args.geometry_loss:
+                targets = TokenTargets(self.train_data.trajectories, self.embedder.net.patch_embed.grid_size)
             items = ClipDataset(self.train_data, args.clip_frames, args.views_per_clip, seed=args.seed,
-                                augment=args.augment_views)
+                                augment=args.augment_views, targets=targets)
         else:
             items = TripletDataset(self.train_data, resolve_dataset(args.data)[1].window, seed=args.seed)
         sampler = EpochSampler(len(items), args.seed, rt.rank, rt.world, args.triplets_per_epoch)
@@ -440,7 +477,7 @@ class AlignmentRun:
         """TensorBoard scalars of an epoch (and, for 3DTRL, what it recovers on the validation split)."""
         if self.writer is None:
             return
-        for key in ("train_loss", "data_wait_share", "triplets_per_s"):
+        for key in ("train_loss", "data_wait_share", "items_per_s") + tuple(f"{n}_loss" for n in GEOMETRY_LOSSES):
             if key in record:
                 self.writer.add_scalar(f"train/{key}", record[key], epoch)
         for key, value in record["val"].items():
@@ -481,7 +518,8 @@ class AlignmentRun:
             self.log(epoch, record)
         improved = self.state.add_epoch(record)
         if self.rt.main:
-            print(f"epoch {epoch}: loss {record['train_loss']:.4f}  val {format_metrics(record['val'])}"
+            terms = "".join(f" ({n} {record[f'{n}_loss']:.4f})" for n in GEOMETRY_LOSSES if f"{n}_loss" in record)
+            print(f"epoch {epoch}: loss {record['train_loss']:.4f}{terms}  val {format_metrics(record['val'])}"
                   f"{'  (best)' if improved else ''}  [{record['seconds']:.0f}s, "
                   f"{record['data_wait_share']:.1%} waiting for data]")
         self.save(improved)

@@ -36,6 +36,10 @@ PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
     if [ -x "$HERE/../.venv/bin/python" ]; then PYTHON="$HERE/../.venv/bin/python"; else PYTHON=python3; fi
 fi
+if ! "$PYTHON" -c "import threedtrl.timesformer" 2>/dev/null; then
+    echo "error: the project is not installed in $PYTHON: run pip install -e . in $HERE/.. (or make venv)" >&2
+    exit 2
+fi
 # The release read relative video paths from where it ran; the lists' relative paths are also looked for here.
 export SCRIPT_CALLER_DIR="$PWD"
 cd "$HERE"

@@ -9,13 +9,13 @@ from torch import nn
 
 import model
 from data_pipeline import IMAGENET_MEAN, IMAGENET_STD, normalize
-from runtime import UserError, load_checkpoint_file
+from threedtrl.runtime import UserError, load_checkpoint_file
 
 # What a checkpoint needs to rebuild its model, with the values of checkpoints written before a key existed
 # (a mean/std of None: the model's own, which those checkpoints were trained with).
 MODEL_DEFAULTS = {"model": None, "img_size": None, "pred_depth": 1, "pred_campos_from": "both-sep",
                   "patch_size": 0, "depth": 0, "trl_depth": 0, "global_pool": "", "normalize_embedding": False,
-                  "mean": None, "std": None, "center_in_time": False}
+                  "mean": None, "std": None, "center_in_time": False, "trl_geometry": None}
 # The README's and the release's short names.
 MODEL_ALIASES = {"vit_3dtrl": "vit_3dtrl_tiny_patch16_224", "vitnpl_tiny_patch16_224": "vit_3dtrl_tiny_patch16_224",
                  "deit_tcn": "vit_plain_tiny_patch16_224", "vit": "vit_plain_tiny_patch16_224"}
@@ -41,9 +41,18 @@ class Embedder(nn.Module):
         self.mean, self.std = tuple(mean), tuple(std)
         self.unit, self.center = unit, center
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        z = model.embed(self.net, normalize(images, self.mean, self.std))
-        return F.normalize(z, dim=-1) if self.unit else z
+    def forward(self, images: torch.Tensor, with_geometry: bool = False):
+        """``(B, D)`` embeddings; with ``with_geometry`` also the patch tokens the backbone puts out
+        ``(B, N, D)`` and what its 3DTRL layer recovers (:class:`backbone.TokenGeometry`), from the same
+        pass (the geometric objectives)."""
+        x = normalize(images, self.mean, self.std)
+        if not with_geometry:
+            z = model.embed(self.net, x)
+            return F.normalize(z, dim=-1) if self.unit else z
+        tokens, geometry = self.net.forward_features(x, return_geometry=True)
+        z = self.net.forward_head(tokens, pre_logits=True)
+        patches = tokens[:, getattr(self.net, "num_prefix_tokens", 1):] if tokens.ndim == 3 else tokens.flatten(1, 2)
+        return (F.normalize(z, dim=-1) if self.unit else z), patches, geometry
 
     def video_embeddings(self, z: torch.Tensor) -> torch.Tensor:
         """``(..., T, D)`` frame embeddings of videos -> what alignment compares."""
@@ -61,6 +70,8 @@ def create_embedder(cfg: Dict) -> Embedder:
             kwargs["pred_campos_from"] = cfg["pred_campos_from"]
         if cfg.get("trl_depth"):
             kwargs["trl_depth"] = cfg["trl_depth"]
+        if cfg.get("trl_geometry"):  # the layer's geometry options (backbone.PointEstimator)
+            kwargs["trl_geometry"] = dict(cfg["trl_geometry"])
     if not timm.is_model(cfg["model"]):
         raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
     try:

@@ -6,7 +6,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from data_pipeline import TrajectoryDataset
-from runtime import progress_bar
+from threedtrl.runtime import progress_bar
 
 from .embedder import Embedder
 from .metrics import alignment_metrics

@@ -13,17 +13,17 @@ import shutil
 import tempfile
 import time
 
-import compat  # noqa: F401
+import threedtrl.runtime.compat  # noqa: F401
 
 import torch
 from torch.utils.data import DataLoader
 
-from alignment.embedder import MODEL_DEFAULTS, create_embedder
-from alignment.engine import train_one_epoch
-from alignment.sampler import EpochSampler
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder
+from threedtrl.alignment.engine import train_one_epoch
+from threedtrl.alignment.sampler import EpochSampler
 from data_pipeline import DATASETS, TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
-from runtime import seed_everything, write_json_atomic
+from threedtrl.runtime import seed_everything, write_json_atomic
 
 MC = DATASETS["mc"]
 
@@ -94,7 +94,7 @@ def main() -> None:
             train = figures["training"][label]
             print(f"{'uint8 cache' if cached else 're-read JPEGs'}: loader alone "
                   f"{figures['loader_triplets_per_s'][label]:.0f} triplets/s; training "
-                  f"{train['triplets_per_s']:.1f} triplets/s, {train['data_wait_share']:.1%} of step time "
+                  f"{train['items_per_s']:.1f} triplets/s, {train['data_wait_share']:.1%} of step time "
                   f"waiting for data ({args.model}, {args.img_size} px, batch {args.batch_size}, "
                   f"{args.num_workers} worker(s))")
         write_json_atomic(figures, args.out)

@@ -18,7 +18,7 @@ import tempfile
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from runtime import UserError, run_cli, write_json_atomic
+from threedtrl.runtime import UserError, run_cli, write_json_atomic
 
 MODELS = {"ViT-T": "vit_tiny_patch16_224", "ViT-T + 3DTRL": "vit_3dtrl_tiny_patch16_224"}
 

@@ -22,16 +22,16 @@ import math
 import statistics
 import time
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import numpy as np
 import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import model  # noqa: F401  (registers the 3DTRL models)
-import runtime
+from threedtrl import runtime
 import utils
-from runtime.memory import peak_memory_table
+from threedtrl.runtime.memory import peak_memory_table
 
 PAIRS = {"tiny": ("vit_3dtrl_tiny_patch16_224", "vit_tiny_patch16_224"),
          "small": ("vit_3dtrl_small_patch16_224", "vit_small_patch16_224")}

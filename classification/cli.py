@@ -5,8 +5,8 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from runtime import UserError
-from utils import load_yaml, load_yaml_mapping, short_repr
+from threedtrl.runtime import UserError
+from threedtrl.runtime.config import load_yaml, load_yaml_mapping, short_repr
 
 
 class CliParser(argparse.ArgumentParser):

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from timm.data import ImageDataset
 from torch.utils.data import Dataset
 
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
 

@@ -6,7 +6,7 @@ import torch
 
 import model as trl_models
 from model import check_input_size
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 
 def is_3dtrl(name: str) -> bool:

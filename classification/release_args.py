@@ -10,8 +10,8 @@ import argparse
 import logging
 from typing import Any, Dict, Iterable, List
 
-from runtime import UserError
-from utils import short_repr
+from threedtrl.runtime import UserError
+from threedtrl.runtime.config import short_repr
 
 _logger = logging.getLogger(__name__)
 

@@ -6,14 +6,14 @@ read it without copies); ``cache=False`` re-reads the JPEG files on every access
 Model inputs are made on the device: ``normalize(batch)`` turns uint8 into ImageNet-normalised floats.
 """
 import itertools
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 from .ftpv import Trajectory, read_frame, read_frames
 
@@ -148,7 +148,7 @@ def augment_view(frames: torch.Tensor, rng: np.random.Generator, distortion: flo
     perturbation: a camera turned and moved closer) and, with probability 1/2, a mirror image."""
     import cv2
 
-    from classification.data import perspective_corners
+    from threedtrl.classification.data import perspective_corners
 
     height, width = frames.shape[-2:]
     source = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float32)
@@ -176,10 +176,13 @@ class ClipDataset(Dataset):
         views_per_clip: K, at least 2; 0 or more than the trajectories have: every view.
         augment: every view of an item gets a random change of viewpoint of its own (:func:`augment_view`),
             drawn from the seed, the epoch and the item.
+        targets: ``targets(trajectory, views, times)`` -> a dict of arrays about those frames (the
+            oracle's ground truth, :class:`~data_pipeline.ground_truth.TokenTargets`), added to the item
+            as a fourth element.
     """
 
     def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, views_per_clip: int = 2,
-                 seed: int = 42, augment: bool = False):
+                 seed: int = 42, augment: bool = False, targets: Optional[Callable] = None):
         self.trajectories = trajectories
         lengths = [trajectories.num_frames(k) for k in range(len(trajectories))]
         shortest = min(lengths)
@@ -195,7 +198,7 @@ class ClipDataset(Dataset):
         if self.views_per_clip < 2:
             raise UserError(f"clips need at least 2 views, got {views_per_clip}")
         self.seed = seed
-        self.augment = augment
+        self.augment, self.targets = augment, targets
         self.epoch = 0
         pairs = list(itertools.combinations(range(num_views), 2))
         self.index = np.array([(k, i, j) for k in range(len(trajectories)) for i, j in pairs], dtype=np.int64)
@@ -217,10 +220,14 @@ class ClipDataset(Dataset):
             return views, list(range(length))
         return views, sorted(int(t) for t in rng.choice(length, self.clip_frames, replace=False))
 
-    def __getitem__(self, item: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple:
         views, times = self.draw(item)
-        frames = self.trajectories.frames(int(self.index[item][0]), views, times)
+        trajectory = int(self.index[item][0])
+        frames = self.trajectories.frames(trajectory, views, times)
         if self.augment:
             frames = torch.stack([augment_view(f, np.random.default_rng([self.seed, self.epoch, item, 2, k]))
                                   for k, f in enumerate(frames)])
-        return frames, torch.tensor(times), torch.tensor(views)
+        if self.targets is None:
+            return frames, torch.tensor(times), torch.tensor(views)
+        targets = {k: torch.from_numpy(v) for k, v in self.targets(trajectory, views, times).items()}
+        return frames, torch.tensor(times), torch.tensor(views), targets

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from runtime import UserError, load_plain_pickle
+from threedtrl.runtime import UserError, load_plain_pickle
 
 SPLITS = ("train", "val", "test")
 FPV = "fpv"

@@ -38,10 +38,10 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-import simulation
+from threedtrl import simulation
 from data_pipeline.ftpv import TPV, frame_name, trajectory_name, trajectory_view_dirs, view_folder_names
-from runtime import UserError, progress_bar, run_cli, write_json_atomic
-from simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
+from threedtrl.runtime import UserError, progress_bar, run_cli, write_json_atomic
+from threedtrl.simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
 MANIFEST = "render.json"
 # what folders rendered before an option existed were rendered with

@@ -3,13 +3,15 @@
     import model, timm
     net = timm.create_model("vit_3dtrl_tiny_patch16_224", num_classes=10, img_size=112)
 """
+import threedtrl.runtime.compat  # noqa: F401  (before timm: torchvision next to a torch it was not built for)
+
 import timm
 
 from backbone import TokenGeometry
 from .swin_3dtrl import Swin_3DTRL
 from .three_d_trl import ThreeDTRL
 from .tnt_3dtrl import TNT_3DTRL
-from ._factory import check_input_size, checkpoint_state_dict, embed, load_checkpoint_weights, load_weights
+from .factory import check_input_size, checkpoint_state_dict, embed, load_checkpoint_weights, load_weights
 from .vit import ViT
 from .vit_3dtrl import ViT_3DTRL
 

@@ -14,7 +14,7 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models._registry import generate_default_cfgs
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 
-from ._factory import build_3dtrl_model, attach_three_d_trl, derived_cfg, with_trl_group
+from .factory import build_3dtrl_model, attach_three_d_trl, derived_cfg, with_trl_group
 
 __all__ = ["Swin_3DTRL"]
 

@@ -14,7 +14,7 @@ from timm.models._registry import generate_default_cfgs
 from timm.models.tnt import TNT, checkpoint_filter_fn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
+from .factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
                        with_trl_group)
 
 __all__ = ["TNT_3DTRL"]

@@ -10,7 +10,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from ._factory import derived_cfg
+from .factory import derived_cfg
 
 __all__ = ["ViT"]
 

@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ._factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
+from .factory import (build_3dtrl_model, attach_three_d_trl, derived_cfg, format_token_intermediates,
                        with_trl_group)
 
 __all__ = ["ViT_3DTRL"]

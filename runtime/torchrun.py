@@ -1,6 +1,6 @@
 """torchrun for ``i1k.sh``, with its outcome in one line.
 
-``python -m runtime.torchrun ARGS`` takes torchrun's arguments. The training processes print their
+``python -m threedtrl.runtime.torchrun ARGS`` takes torchrun's arguments. The training processes print their
 own errors (one line each for a user error); torchrun's launcher would add a traceback of its own
 on every failure and on Ctrl-C. Here Ctrl-C and SIGTERM end in one line (exit 130 and 143), a user
 error of the processes in their line alone (exit 2), and any other failure in one line naming the

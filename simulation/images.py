@@ -3,7 +3,7 @@ leave an empty file that a re-run takes for a finished image."""
 import cv2
 import numpy as np
 
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 
 def write_image(path: str, rgb: np.ndarray, params=()) -> None:

@@ -3,7 +3,7 @@ with the same settings completes (resumes) and one with other settings may not t
 import os
 from typing import Optional, Sequence
 
-from runtime import UserError, prepare_output_dir, read_json, refuse_foreign_folder
+from threedtrl.runtime import UserError, prepare_output_dir, read_json, refuse_foreign_folder
 
 
 def claim_folder(folder: str, manifest: str, record: dict, compare: Optional[Sequence[str]] = None,

@@ -4,7 +4,7 @@ job, so the result is the same for any number of workers."""
 from multiprocessing import get_context
 from typing import Any, Callable, Dict, Iterator, Sequence
 
-from runtime.distributed import die_with_parent
+from threedtrl.runtime.distributed import die_with_parent
 
 _SCENES: Dict[str, Any] = {}
 

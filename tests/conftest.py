@@ -1,4 +1,4 @@
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 
 
 def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:

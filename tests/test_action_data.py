@@ -13,14 +13,14 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")
 
-from timesformer.config import load_config
-from timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop
-from timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,
+from threedtrl.timesformer.config import load_config
+from threedtrl.timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop
+from threedtrl.timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,
                                 split_lists)
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 DEMO = os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml")
-from timesformer import launch as run_net
+from threedtrl.timesformer import launch as run_net
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +315,7 @@ def test_slowfast_and_charades_names_are_refused_in_one_line(name, tmp_path):
 
 def test_slowfast_temporal_sampling_matches_the_release():
     """SlowFast's get_start_end_idx + temporal_sampling: linspace over rate * frames * fps / target_fps."""
-    from timesformer.dataset import slowfast_clip_indices
+    from threedtrl.timesformer.dataset import slowfast_clip_indices
     # 100 frames at 30 fps, 8 frames at rate 4 (clip of 32 frames): delta 68; test clip 1 of 2 starts at 34
     expected = np.linspace(34, 34 + 32 - 1, 8).astype(np.int64)
     np.testing.assert_array_equal(slowfast_clip_indices(100, 8, 4, 30.0, 30, 1, 2, None), expected)
@@ -329,7 +329,7 @@ def test_slowfast_temporal_sampling_matches_the_release():
 
 
 def test_test_views_are_combined_by_summing_logits():
-    from timesformer.meters import VideoScores
+    from threedtrl.timesformer.meters import VideoScores
     logits = torch.tensor([[10.0, 0.0], [0.0, 3.0], [0.0, 3.0]])  # one confident view against two mild ones
     summed, softmax = VideoScores(1, 2), VideoScores(1, 2)
     index, labels = torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)
@@ -341,7 +341,7 @@ def test_test_views_are_combined_by_summing_logits():
 def test_resume_from_a_release_checkpoint_with_a_yaml_config(tiny_set, tmp_path):
     """SlowFast checkpoints store ``cfg`` as YAML text; auto-resume reads it instead of crashing."""
     import yaml
-    from timesformer.checkpoint import checkpoint_path
+    from threedtrl.timesformer.checkpoint import checkpoint_path
     out = str(tmp_path / "run")
     run_net.main(demo_args(tiny_set, out, *SMALL))
     path = checkpoint_path(out, 1)
@@ -354,7 +354,7 @@ def test_resume_from_a_release_checkpoint_with_a_yaml_config(tiny_set, tmp_path)
 
 
 def test_relative_list_paths_are_also_found_where_the_release_ran(tmp_path, monkeypatch):
-    from timesformer.dataset import find_video
+    from threedtrl.timesformer.dataset import find_video
     (tmp_path / "ran_here" / "videos").mkdir(parents=True)
     (tmp_path / "ran_here" / "videos" / "a.mp4").write_bytes(b"x")
     (tmp_path / "data").mkdir()

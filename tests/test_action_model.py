@@ -7,12 +7,12 @@ from timm.models.vision_transformer import VisionTransformer as TimmViT
 
 
 from model import ThreeDTRL
-from timesformer import checkpoint as cu
-from timesformer.config import get_defaults, load_config, model_depth
-from timesformer.model import TimeSformer, build_model
-from timesformer.optim import get_epoch_lr
-from timesformer.weights import load_pretrained
-from runtime import UserError
+from threedtrl.timesformer import checkpoint as cu
+from threedtrl.timesformer.config import get_defaults, load_config, model_depth
+from threedtrl.timesformer.model import TimeSformer, build_model
+from threedtrl.timesformer.optim import get_epoch_lr
+from threedtrl.timesformer.weights import load_pretrained
+from threedtrl.runtime import UserError
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "action_recognition", "configs")
 TINY = dict(img_size=32, patch_size=8, num_classes=5, embed_dim=48, depth=3, num_heads=3, num_frames=4)
@@ -204,7 +204,7 @@ def test_bad_checkpoint_files(tmp_path):
 
 
 def test_release_recipe_no_head_dropout_and_every_parameter_decays():
-    from timesformer.optim import build_optimizer
+    from threedtrl.timesformer.optim import build_optimizer
     cfg = load_config(None, ["TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1",
                              "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
                              "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "MODEL.NUM_CLASSES", "5"])

@@ -14,7 +14,7 @@ import torch
 from data_pipeline import (DATASETS, TrajectoryDataset, TripletDataset, open_split, resolve_dataset, split_names,
                            view_selection)
 from data_pipeline.render_ftpv import Preset, interpolate, render_dataset
-from runtime import UserError, run_cli
+from threedtrl.runtime import UserError, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
-from alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
-from alignment.engine import WeightEnsemble
-from alignment.losses import npairs_loss, time_contrastive_loss
-from alignment.sampler import EpochSampler
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
+from threedtrl.alignment.engine import WeightEnsemble
+from threedtrl.alignment.losses import npairs_loss, time_contrastive_loss
+from threedtrl.alignment.sampler import EpochSampler
 from conftest import render_ftpv_root
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
-from runtime import UserError, load_checkpoint_file, seed_everything
+from threedtrl.runtime import UserError, load_checkpoint_file, seed_everything
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
@@ -195,7 +195,7 @@ def test_torchrun_two_processes_match_single_process_evaluation(root, tmp_path):
 
 def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
     import imagenet_train
-    from tools import render_objects
+    from threedtrl.tools import render_objects
     objects = str(tmp_path / "objects")
     render_objects.main(["--out", objects, "--preset", "tiny", "--workers", "1", "--no-progress"])
     small = ["--img-size", "32", "--model-kwargs", "patch_size=8", "depth=2", "-b", "4", "-j", "0", "--epochs", "1",
@@ -214,7 +214,7 @@ def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
 
 
 def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_factory, tmp_path):
-    from tools import pretrain_state
+    from threedtrl.tools import pretrain_state
     data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
     out = tmp_path / "w" / "state.pth"
     pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
@@ -266,7 +266,7 @@ def test_committed_weights_initialise_the_demo_model_completely(name):
 
 
 def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_factory, tmp_path, monkeypatch):
-    from tools import pretrain_state
+    from threedtrl.tools import pretrain_state
     data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
     flags = ["--data_root", data, "--train_views", "1", "--img_size", "32", "--patch_size", "8", "--depth", "2",
              "--trl_depth", "1", "--epochs", "3", "--batch_size", "32", "--held_out", "2", "--align_weight", "0.5",
@@ -339,7 +339,7 @@ def test_clip_dataset_draws_aligned_views(root):
 
 
 def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_settings(root, tmp_path):
-    from tools import compare_alignment
+    from threedtrl.tools import compare_alignment
     recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
               "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
     cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=2, trl_depth=1,
@@ -456,8 +456,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(root, tmp_path):
 def test_centring_in_time_removes_what_a_camera_adds_to_every_frame():
     """Two views share a time signal, each adds a large offset of its own: nearest frames are wrong
     without centring and exact with it (the evaluation's metric)."""
-    from alignment.embedder import Embedder, center_in_time
-    from alignment.evaluation import pair_metrics
+    from threedtrl.alignment.embedder import Embedder, center_in_time
+    from threedtrl.alignment.evaluation import pair_metrics
 
     t = torch.linspace(0.0, 1.0, 12)
     signal = torch.stack([torch.cos(3 * t), torch.sin(3 * t), torch.zeros_like(t)], dim=-1)   # (T, 3)
@@ -529,7 +529,7 @@ def test_view_augmentation_is_one_change_per_view_and_reproducible(root):
 
 
 def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_path_factory, tmp_path):
-    from tools import compare_heldout
+    from threedtrl.tools import compare_heldout
 
     recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
               "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3 --center_in_time")

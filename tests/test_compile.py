@@ -10,7 +10,7 @@ import torch
 
 
 import model  # noqa: F401
-from timesformer.model import TimeSformer
+from threedtrl.timesformer.model import TimeSformer
 
 IMAGE_MODELS = {
     "vit": ("vit_3dtrl_tiny_patch16_224", dict(img_size=64, depth=4, trl_depth=2)),

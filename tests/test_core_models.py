@@ -315,7 +315,7 @@ def test_layer_decay_gives_three_d_trl_the_scale_of_the_block_it_feeds(name, kwa
 
 
 def test_model_kwargs_read_numbers_as_yaml_1_2():
-    from classification.cli import ParseKwargs
+    from threedtrl.classification.cli import ParseKwargs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-kwargs", nargs="*", default={}, action=ParseKwargs)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import runtime
+from threedtrl import runtime
 import utils
-from alignment import metrics
+from threedtrl.alignment import metrics
 
 
 def _nn_loop(z1, z2):

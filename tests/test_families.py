@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-import simulation
+from threedtrl import simulation
 from data_pipeline import TrajectoryDataset, open_split
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, random_cameras, render_dataset
-from visualization import geometry_eval as ge
+from threedtrl.visualization import geometry_eval as ge
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=6, size=32)  # the Pick split: 10/5/5
 

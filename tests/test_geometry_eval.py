@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from alignment.embedder import MODEL_DEFAULTS, create_embedder
-import visualize
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder
+from threedtrl.visualization import cli as visualize
+from data_pipeline.ground_truth import load_ground_truth
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, render_dataset, sample_episode
-from tools import render_objects
-from runtime import UserError
-from visualization import geometry_eval as ge
+from threedtrl.tools import render_objects
+from threedtrl.runtime import UserError
+from threedtrl.visualization import geometry_eval as ge
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)
 
@@ -31,7 +32,7 @@ def root(tmp_path_factory):
 
 def _truth(root, index=15):
     names = ["fpv"] + [f"view_{v:04d}" for v in range(TINY.views)]
-    return ge.load_ground_truth(os.path.join(root, TINY.folder, f"tr_{index:04d}"), names)
+    return load_ground_truth(os.path.join(root, TINY.folder, f"tr_{index:04d}"), names)
 
 
 def _unproject(truth, view, t):

@@ -1,7 +1,7 @@
 """The GPU check's reduced CPU version runs end to end, so the check cannot rot between GPU sessions."""
 import json
 
-from tools import gpu_check
+from threedtrl.tools import gpu_check
 
 
 def test_gpu_check_runs_every_step_on_the_cpu(tmp_path):

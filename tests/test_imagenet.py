@@ -15,9 +15,9 @@ from PIL import Image
 
 import imagenet_train
 import imagenet_val
-from classification.data import perspective_warp, perturb_rng
-from tools import render_objects
-from runtime import UserError
+from threedtrl.classification.data import perspective_warp, perturb_rng
+from threedtrl.tools import render_objects
+from threedtrl.runtime import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "i1k_configs", "*.yaml")))

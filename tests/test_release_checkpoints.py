@@ -15,7 +15,7 @@ import torch
 
 import imagenet_val
 from model import load_weights
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 # The same architectures in this project's (timm 1.x) spelling.

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import runtime
-from runtime import OutputLayout, UserError
+from threedtrl import runtime
+from threedtrl.runtime import OutputLayout, UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,7 @@ def test_truncated_checkpoint_is_one_line(tmp_path):
     torch.save({"model": {"w": torch.randn(64, 64)}, "epoch": 3}, path)
     data = path.read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    script = ("from runtime import load_checkpoint_file, run_cli; "
+    script = ("from threedtrl.runtime import load_checkpoint_file, run_cli; "
               f"run_cli(lambda: load_checkpoint_file({str(tmp_path / 'cut.pth')!r}))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2
@@ -107,10 +107,10 @@ def test_epoch_seeds_differ_by_rank_and_epoch_and_repeat():
 
 def test_utils_keeps_the_release_names_and_loads_them_on_use():
     code = ("import sys, utils\n"
-            "assert 'torchvision' not in sys.modules and 'alignment.metrics' not in sys.modules\n"
+            "assert 'torchvision' not in sys.modules and 'threedtrl.alignment.metrics' not in sys.modules\n"
             "from utils import alignment_error, cos_distance, cycle_error, distance, kendalls_tau, normalize, to_tensor\n"
             "from utils import seed_everything\n"
-            "from alignment import metrics\n"
+            "from threedtrl.alignment import metrics\n"
             "assert alignment_error is metrics.alignment_error and normalize.mean == (0.485, 0.456, 0.406)\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

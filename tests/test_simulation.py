@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-import simulation
+from threedtrl import simulation
 from data_pipeline import ftpv
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 
 def test_claim_folder_resumes_same_settings_and_refuses_others(tmp_path):
@@ -51,7 +51,7 @@ def test_ftpv_names_have_one_owner(tmp_path):
 
 def test_the_scenarios_share_one_panda_scene():
     from data_pipeline import render_ftpv
-    from timesformer import render
+    from threedtrl.timesformer import render
 
     ftpv_scene, action_scene = render_ftpv.build_scene(), render.build_scene()
     try:

@@ -17,18 +17,18 @@ import multiview_video_alignment as mva
 from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
-from tools import render_objects
-from runtime import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
+from threedtrl.tools import render_objects
+from threedtrl.runtime import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
                      save_checkpoint_atomic)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")
 
-from timesformer.checkpoint import resume
-from timesformer.config import load_config
-from timesformer.render import render_dataset as render_actions
-from timesformer.trainer import changed_keys
-from timesformer.weights import load_state
+from threedtrl.timesformer.checkpoint import resume
+from threedtrl.timesformer.config import load_config
+from threedtrl.timesformer.render import render_dataset as render_actions
+from threedtrl.timesformer.trainer import changed_keys
+from threedtrl.timesformer.weights import load_state
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
@@ -65,7 +65,7 @@ def _payload_checkpoint(tmp_path, **plain):
 
 
 def test_checkpoint_payload_never_runs(tmp_path, root):
-    from visualization.inference import load_embedder
+    from threedtrl.visualization.inference import load_embedder
     import imagenet_train
     import imagenet_val
 
@@ -157,7 +157,7 @@ def test_changed_hyper_parameters_are_named():
 
 
 def test_pretrained_model_matching_nothing_is_refused():
-    from timesformer.model import build_model
+    from threedtrl.timesformer.model import build_model
     cfg = load_config(os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml"),
                       ["TIMESFORMER.EMBED_DIM", "48", "TIMESFORMER.DEPTH", "2", "TRL.LOC", "1"])
     with pytest.raises(UserError, match="none of its 2 tensors"):
@@ -248,7 +248,7 @@ def test_compat_with_an_existing_torchvision_namespace():
             "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
             "def refuse(*a, **k):\n    raise OSError('extension does not load')\n"
             "ctypes.CDLL = refuse\n"
-            "import compat\n"
+            "import threedtrl.runtime.compat\n"
             "assert hasattr(torch.ops.torchvision, 'qnms')\n"
             "print('ok')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -257,7 +257,7 @@ def test_compat_with_an_existing_torchvision_namespace():
 
 def test_unwritable_output_folders_are_one_line(tmp_path):
     import imagenet_train
-    from timesformer import launch as run_net
+    from threedtrl.timesformer import launch as run_net
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot write to output folder"):
@@ -295,7 +295,7 @@ def test_yaml_aliases_are_refused_everywhere(tmp_path):
     """Nine levels of ten-fold aliases would expand to 10^9 items; every YAML reader refuses aliases."""
     import resource
     import imagenet_train
-    from utils import Config, load_yaml
+    from threedtrl.runtime.config import Config, load_yaml
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(yaml.YAMLError, match="aliases"):
         load_yaml(ALIAS_BOMB)
@@ -310,7 +310,7 @@ def test_yaml_aliases_are_refused_everywhere(tmp_path):
 
 def test_string_overrides_keep_a_hash(tmp_path):
     """``OUT #3`` is a folder name, not ``OUT`` and a YAML comment."""
-    from timesformer.config import load_config
+    from threedtrl.timesformer.config import load_config
     cfg = load_config(None, ["OUTPUT_DIR", "OUT #3", "DATA.PATH_TO_DATA_DIR", "DATA #x", "SOLVER.BASE_LR", "0.1 # c"])
     assert cfg.OUTPUT_DIR == "OUT #3" and cfg.DATA.PATH_TO_DATA_DIR == "DATA #x" and cfg.SOLVER.BASE_LR == 0.1
 
@@ -325,9 +325,9 @@ def test_error_messages_cut_long_values():
 # ----------------------------------------------------------------------------- one run per folder
 
 def test_a_run_holds_its_folder_and_a_stale_lock_is_taken_over(tmp_path):
-    from runtime import check_output_dir, hold_output_dir
-    from runtime.files import LOCK_NAME
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from runtime import hold_output_dir; "
+    from threedtrl.runtime import check_output_dir, hold_output_dir
+    from threedtrl.runtime.files import LOCK_NAME
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from threedtrl.runtime import hold_output_dir; "
                                "hold_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -382,8 +382,8 @@ def test_a_new_lr_is_applied_on_resume(tmp_path):
 
 def test_a_full_disk_is_one_line_and_keeps_earlier_files(tmp_path, monkeypatch):
     import errno
-    from runtime import atomic_write, save_checkpoint_atomic
-    import runtime.files as files
+    from threedtrl.runtime import atomic_write, save_checkpoint_atomic
+    import threedtrl.runtime.files as files
     save_checkpoint_atomic({"w": torch.ones(3)}, str(tmp_path / "last.pth"))
 
     def no_space(tmp):
@@ -414,7 +414,7 @@ def test_a_failed_image_write_is_an_error_not_an_empty_file(tmp_path, monkeypatc
 
 def test_sixteen_bit_greyscale_images_are_scaled_not_clipped(tmp_path):
     from PIL import Image
-    from classification.data import StrictImageFolder
+    from threedtrl.classification.data import StrictImageFolder
     (tmp_path / "a").mkdir()
     levels = np.array([[0, 257 * 100], [257 * 200, 65535]], dtype=np.uint16)
     Image.fromarray(levels).save(tmp_path / "a" / "x.png")
@@ -424,14 +424,14 @@ def test_sixteen_bit_greyscale_images_are_scaled_not_clipped(tmp_path):
 
 
 def test_json_results_hold_null_for_nan(tmp_path):
-    from runtime import write_json_atomic
+    from threedtrl.runtime import write_json_atomic
     write_json_atomic({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}, str(tmp_path / "r.json"))
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.0, None], "c": 2}
     assert "NaN" not in (tmp_path / "r.json").read_text()
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
-    from timesformer.dataset import read_video_list
+    from threedtrl.timesformer.dataset import read_video_list
     (tmp_path / "v.mp4").write_bytes(b"x")
     (tmp_path / "train.csv").write_text("\ufeffv.mp4 0\n", encoding="utf-8")
     assert read_video_list(str(tmp_path / "train.csv"), str(tmp_path), 1) == [(str(tmp_path / "v.mp4"), 0)]

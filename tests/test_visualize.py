@@ -7,15 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-import visualize
+from threedtrl.visualization import cli as visualize
 from backbone import token_grid_uv
 from data_pipeline.render_ftpv import Preset, render_dataset
-from alignment.embedder import create_embedder
-from runtime import save_checkpoint_atomic
+from threedtrl.alignment.embedder import create_embedder
+from threedtrl.runtime import save_checkpoint_atomic
 from utils import alignment_error
-from visualization import plots
-from visualization.diagram import layer_diagram
-from visualization.inference import nearest_frames
+from threedtrl.visualization import plots
+from threedtrl.visualization.diagram import layer_diagram
+from threedtrl.visualization.inference import nearest_frames
 
 IMG = 48          # ViT patch 16 -> a 3x3 token grid
 GRID = (3, 3)
@@ -163,7 +163,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, trajectory, capsys, 
 
 
 def test_a_folder_of_someone_elses_figures_is_refused_and_our_own_is_redone(trajectory, tmp_path):
-    from runtime import UserError
+    from threedtrl.runtime import UserError
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "depth.png").write_bytes(b"my figure")

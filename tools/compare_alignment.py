@@ -25,10 +25,10 @@ from typing import Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from alignment.embedder import MODEL_ALIASES
-from runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
-from tools.seed_stats import paired, summarise
+import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from threedtrl.alignment.embedder import MODEL_ALIASES
+from threedtrl.runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
+from threedtrl.tools.seed_stats import paired, summarise
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))
@@ -158,6 +158,29 @@ def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_comparison(root: str, out: str, models: Sequence[str], seeds: Sequence[int], train_args: str,
+                   inits: Sequence[str], jobs: int, threads: int, device: str, unseen_train_views: int) -> Dict:
+    """This comparison (the unseen setting) on FTPV root ``root`` in a subprocess, its output kept
+    from the caller's; returns its ``OUT/table.json``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--data_root", root, "--out", out, "--models", *models,
+           "--seeds", *map(str, seeds), "--train_args", train_args, "--jobs", str(jobs), "--threads", str(threads),
+           "--device", device, "--unseen_train_views", str(unseen_train_views), "--xpar"]
+    for item in inits:
+        cmd += ["--init", item]
+    started = time.time()
+    if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
+        raise UserError(f"the comparison on {root} failed: {shlex.join(cmd)}")
+    print(f"{out}: {time.time() - started:.0f} s", flush=True)
+    return read_json(os.path.join(out, "table.json"))
+
+
+def write_text_atomic(text: str, path: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     args.models = [model_name(m) for m in args.models]
@@ -188,11 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings["wall_seconds"] = time.time() - started
     write_json_atomic({"settings": settings, "table": table}, os.path.join(args.out, "table.json"))
     text = markdown_table(table, args.models, args.seeds)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(os.path.join(args.out, "table.md"), write)
+    write_text_atomic(text, os.path.join(args.out, "table.md"))
     print(text)
     print(f"wrote {os.path.join(args.out, 'table.md')} and table.json")
 

@@ -13,18 +13,14 @@ against the ViT per family and over every (family, seed) pair, and the seconds e
 """
 import argparse
 import os
-import shlex
-import subprocess
-import sys
 import time
 from typing import Dict, Optional, Sequence
 
-import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
-from tools.compare_alignment import METRICS, model_name
-from tools.seed_stats import paired, summarise
+import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from threedtrl.runtime import UserError, run_cli, write_json_atomic
+from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison, write_text_atomic
+from threedtrl.tools.seed_stats import paired, summarise
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("deit_tcn", "vit_3dtrl")
 # the recipe `make demo FTPV_ROOT=DIR` runs (Makefile: DEMO_COMMON and TRANSFER_RECIPE), here without its
 # --init; the from-scratch runs take the same recipe
@@ -54,18 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compare(args: argparse.Namespace, root: str, out: str, seeds: Sequence[int], train_args: str,
             inits: Sequence[str]) -> Dict:
-    """``tools/compare_alignment.py`` on one root; returns its ``table.json``."""
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "compare_alignment.py"), "--data_root", root, "--out", out,
-           "--models", *MODELS, "--seeds", *map(str, seeds), "--train_args", train_args, "--jobs", str(args.jobs),
-           "--threads", str(args.threads), "--device", args.device, "--unseen_train_views", str(args.unseen_train_views),
-           "--xpar"]
-    for item in inits:
-        cmd += ["--init", item]
-    started = time.time()
-    if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
-        raise UserError(f"the comparison on {root} failed: {shlex.join(cmd)}")
-    print(f"{out}: {time.time() - started:.0f} s", flush=True)
-    return read_json(os.path.join(out, "table.json"))
+    return run_comparison(root, out, MODELS, seeds, train_args, inits, args.jobs, args.threads, args.device,
+                          args.unseen_train_views)
 
 
 def unseen(table: Dict) -> Dict:
@@ -139,11 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     write_json_atomic({"settings": settings, "families": families, "pooled": pool},
                       os.path.join(args.out, "table.json"))
     text = markdown(families, pool, args.seeds, args.scratch_seeds)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(os.path.join(args.out, "table.md"), write)
+    write_text_atomic(text, os.path.join(args.out, "table.md"))
     print(text)
 
 

@@ -20,8 +20,8 @@ from typing import Dict, List
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from runtime import UserError, run_cli, write_json_atomic
-from tools.seed_stats import paired, summarise
+from threedtrl.runtime import UserError, run_cli, write_json_atomic
+from threedtrl.tools.seed_stats import paired, summarise
 
 PLAIN_LABEL, TRL_LABEL = "ViT-T", "ViT-T + 3DTRL"
 MODELS = {  # label -> (timm model, release config)

@@ -32,10 +32,10 @@ from typing import Dict, List
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
 
-from runtime import UserError, run_cli, write_json_atomic
+from threedtrl.runtime import UserError, run_cli, write_json_atomic
 
 # Targets of the GPU figures: 3DTRL / plain training throughput (ViT-T, ViT-S; eager and compiled),
 # TimeSformer ViT-B + 3DTRL / TimeSformer, and the layer's memory overhead.

@@ -23,9 +23,9 @@ from typing import List, Optional, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from data_pipeline import DATASETS, trajectory_name
-from tools.compare_alignment import DEMO_RECIPE
-from runtime import UserError, run_cli
-from visualization.diagram import draw_layer_diagram
+from threedtrl.tools.compare_alignment import DEMO_RECIPE
+from threedtrl.runtime import UserError, run_cli
+from threedtrl.visualization.diagram import draw_layer_diagram
 
 TEST_TRAJECTORY = trajectory_name(15)
 MODELS = {"3dtrl": "vit_3dtrl_tiny_patch16_224", "baseline": "vit_plain_tiny_patch16_224"}

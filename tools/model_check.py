@@ -1,7 +1,7 @@
 """Build a 3DTRL model of each backbone at 112 px and run one forward pass on the CPU."""
 import time
 
-import compat  # noqa: F401
+import threedtrl.runtime.compat  # noqa: F401
 
 import timm
 import torch

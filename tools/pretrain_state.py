@@ -32,18 +32,18 @@ import os
 import time
 from typing import Dict, List, Tuple
 
-import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 import numpy as np
 import torch
 from torch import nn
 
-from alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder, init_from_file
-from alignment.losses import npairs_loss
-from alignment.metrics import alignment_error
+from threedtrl.alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder, init_from_file
+from threedtrl.alignment.losses import npairs_loss
+from threedtrl.alignment.metrics import alignment_error
 from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
-from runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
+from threedtrl.runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
                      progress_bar, run_cli, save_checkpoint_atomic, save_safetensors_atomic, seed_everything,
                      write_json_atomic)
 

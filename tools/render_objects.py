@@ -23,8 +23,8 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-import simulation
-from runtime import UserError, atomic_write, progress_bar, run_cli, write_json_atomic
+from threedtrl import simulation
+from threedtrl.runtime import UserError, atomic_write, progress_bar, run_cli, write_json_atomic
 
 # class name -> (URDF inside pybullet_data, global scaling)
 OBJECTS: Dict[str, Tuple[str, float]] = {

@@ -7,10 +7,11 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from alignment.embedder import Embedder
-from alignment.evaluation import embed_trajectory
-from alignment.metrics import alignment_error_of_matches, nearest_frames
+from threedtrl.alignment.embedder import Embedder
+from threedtrl.alignment.evaluation import embed_trajectory
+from threedtrl.alignment.metrics import alignment_error_of_matches, nearest_frames
 from data_pipeline import TrajectoryDataset, view_folder_names
+from data_pipeline.ground_truth import load_ground_truth
 
 from . import geometry_eval, plots
 from .inference import recover
@@ -32,7 +33,7 @@ def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[
         rotations.append(rec.rotation.reshape(-1, 3, 3))
         translations.append(rec.translation.reshape(-1, 3))
         if os.path.isfile(os.path.join(data.trajectories[k].path, geometry_eval.GROUND_TRUTH)):
-            truth = geometry_eval.load_ground_truth(data.trajectories[k].path, names)
+            truth = load_ground_truth(data.trajectories[k].path, names)
             scores.add("model", rec.depth, rec.rotation, rec.translation, truth)
     rotations, translations = np.concatenate(rotations), np.concatenate(translations)
     angles = geometry_eval.rotation_angle_deg(rotations)

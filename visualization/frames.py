@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from data_pipeline.ftpv import FPV, count_views, open_trajectory, read_frame
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 
 @dataclass(frozen=True)

@@ -19,48 +19,16 @@ images (how much of a score is the prediction's dependence on its input).
 """
 import itertools
 import os
-import warnings
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from data_pipeline.render_ftpv import GROUND_TRUTH
-from runtime import UserError
+from data_pipeline.ground_truth import GROUND_TRUTH, cameras_from_world_to_camera, token_depth
+from threedtrl.runtime import UserError
 
 
 # ----------------------------------------------------------------------------- ground truth
-
-def load_ground_truth(traj_path: str, view_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """``world_to_camera (V, T, 4, 4)``, ``depth (V, T, S, S)`` in metres (nan: nothing) and
-    ``intrinsics (3, 3)`` of the named views of a rendered trajectory."""
-    path = os.path.join(traj_path, GROUND_TRUTH)
-    if not os.path.isfile(path):
-        raise UserError(f"no ground truth in {traj_path} (no {GROUND_TRUTH}: render the data with this "
-                        f"project's renderer)")
-    with np.load(path, allow_pickle=False) as data:
-        names = [str(n) for n in data["view_names"]]
-        missing = [n for n in view_names if n not in names]
-        if missing:
-            raise UserError(f"{path} has no ground truth for view {missing[0]}")
-        index = [names.index(n) for n in view_names]
-        depth = data["depth_mm"][index].astype(np.float64) / 1000.0
-        return {"world_to_camera": data["world_to_camera"][index], "intrinsics": data["intrinsics"],
-                "depth": np.where(depth > 0, depth, np.nan)}
-
-
-def token_depth(depth: np.ndarray, grid_size: Tuple[int, int]) -> np.ndarray:
-    """Mean true depth of each token's patch: ``(..., S, S)`` metres -> ``(..., h, w)`` (nan where
-    the patch shows nothing)."""
-    h, w = grid_size
-    size = depth.shape[-1]
-    if size % h or size % w:
-        raise UserError(f"ground-truth depth of {size} px cannot be split into a {h}x{w} token grid")
-    blocks = depth.reshape(*depth.shape[:-2], h, size // h, w, size // w)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a patch of nothing but sky: nan, as documented
-        return np.nanmean(blocks, axis=(-3, -1))
-
 
 def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int]) -> np.ndarray:
     """True world position ``(V, T, h*w, 3)`` of each token: its patch centre's ray at the patch's
@@ -105,12 +73,6 @@ def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cameras_from_layer(rotation: np.ndarray, translation: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """3DTRL's ``(R, t)`` (``p_world = p_cam R + t``) -> world-to-camera rotation and camera centre."""
     return rotation, translation
-
-
-def cameras_from_world_to_camera(world_to_camera: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``(..., 4, 4)`` world-to-camera -> world-to-camera rotation ``(..., 3, 3)`` and centre ``(..., 3)``."""
-    rotation, translation = world_to_camera[..., :3, :3], world_to_camera[..., :3, 3]
-    return rotation, -np.einsum("...ji,...j->...i", rotation, translation)
 
 
 def view_pairs(views: int) -> List[Tuple[int, int]]:

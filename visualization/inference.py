@@ -9,9 +9,9 @@ from tqdm import tqdm
 
 import model
 from data_pipeline import normalize
-from alignment.embedder import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
-from alignment import metrics
-from runtime import UserError, seed_everything
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
+from threedtrl.alignment import metrics
+from threedtrl.runtime import UserError, seed_everything
 
 
 @dataclass

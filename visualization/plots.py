@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from runtime import atomic_write  # noqa: E402
+from threedtrl.runtime import atomic_write  # noqa: E402
 
 DEPTH_CMAP = "viridis"
 VIEW_COLOURS = plt.get_cmap("tab10").colors

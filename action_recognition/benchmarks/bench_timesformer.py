@@ -17,16 +17,16 @@ import tempfile
 import time
 
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import cv2
 import numpy as np
 import torch
 
-from timesformer.config import load_config
-from timesformer.dataset import SEEK_AHEAD, VideoDataset
-from timesformer.model import build_model
-from runtime import UserError, compile_model, run_cli, write_json_atomic
-from runtime.memory import peak_memory_table
+from threedtrl.timesformer.config import load_config
+from threedtrl.timesformer.dataset import SEEK_AHEAD, VideoDataset
+from threedtrl.timesformer.model import build_model
+from threedtrl.runtime import UserError, compile_model, run_cli, write_json_atomic
+from threedtrl.runtime.memory import peak_memory_table
 
 SIZES = {
     # the CPU demo: width 192, 4 blocks (3DTRL before block 2), 4 frames of 64 px, patch 16

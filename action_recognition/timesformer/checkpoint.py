@@ -7,7 +7,7 @@ from typing import Optional
 from timm.utils import unwrap_model
 from torch import nn
 
-from runtime import OutputLayout, UserError, load_checkpoint_file, save_checkpoint_atomic
+from threedtrl.runtime import OutputLayout, UserError, load_checkpoint_file, save_checkpoint_atomic
 
 
 def output_layout(output_dir: str) -> OutputLayout:

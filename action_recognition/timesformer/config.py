@@ -5,8 +5,8 @@ the command line. Keys that are not listed here are rejected.
 """
 from typing import Iterable, Optional
 
-from runtime import UserError, check_compile_options
-from utils import Config
+from threedtrl.runtime import UserError, check_compile_options
+from threedtrl.runtime.config import Config
 
 _DEFAULTS = {
     "TRAIN": {

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from runtime import UserError
+from threedtrl.runtime import UserError
 
 SPLIT_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 # Appended to the random-draw seed (seed, epoch, item), so that validation's random clips differ from

@@ -7,7 +7,7 @@ Runs ``NUM_GPUS`` processes on this node (CPU processes with gloo when there is 
 Multi-node: start the same command on every node with ``--init_method tcp://HOST:PORT``,
 ``NUM_SHARDS`` nodes and ``--shard_id`` 0 .. NUM_SHARDS-1.
 """
-import compat  # noqa: F401  (a process entry, also of spawned processes: the torchvision remedy before timm)
+import threedtrl.runtime.compat  # noqa: F401  (a process entry, also of spawned processes: the torchvision remedy before timm)
 
 import argparse
 import socket
@@ -15,7 +15,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from runtime import UserError, load_checkpoint_file, user_message
+from threedtrl.runtime import UserError, load_checkpoint_file, user_message
 
 from .checkpoint import output_layout
 from .config import load_config

@@ -23,9 +23,9 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-import simulation
-from runtime import UserError, atomic_write, progress_bar, write_json_atomic
-from simulation import PandaScene, piecewise
+from threedtrl import simulation
+from threedtrl.runtime import UserError, atomic_write, progress_bar, write_json_atomic
+from threedtrl.simulation import PandaScene, piecewise
 
 ACTIONS = ("reach", "push", "lift", "wave", "circle", "wipe")
 HOME = np.array([0.35, 0.0, 0.45])

@@ -19,10 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from timm.utils import accuracy
 
-from runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_loss, check_finite_weights,
+from threedtrl.runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_loss, check_finite_weights,
                      compile_model, init_runtime, load_checkpoint_file, progress_bar, seed_everything, setup_logging,
                      user_message, write_json_atomic)
-from utils import AverageMeter, load_yaml
+from threedtrl.runtime.config import load_yaml
+from threedtrl.runtime.logs import AverageMeter
 
 from . import checkpoint as cu
 from .config import EARLIER_BEHAVIOUR

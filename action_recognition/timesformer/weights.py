@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 from timm.models import clean_state_dict
 
-from runtime import UserError, load_checkpoint_file
+from threedtrl.runtime import UserError, load_checkpoint_file
 
 from .model import TimeSformer
 

@@ -18,8 +18,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from runtime import UserError, run_cli, write_json_atomic
-from tools.seed_stats import paired
+from threedtrl.runtime import UserError, run_cli, write_json_atomic
+from threedtrl.tools.seed_stats import paired
 
 VARIANTS = {"TimeSformer": "TimeSformer_demo_cpu.yaml", "TimeSformer + 3DTRL": "TimeSformer_3DTRL_demo_cpu.yaml"}
 METRICS = ("top1", "mean_class_acc")

@@ -6,9 +6,9 @@ import argparse
 import os
 
 
-import compat  # noqa: F401  (must precede the first timm/torchvision import)
-from timesformer.render import PRESETS, render_dataset
-from runtime import UserError, run_cli
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
+from threedtrl.timesformer.render import PRESETS, render_dataset
+from threedtrl.runtime import UserError, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -7,9 +7,9 @@ Runs ``NUM_GPUS`` processes on this node (CPU processes with gloo when there is 
 Multi-node: start the same command on every node with ``--init_method tcp://HOST:PORT``,
 ``NUM_SHARDS`` nodes and ``--shard_id`` 0 .. NUM_SHARDS-1.
 """
-import compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from timesformer.launch import main
-from runtime import run_cli
+import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from threedtrl.timesformer.launch import main
+from threedtrl.runtime import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

@@ -7,7 +7,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from timm.models import build_model_with_cfg, clean_state_dict, get_pretrained_cfg
 
-from runtime import UserError, load_checkpoint_file
+from threedtrl.runtime import UserError, load_checkpoint_file
 
 from .three_d_trl import ThreeDTRL, trl_kwargs
 

@@ -1,0 +1,153 @@
+"""Does right geometry make 3DTRL more viewpoint-agnostic? The release's layer against each geometric
+objective of ``multiview_video_alignment.py --geometry_loss`` on the demo data.
+
+For each option ``NAME=FLAGS`` (FLAGS added to the embedded demo's recipe) it runs
+``tools/compare_alignment.py`` for 3DTRL from ``--init`` in ``OUT/<name>``, then
+``visualize.py --geometry_eval`` on every run's ``best.pth`` over the cameras the run never trained
+on (``--train_views``), reusing finished runs and evaluations. ``OUT/table.json`` and
+``OUT/table.md`` hold, per option, the unseen-view alignment and the geometry against the
+renderer's truth (mean and standard deviation over seeds), the paired t-test of every option
+against the first, and the seconds each run took.
+
+    python tools/compare_geometry.py --data_root data/ftpv_demo --init weights/align_vit_3dtrl.pth \\
+        --option release= --option "oracle=--geometry_loss oracle" --seeds 0 1 2 3 4
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic
+from threedtrl.tools.compare_alignment import run_comparison, write_text_atomic
+from threedtrl.tools.seed_stats import paired, summarise
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = "vit_3dtrl_tiny_patch16_224"
+# the embedded demo's recipe (Makefile: DEMO_COMMON and EMBEDDED_RECIPE), here without its --init
+DEMO_RECIPE = ("--img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 "
+               "--clip_frames 10 --batch_size 2 --triplets_per_epoch 32 --epochs 30 --patience 30 --lr 1e-4 "
+               "--wise_alpha 0.5")
+OPTIONS = ["release=", "consistency=--geometry_loss consistency", "equivariance=--geometry_loss equivariance",
+           "oracle=--geometry_loss oracle"]
+# (name in the tables, key of test results.json or geometry.json, better direction)
+ALIGNMENT = (("alignment error", "alignment_error", "↓"), ("Kendall's tau", "kendalls_tau", "↑"))
+GEOMETRY = (("depth Spearman", "depth_spearman", "↑"), ("depth AbsRel (median-scaled)", "depth_absrel_median", "↓"),
+            ("relative rotation error (deg)", "relative_rotation_error_deg", "↓"),
+            ("rotation accuracy at 30 deg", "rotation_accuracy_at_30_deg", "↑"),
+            ("rotation AUC at 30 deg", "rotation_auc_30_deg", "↑"))
+REFERENCES = ("identical_cameras", "best_constant_rotation", "random_rotations", "random_init")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_root", default="data/ftpv_demo", help="an FTPV root with ground truth (make demo)")
+    p.add_argument("--out", default="output/compare_geometry")
+    p.add_argument("--init", default="weights/align_vit_3dtrl.pth", help="the start point of every run")
+    p.add_argument("--option", action="append", default=None, metavar="NAME=FLAGS",
+                   help=f"an option: flags added to --train_args; the first is the reference (default: {OPTIONS})")
+    p.add_argument("--train_args", default=DEMO_RECIPE, help="the recipe every option shares")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--unseen_train_views", type=int, default=6, help="training cameras (the first K)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def parse_options(items: Sequence[str]) -> List[Tuple[str, str]]:
+    options = []
+    for item in items:
+        name, sep, flags = item.partition("=")
+        if not sep or not name or os.sep in name:
+            raise UserError(f"--option takes NAME=FLAGS (a plain name), got {item!r}")
+        options.append((name, flags))
+    names = [n for n, _ in options]
+    if len(set(names)) != len(names):
+        raise UserError(f"--option names must differ, got {names}")
+    return options
+
+
+def evaluate_geometry(run: str, args: argparse.Namespace) -> Dict:
+    """``visualize.py --geometry_eval`` of a run's ``best.pth`` on its unseen cameras; returns geometry.json."""
+    out = os.path.join(run, "geometry")
+    path = os.path.join(out, "geometry.json")
+    if not os.path.isfile(path):
+        cmd = [sys.executable, os.path.join(ROOT, "visualize.py"), "--checkpoint", os.path.join(run, "best.pth"),
+               "--geometry_eval", args.data_root, "--train_views", str(args.unseen_train_views), "--out", out,
+               "--device", args.device, "--xpar"]
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads * args.jobs))
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env).returncode != 0:
+            raise UserError(f"the geometry evaluation of {run} failed: {' '.join(cmd)}")
+    return read_json(path)
+
+
+def option_row(table: Dict, geometry: List[Dict]) -> Dict:
+    """Per-seed values, mean and standard deviation of every measure of one option."""
+    unseen = table["table"]["unseen"]["test"][MODEL]
+    row = {key: unseen[key] for _, key, _ in ALIGNMENT}
+    row.update({key: summarise([g[key]["model"] for g in geometry]) for _, key, _ in GEOMETRY})
+    row["seconds"] = unseen["seconds"]
+    return row
+
+
+def markdown(rows: Dict, references: Dict, seeds: Sequence[int]) -> str:
+    measures = ALIGNMENT + GEOMETRY
+    first = next(iter(rows))
+    lines = [f"Demo data, unseen cameras of the test split; mean ± standard deviation over seeds "
+             f"{', '.join(map(str, seeds))}; p: two-sided paired t-test against {first}.", "",
+             "| option | " + " | ".join(f"{label} {arrow}" for label, _, arrow in measures) + " | seconds per run |",
+             "|---|" + "---|" * (len(measures) + 1)]
+    for name, row in rows.items():
+        cells = []
+        for _, key, _ in measures:
+            cell = f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
+            if "paired" in row:
+                cell += f" (p {row['paired'][key]['p_value']:.2f})"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['seconds']) / len(row['seconds']):.0f} |")
+    lines += ["", "References on the same cameras: " + "; ".join(
+        f"{ref}: rotation error {references['relative_rotation_error_deg'][ref]:.1f} deg, accuracy at 30 deg "
+        f"{references['rotation_accuracy_at_30_deg'][ref]:.3f}" for ref in REFERENCES
+        if ref in references["relative_rotation_error_deg"])
+        + f"; depth Spearman of the randomly initialised layer {references['depth_spearman']['random_init']:.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    options = parse_options(args.option or OPTIONS)
+    if not os.path.isfile(args.init):
+        raise UserError(f"--init file not found: {args.init}")
+    started = time.time()
+    rows: Dict[str, Dict] = {}
+    references: Dict = {}
+    for name, flags in options:
+        out = os.path.join(args.out, name)
+        table = run_comparison(args.data_root, out, [MODEL], args.seeds, f"{args.train_args} {flags}".strip(),
+                               [f"vit_3dtrl={args.init}"], args.jobs, args.threads, args.device,
+                               args.unseen_train_views)
+        geometry = [evaluate_geometry(os.path.join(out, "runs", f"unseen_{MODEL}_seed{seed}"), args)
+                    for seed in args.seeds]
+        references = references or {key: geometry[0][key] for key in ("relative_rotation_error_deg",
+                                                                        "rotation_accuracy_at_30_deg", "depth_spearman")}
+        rows[name] = option_row(table, geometry)
+        if len(rows) > 1:
+            base = rows[options[0][0]]
+            rows[name]["paired"] = {key: paired(base[key]["values"], rows[name][key]["values"])
+                                    for _, key, _ in ALIGNMENT + GEOMETRY}
+    settings = {"data_root": args.data_root, "init": args.init, "options": dict(options), "train_args": args.train_args,
+                "seeds": args.seeds, "unseen_train_views": args.unseen_train_views, "device": args.device,
+                "wall_seconds": time.time() - started}
+    write_json_atomic({"settings": settings, "options": rows, "references": references},
+                      os.path.join(args.out, "table.json"))
+    text = markdown(rows, references, args.seeds)
+    write_text_atomic(text, os.path.join(args.out, "table.md"))
+    print(text)
+
+
+if __name__ == "__main__":
+    run_cli(main)
