@@ -37,9 +37,10 @@ from threedtrl.classification.data import StrictImageFolder, check_image_folder,
 from threedtrl.classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
-from threedtrl.runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write, check_compile_options,
-                     check_finite, check_finite_loss, check_finite_weights, check_output_dir, compile_model, epoch_seed, init_runtime,
-                     load_checkpoint_file, progress_bar, run_cli, seed_everything, setup_logging)
+from threedtrl.runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write,
+                               check_compile_options, check_finite, check_finite_loss, check_finite_weights,
+                               check_output_dir, compile_model, epoch_seed, init_runtime, load_checkpoint_file,
+                               progress_bar, run_cli, seed_everything, setup_logging)
 from threedtrl.runtime.logs import AverageMeter
 
 _logger = logging.getLogger("train")

@@ -24,13 +24,13 @@ from timm.utils import accuracy
 
 from threedtrl.classification.cli import CliParser, ParseKwargs
 from threedtrl.classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
-                                 split_folder)
+                                           split_folder)
 from threedtrl.classification.models import build_classifier
 from threedtrl.classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
 from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
-                     resolve_device, run_cli, write_json_atomic)
+                               resolve_device, run_cli, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from model import load_weights
 from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
-                                load_checkpoint, recorded_normalisation)
+                                          load_checkpoint, recorded_normalisation)
 from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
 from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES
 from threedtrl.alignment.evaluation import evaluate
@@ -36,8 +36,9 @@ from threedtrl.alignment.losses import LOSSES
 from threedtrl.alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, count_dataset_views, open_split, resolve_dataset)
-from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights, check_output_dir,
-                     compile_model, init_runtime, run_cli, save_checkpoint_atomic, seed_everything, write_json_atomic)
+from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights,
+                               check_output_dir, compile_model, init_runtime, run_cli, save_checkpoint_atomic,
+                               seed_everything, write_json_atomic)
 from threedtrl.visualization.alignment_report import geometry_stats, plot_alignment
 from backbone.estimator import DEPTH_ACTIVATIONS
 from data_pipeline.ground_truth import TokenTargets

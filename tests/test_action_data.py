@@ -16,7 +16,7 @@ ACTION = os.path.join(REPO, "action_recognition")
 from threedtrl.timesformer.config import load_config
 from threedtrl.timesformer.dataset import VideoDataset, VideoReader, clip_indices, decode_frames, spatial_crop
 from threedtrl.timesformer.render import (PRESETS, episode_paths, list_episodes, render_dataset, render_episode,
-                                split_lists)
+                                          split_lists)
 from threedtrl.runtime import UserError
 
 DEMO = os.path.join(ACTION, "configs", "TimeSformer_3DTRL_demo_cpu.yaml")

@@ -6,8 +6,8 @@ import pytest
 
 from threedtrl import simulation
 from data_pipeline import TrajectoryDataset, open_split
+from data_pipeline.ground_truth import load_ground_truth
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, random_cameras, render_dataset
-from threedtrl.visualization import geometry_eval as ge
 
 TINY = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=6, size=32)  # the Pick split: 10/5/5
 
@@ -22,7 +22,7 @@ def family_root(request, tmp_path_factory):
 
 def _truth(root, index):
     names = ["fpv"] + [f"view_{v:04d}" for v in range(TINY.views)]
-    return ge.load_ground_truth(os.path.join(root, TINY.folder, f"tr_{index:04d}"), names)
+    return load_ground_truth(os.path.join(root, TINY.folder, f"tr_{index:04d}"), names)
 
 
 def test_family_renders_read_as_an_ftpv_split(family_root):

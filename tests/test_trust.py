@@ -19,7 +19,7 @@ from data_pipeline.ftpv import split_names
 from data_pipeline.render_ftpv import Preset, render_dataset
 from threedtrl.tools import render_objects
 from threedtrl.runtime import (UserError, load_checkpoint_file, load_plain_pickle, prepare_output_dir, run_cli,
-                     save_checkpoint_atomic)
+                               save_checkpoint_atomic)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION = os.path.join(REPO, "action_recognition")

@@ -44,8 +44,8 @@ from data_pipeline import DATASETS, TrajectoryDataset
 from data_pipeline.ftpv import numbered_trajectories, open_trajectory
 from data_pipeline.render_ftpv import GROUND_TRUTH
 from threedtrl.runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
-                     progress_bar, run_cli, save_checkpoint_atomic, save_safetensors_atomic, seed_everything,
-                     write_json_atomic)
+                               progress_bar, run_cli, save_checkpoint_atomic, save_safetensors_atomic, seed_everything,
+                               write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

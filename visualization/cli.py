@@ -40,7 +40,7 @@ from threedtrl.visualization import frames as frame_io
 from threedtrl.visualization import plots
 from threedtrl.visualization import geometry_eval
 from threedtrl.visualization.inference import (Recovered, has_3dtrl, load_embedder, nearest_frames, random_twin,
-                                     recover)
+                                               recover)
 
 
 def build_parser() -> argparse.ArgumentParser:

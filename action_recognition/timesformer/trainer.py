@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from timm.utils import accuracy
 
 from threedtrl.runtime import (Runtime, UserError, all_reduce_sum, amp_policy, check_finite_loss, check_finite_weights,
-                     compile_model, init_runtime, load_checkpoint_file, progress_bar, seed_everything, setup_logging,
-                     user_message, write_json_atomic)
+                               compile_model, init_runtime, load_checkpoint_file, progress_bar, seed_everything,
+                               setup_logging, user_message, write_json_atomic)
 from threedtrl.runtime.config import load_yaml
 from threedtrl.runtime.logs import AverageMeter
 
