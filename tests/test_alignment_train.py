@@ -555,3 +555,15 @@ def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_
     pooled = table["pooled"]["alignment_error"]
     assert len(pooled["differences"]) == 2                                   # (family, seed) pairs
     assert "| stacking | deit_tcn |" in (tmp_path / "cmp" / "table.md").read_text()
+
+
+def test_geometry_objectives_train_and_the_oracle_learns_its_targets(root, tmp_path):
+    flags = ["--loss", "npairs", "--clip_frames", "4", "--views_per_clip", "0", "--depth", "2", "--trl_depth", "1",
+             "--num_workers", "0",
+             "--geometry_loss", "consistency", "equivariance", "oracle"]
+    result = _run(root, tmp_path / "geometry", "--epochs", "4", *flags)
+    terms = [[e[f"{name}_loss"] for e in result["epochs"][1:]] for name in ("consistency", "equivariance", "oracle")]
+    assert all(len(t) == 4 and all(np.isfinite(t)) for t in terms)
+    assert terms[2][-1] < terms[2][0], terms[2]  # the oracle's depth and rotation targets are being learned
+    with pytest.raises(UserError, match="need a 3DTRL model"):
+        _run(root, tmp_path / "plain", "--model", "deit_tcn", "--epochs", "1", *flags)
