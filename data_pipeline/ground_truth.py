@@ -1,4 +1,4 @@
-"""The renderer's ground truth of an FTPV trajectory (``geometry.npz``): per-view cameras and depth,
+"""The renderer's ground truth of an FTPV trajectory (``ground_truth.npz``): per-view cameras and depth,
 and the per-token targets derived from them (what the geometry evaluation compares with and what
 the oracle objective trains on)."""
 import os

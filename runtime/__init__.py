@@ -12,7 +12,7 @@ from .compile import COMPILE_MODES, check_compile_options, compile_model
 from .distributed import Runtime, all_reduce_sum, init_runtime, resolve_device, stop_with_launcher
 from .errors import UserError, run_cli, user_message
 from .files import (atomic_write, check_output_dir, hold_output_dir, prepare_output_dir, read_json,
-                    refuse_foreign_folder, remove_stale_temporaries, write_json_atomic)
+                    refuse_foreign_folder, remove_stale_temporaries, write_json_atomic, write_text_atomic)
 from .logs import progress_bar, setup_logging
 from .output import OutputLayout
 from .seeding import epoch_seed, seed_everything
@@ -22,5 +22,5 @@ __all__ = ["amp_policy", "CHECKPOINT_SAFE_GLOBALS", "check_finite", "check_finit
            "save_checkpoint_atomic", "COMPILE_MODES", "check_compile_options", "compile_model", "Runtime",
            "all_reduce_sum", "init_runtime", "resolve_device", "stop_with_launcher", "UserError", "run_cli", "user_message",
            "atomic_write", "check_output_dir", "hold_output_dir", "prepare_output_dir", "read_json", "refuse_foreign_folder",
-           "remove_stale_temporaries", "write_json_atomic", "progress_bar", "setup_logging", "OutputLayout",
+           "remove_stale_temporaries", "write_json_atomic", "write_text_atomic", "progress_bar", "setup_logging", "OutputLayout",
            "epoch_seed", "seed_everything"]

@@ -53,6 +53,14 @@ def _nearly_full(directory: str) -> bool:
         return False
 
 
+def write_text_atomic(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
 def write_json_atomic(obj: Any, path: str) -> None:
     """Write ``obj`` as indented JSON, atomically; NaN and infinities (not JSON) are written as null."""
     def write(tmp: str) -> None:

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from threedtrl.alignment.embedder import MODEL_ALIASES
-from threedtrl.runtime import UserError, atomic_write, read_json, run_cli, write_json_atomic
+from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
 from threedtrl.tools.seed_stats import paired, summarise
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
@@ -172,13 +172,6 @@ def run_comparison(root: str, out: str, models: Sequence[str], seeds: Sequence[i
         raise UserError(f"the comparison on {root} failed: {shlex.join(cmd)}")
     print(f"{out}: {time.time() - started:.0f} s", flush=True)
     return read_json(os.path.join(out, "table.json"))
-
-
-def write_text_atomic(text: str, path: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -20,8 +20,8 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic
-from threedtrl.tools.compare_alignment import run_comparison, write_text_atomic
+from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
+from threedtrl.tools.compare_alignment import run_comparison
 from threedtrl.tools.seed_stats import paired, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,8 +17,8 @@ import time
 from typing import Dict, Optional, Sequence
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from threedtrl.runtime import UserError, run_cli, write_json_atomic
-from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison, write_text_atomic
+from threedtrl.runtime import UserError, run_cli, write_json_atomic, write_text_atomic
+from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison
 from threedtrl.tools.seed_stats import paired, summarise
 
 MODELS = ("deit_tcn", "vit_3dtrl")

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from threedtrl import simulation
-from threedtrl.runtime import UserError, atomic_write, progress_bar, write_json_atomic
+from threedtrl.runtime import UserError, atomic_write, progress_bar, write_json_atomic, write_text_atomic
 from threedtrl.simulation import PandaScene, piecewise
 
 ACTIONS = ("reach", "push", "lift", "wave", "circle", "wipe")
@@ -240,10 +240,7 @@ def split_lists(preset: Preset) -> Dict[str, List[Tuple[str, int]]]:
 
 
 def _write_list(rows: List[Tuple[str, int]], path: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.writelines(f"{p} {label}\n" for p, label in rows)
-    atomic_write(path, write)
+    write_text_atomic("".join(f"{p} {label}\n" for p, label in rows), path)
 
 
 def render_dataset(out: str, preset_name: str = "small", seed: int = 0, workers: int = 1,
