@@ -30,7 +30,7 @@ from model import load_weights
 from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
                                           load_checkpoint, recorded_normalisation)
 from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
-from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES
+from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES, add_geometry_arguments, check_geometry_args
 from threedtrl.alignment.evaluation import evaluate
 from threedtrl.alignment.losses import LOSSES
 from threedtrl.alignment.sampler import EpochSampler
@@ -40,7 +40,6 @@ from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_o
                                check_output_dir, compile_model, init_runtime, run_cli, save_checkpoint_atomic,
                                seed_everything, write_json_atomic)
 from threedtrl.visualization.alignment_report import geometry_stats, plot_alignment
-from backbone.estimator import DEPTH_ACTIVATIONS
 from data_pipeline.ground_truth import TokenTargets
 
 
@@ -135,20 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment_views", action="store_true",
                    help="npairs: every view of a training clip gets a random viewpoint change of its own (a "
                         "perspective warp and a mirror image), so that the cameras trained on stand for more")
-    p.add_argument("--geometry_loss", nargs="+", default=[], choices=GEOMETRY_LOSSES, metavar="OBJECTIVE",
-                   help="npairs, 3DTRL ViT/TnT: add objectives on what the layer recovers (docs/geometry.md): "
-                        "consistency (world points of tokens matched across the views of an instant coincide), "
-                        "equivariance (a quarter-turned image gives the camera rolled a quarter, the depth map "
-                        "turned), oracle (the renderer's depth and relative rotations as targets)")
-    p.add_argument("--geometry_weight", type=float, default=1.0, help="weight of the --geometry_loss terms")
-    p.add_argument("--match_temperature", type=float, default=0.05,
-                   help="--geometry_loss consistency: softmax temperature of the token matching across views")
-    p.add_argument("--depth_activation", default="none", choices=DEPTH_ACTIVATIONS,
-                   help="3DTRL's pseudo-depth: none (the release's, any sign) or softplus (always positive)")
-    p.add_argument("--focal", type=float, default=None,
-                   help="3DTRL's focal length in patches (default: the release's, one patch)")
-    p.add_argument("--learn_focal", action="store_true",
-                   help="3DTRL learns its focal length, starting from --focal (or one patch)")
+    add_geometry_arguments(p)
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
     p.add_argument("--views_per_clip", type=int, default=2,
@@ -161,22 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="localhost", help=argparse.SUPPRESS)
     p.add_argument("--port", default="64751", help=argparse.SUPPRESS)
     return p
-
-
-def check_geometry_args(args: argparse.Namespace) -> None:
-    """The 3DTRL geometry options and objectives: on a 3DTRL model, positive numbers; sets
-    ``args.trl_geometry``, the layer's options as the model config records them (None: the release's)."""
-    geometry = {"depth_activation": args.depth_activation, "focal": args.focal, "learn_focal": args.learn_focal}
-    geometry = {k: v for k, v in geometry.items() if v not in ("none", None, False)}
-    args.trl_geometry = geometry or None
-    if (geometry or args.geometry_loss) and args.model not in model.TRL_MODEL_NAMES:
-        raise UserError(f"--geometry_loss, --depth_activation, --focal and --learn_focal need a 3DTRL model, "
-                        f"not {args.model}")
-    if geometry and not args.pred_depth:
-        raise UserError("--depth_activation, --focal and --learn_focal need --pred_depth 1")
-    for name in ("geometry_weight", "match_temperature") + (("focal",) if args.focal is not None else ()):
-        if not getattr(args, name) > 0:
-            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
 
 
 def torchrun_hint(args: argparse.Namespace, argv: Sequence[str]) -> str:

@@ -19,11 +19,16 @@ vectors), so ``R`` is the world-to-camera rotation; the world frame and its scal
   standardised, so any scale and shift is free) and the relative rotation of every two views of an
   instant against the true one.
 """
+import argparse
 import itertools
 from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
+
+import model
+from backbone.estimator import DEPTH_ACTIVATIONS
+from threedtrl.runtime import UserError
 
 GEOMETRY_LOSSES = ("consistency", "equivariance", "oracle")
 EPS = 1e-6
@@ -127,3 +132,40 @@ def oracle_loss(depth: torch.Tensor, true_depth: torch.Tensor, rotation: torch.T
     depth_term = gap[valid].mean() if valid.any() else depth.sum() * 0
     rotation_term = (relative_rotations(rotation) - relative_rotations(true_rotation)).pow(2).sum(dim=(-2, -1)) / 8
     return depth_term + rotation_term.mean()
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the objectives and of the layer's geometry options, shared by the alignment script
+    and the offline pretraining (``tools/pretrain_state.py``)."""
+    p.add_argument("--geometry_loss", nargs="+", default=[], choices=GEOMETRY_LOSSES, metavar="OBJECTIVE",
+                   help="3DTRL ViT/TnT: add objectives on what the layer recovers (docs/geometry.md): "
+                        "consistency (world points of tokens matched across the views of an instant coincide), "
+                        "equivariance (a quarter-turned image gives the camera rolled a quarter, the depth map "
+                        "turned), oracle (the renderer's depth and relative rotations as targets)")
+    p.add_argument("--geometry_weight", type=float, default=1.0, help="weight of the --geometry_loss terms")
+    p.add_argument("--match_temperature", type=float, default=0.05,
+                   help="--geometry_loss consistency: softmax temperature of the token matching across views")
+    p.add_argument("--depth_activation", default="none", choices=DEPTH_ACTIVATIONS,
+                   help="3DTRL's pseudo-depth: none (the release's, any sign) or softplus (always positive)")
+    p.add_argument("--focal", type=float, default=None,
+                   help="3DTRL's focal length in patches (default: the release's, one patch)")
+    p.add_argument("--learn_focal", action="store_true",
+                   help="3DTRL learns its focal length, starting from --focal (or one patch)")
+
+
+def check_geometry_args(args: argparse.Namespace) -> None:
+    """The 3DTRL geometry options and objectives: on a 3DTRL model, positive numbers; sets
+    ``args.trl_geometry``, the layer's options as the model config records them (None: the release's)."""
+    geometry = {"depth_activation": args.depth_activation, "focal": args.focal, "learn_focal": args.learn_focal}
+    geometry = {k: v for k, v in geometry.items() if v not in ("none", None, False)}
+    args.trl_geometry = geometry or None
+    if (geometry or args.geometry_loss) and args.model not in model.TRL_MODEL_NAMES:
+        raise UserError(f"--geometry_loss, --depth_activation, --focal and --learn_focal need a 3DTRL model, "
+                        f"not {args.model}")
+    if geometry and not getattr(args, "pred_depth", True):
+        raise UserError("--depth_activation, --focal and --learn_focal need --pred_depth 1")
+    for name in ("geometry_weight", "match_temperature") + (("focal",) if args.focal is not None else ()):
+        if not getattr(args, name) > 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")

@@ -567,3 +567,54 @@ def test_geometry_objectives_train_and_the_oracle_learns_its_targets(root, tmp_p
     assert terms[2][-1] < terms[2][0], terms[2]  # the oracle's depth and rotation targets are being learned
     with pytest.raises(UserError, match="need a 3DTRL model"):
         _run(root, tmp_path / "plain", "--model", "deit_tcn", "--epochs", "1", *flags)
+
+
+def test_state_pretraining_with_geometry_objectives_records_the_layer_options(tmp_path_factory, tmp_path):
+    """``tools/pretrain_state.py --geometry_loss``: the oracle's term falls on the clips of every view, and
+    the layer's options travel in the output's model_cfg to whatever loads it."""
+    from threedtrl.tools import pretrain_state
+    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
+    out = tmp_path / "w" / "geometry.pth"
+    pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
+                         "--depth", "2", "--epochs", "4", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
+                         "--align_weight", "1", "--align_frames", "4", "--geometry_loss", "oracle", "consistency",
+                         "--depth_activation", "softplus", "--focal", "2", "--out", str(out), "--xpar"])
+    history = json.loads((tmp_path / "w" / "geometry.pth.json").read_text())["history"]
+    oracle = [h["train_oracle"] for h in history[1:]]
+    assert oracle[-1] < oracle[0], oracle
+    assert all(np.isfinite(h["train_consistency"]) and h["train_npairs"] > 0 for h in history[1:])
+    saved = load_checkpoint_file(str(out))
+    assert saved["model_cfg"]["trl_geometry"] == {"depth_activation": "softplus", "focal": 2.0}
+    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
+    embedder.net.load_state_dict(saved["model"])
+    _, _, geometry = embedder(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), with_geometry=True)
+    assert (geometry.depth > 0).all()                                       # softplus, as trained
+    with pytest.raises(UserError, match="need a 3DTRL model"):
+        pretrain_state.main(["--data_root", data, "--model", "deit_tcn", "--geometry_loss", "oracle",
+                             "--out", str(tmp_path / "plain.pth"), "--xpar"])
+
+
+def test_geometry_comparison_gives_each_option_its_start_point(tmp_path_factory, tmp_path):
+    from threedtrl.tools import compare_geometry
+    root = render_ftpv_root(tmp_path_factory, Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4,
+                                                      size=32), 2, "Pandav1_Train_Frame")
+    cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=2, trl_depth=1,
+               global_pool="avg")
+    starts = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        starts.append(str(tmp_path / f"start{seed}.pth"))
+        torch.save({"model": create_embedder(cfg).net.state_dict(), "model_cfg": cfg}, starts[-1])
+    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs "
+              "--views_per_clip 0 --clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
+    argv = ["--data_root", root, "--init", starts[0], "--option", "release=", "--option",
+            "oracle=--geometry_loss oracle", "--seeds", "0", "--train_args", recipe, "--unseen_train_views", "2",
+            "--out", str(tmp_path / "cmp")]
+    with pytest.raises(UserError, match="--option_init takes NAME=FILE"):
+        compare_geometry.main(argv + ["--option_init", f"other={starts[1]}"])
+    compare_geometry.main(argv + ["--option_init", f"oracle={starts[1]}"])
+    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    assert table["settings"]["inits"] == {"release": starts[0], "oracle": starts[1]}
+    release, oracle = table["options"]["release"], table["options"]["oracle"]
+    assert release["start"]["depth_spearman"] != oracle["start"]["depth_spearman"]   # two start points measured
+    assert "paired" in oracle and "| oracle: start point |" in (tmp_path / "cmp" / "table.md").read_text()

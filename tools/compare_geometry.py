@@ -7,7 +7,9 @@ For each option ``NAME=FLAGS`` (FLAGS added to the embedded demo's recipe) it ru
 on (``--train_views``), reusing finished runs and evaluations. ``OUT/table.json`` and
 ``OUT/table.md`` hold, per option, the unseen-view alignment and the geometry against the
 renderer's truth (mean and standard deviation over seeds), the paired t-test of every option
-against the first, and the seconds each run took.
+against the first, and the seconds each run took. ``--option_init NAME=FILE`` gives an option a start
+point of its own (e.g. one pretrained with the same objective by ``tools/pretrain_state.py``); every
+start point's own measures on the same cameras are in the table too (``start``).
 
     python tools/compare_geometry.py --data_root data/ftpv_demo --init weights/align_vit_3dtrl.pth \\
         --option release= --option "oracle=--geometry_loss oracle" --seeds 0 1 2 3 4
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="weights/align_vit_3dtrl.pth", help="the start point of every run")
     p.add_argument("--option", action="append", default=None, metavar="NAME=FLAGS",
                    help=f"an option: flags added to --train_args; the first is the reference (default: {OPTIONS})")
+    p.add_argument("--option_init", action="append", default=[], metavar="NAME=FILE",
+                   help="the start point of option NAME (default: --init)")
     p.add_argument("--train_args", default=DEMO_RECIPE, help="the recipe every option shares")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--unseen_train_views", type=int, default=6, help="training cameras (the first K)")
@@ -71,25 +75,43 @@ def parse_options(items: Sequence[str]) -> List[Tuple[str, str]]:
     return options
 
 
-def evaluate_geometry(run: str, args: argparse.Namespace) -> Dict:
-    """``visualize.py --geometry_eval`` of a run's ``best.pth`` on its unseen cameras; returns geometry.json."""
-    out = os.path.join(run, "geometry")
+def parse_option_inits(items: Sequence[str], options: Sequence[Tuple[str, str]], default: str) -> Dict[str, str]:
+    """The start point of every option: ``--option_init NAME=FILE`` or ``default``."""
+    names = [name for name, _ in options]
+    inits = dict.fromkeys(names, default)
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in names:
+            raise UserError(f"--option_init takes NAME=FILE with NAME one of the options {names}, got {item!r}")
+        inits[name] = path
+    for path in sorted(set(inits.values())):
+        if not os.path.isfile(path):
+            raise UserError(f"start point not found: {path}")
+    return inits
+
+
+def evaluate_geometry(checkpoint: str, out: str, args: argparse.Namespace) -> Dict:
+    """``visualize.py --geometry_eval`` of ``checkpoint`` (an alignment run's or a pretrained start point)
+    on the unseen cameras, into ``out``; returns its geometry.json."""
     path = os.path.join(out, "geometry.json")
     if not os.path.isfile(path):
-        cmd = [sys.executable, os.path.join(ROOT, "visualize.py"), "--checkpoint", os.path.join(run, "best.pth"),
+        cmd = [sys.executable, os.path.join(ROOT, "visualize.py"), "--checkpoint", checkpoint,
                "--geometry_eval", args.data_root, "--train_views", str(args.unseen_train_views), "--out", out,
                "--device", args.device, "--xpar"]
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads * args.jobs))
         if subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env).returncode != 0:
-            raise UserError(f"the geometry evaluation of {run} failed: {' '.join(cmd)}")
+            raise UserError(f"the geometry evaluation of {checkpoint} failed: {' '.join(cmd)}")
     return read_json(path)
 
 
-def option_row(table: Dict, geometry: List[Dict]) -> Dict:
-    """Per-seed values, mean and standard deviation of every measure of one option."""
+def option_row(table: Dict, geometry: List[Dict], start: Dict) -> Dict:
+    """Per-seed values, mean and standard deviation of every measure of one option, and the measures of
+    its start point before fine-tuning (``start``)."""
     unseen = table["table"]["unseen"]["test"][MODEL]
     row = {key: unseen[key] for _, key, _ in ALIGNMENT}
     row.update({key: summarise([g[key]["model"] for g in geometry]) for _, key, _ in GEOMETRY})
+    row["start"] = {key: unseen["initial"][key]["mean"] for _, key, _ in ALIGNMENT}
+    row["start"].update({key: start[key]["model"] for _, key, _ in GEOMETRY})
     row["seconds"] = unseen["seconds"]
     return row
 
@@ -109,6 +131,8 @@ def markdown(rows: Dict, references: Dict, seeds: Sequence[int]) -> str:
                 cell += f" (p {row['paired'][key]['p_value']:.2f})"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['seconds']) / len(row['seconds']):.0f} |")
+        lines.append(f"| {name}: start point | " + " | ".join(f"{row['start'][key]:.3f}" for _, key, _ in measures)
+                     + " | |")
     lines += ["", "References on the same cameras: " + "; ".join(
         f"{ref}: rotation error {references['relative_rotation_error_deg'][ref]:.1f} deg, accuracy at 30 deg "
         f"{references['rotation_accuracy_at_30_deg'][ref]:.3f}" for ref in REFERENCES
@@ -120,26 +144,27 @@ def markdown(rows: Dict, references: Dict, seeds: Sequence[int]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     options = parse_options(args.option or OPTIONS)
-    if not os.path.isfile(args.init):
-        raise UserError(f"--init file not found: {args.init}")
+    inits = parse_option_inits(args.option_init, options, args.init)
     started = time.time()
     rows: Dict[str, Dict] = {}
     references: Dict = {}
     for name, flags in options:
         out = os.path.join(args.out, name)
         table = run_comparison(args.data_root, out, [MODEL], args.seeds, f"{args.train_args} {flags}".strip(),
-                               [f"vit_3dtrl={args.init}"], args.jobs, args.threads, args.device,
+                               [f"vit_3dtrl={inits[name]}"], args.jobs, args.threads, args.device,
                                args.unseen_train_views)
-        geometry = [evaluate_geometry(os.path.join(out, "runs", f"unseen_{MODEL}_seed{seed}"), args)
-                    for seed in args.seeds]
+        runs = [os.path.join(out, "runs", f"unseen_{MODEL}_seed{seed}") for seed in args.seeds]
+        geometry = [evaluate_geometry(os.path.join(run, "best.pth"), os.path.join(run, "geometry"), args)
+                    for run in runs]
+        start = evaluate_geometry(inits[name], os.path.join(out, "start_geometry"), args)
         references = references or {key: geometry[0][key] for key in ("relative_rotation_error_deg",
                                                                         "rotation_accuracy_at_30_deg", "depth_spearman")}
-        rows[name] = option_row(table, geometry)
+        rows[name] = option_row(table, geometry, start)
         if len(rows) > 1:
             base = rows[options[0][0]]
             rows[name]["paired"] = {key: paired(base[key]["values"], rows[name][key]["values"])
                                     for _, key, _ in ALIGNMENT + GEOMETRY}
-    settings = {"data_root": args.data_root, "init": args.init, "options": dict(options), "train_args": args.train_args,
+    settings = {"data_root": args.data_root, "init": args.init, "inits": inits, "options": dict(options), "train_args": args.train_args,
                 "seeds": args.seeds, "unseen_train_views": args.unseen_train_views, "device": args.device,
                 "wall_seconds": time.time() - started}
     write_json_atomic({"settings": settings, "options": rows, "references": references},

@@ -17,6 +17,12 @@ task's unseen cameras need. ``--init FILE`` continues from an earlier output of 
 backbone and head), e.g. a second, shorter stage with the alignment term. Every epoch reports
 the held-out state MSE and the held-out alignment error (mean over ordered view pairs).
 
+``--geometry_loss OBJECTIVE ...`` adds the alignment script's objectives on what 3DTRL recovers
+(``consistency``, ``equivariance``, ``oracle``; docs/geometry.md) on the same clips of every view of
+one trajectory, and ``--depth_activation``, ``--focal``, ``--learn_focal`` set the layer's geometry
+options (recorded in the output's ``model_cfg``): a start point whose cameras have seen many
+viewpoints, which the alignment task's few fixed cameras cannot give.
+
     python data_pipeline/render_ftpv.py --out data/ftpv_pretrain --preset demo --trajectories 100 \
         --seed 1 --workers 2
     python tools/pretrain_state.py --data_root data/ftpv_pretrain --model vit_3dtrl --out weights/state_vit_3dtrl.pth
@@ -30,7 +36,7 @@ beside the weights; ``--resume`` continues from ``OUT.last``.
 import argparse
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 import numpy as np
@@ -38,10 +44,13 @@ import torch
 from torch import nn
 
 from threedtrl.alignment.embedder import MODEL_ALIASES, MODEL_DEFAULTS, create_embedder, init_from_file
+from threedtrl.alignment.engine import geometry_terms
+from threedtrl.alignment.geometry_objectives import add_geometry_arguments, check_geometry_args
 from threedtrl.alignment.losses import npairs_loss
 from threedtrl.alignment.metrics import alignment_error
 from data_pipeline import DATASETS, TrajectoryDataset
-from data_pipeline.ftpv import numbered_trajectories, open_trajectory
+from data_pipeline.ftpv import Trajectory, numbered_trajectories, open_trajectory
+from data_pipeline.ground_truth import TokenTargets
 from data_pipeline.render_ftpv import GROUND_TRUTH
 from threedtrl.runtime import (OutputLayout, UserError, check_finite_loss, check_finite_weights, load_checkpoint_file,
                                progress_bar, run_cli, save_checkpoint_atomic, save_safetensors_atomic, seed_everything,
@@ -79,8 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         ".safetensors (the backbone and its model_cfg, tensors only)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.last")
     p.add_argument("--xpar", action="store_true", help="no progress bars")
+    add_geometry_arguments(p)
     args = p.parse_args(argv)
     args.model = MODEL_ALIASES.get(args.model, args.model)
+    check_geometry_args(args)
     if os.path.exists(args.out):
         raise UserError(f"{args.out} exists: choose another --out")
     if args.resume and not os.path.isfile(args.out + ".last"):
@@ -113,42 +124,43 @@ def load_states(dataset_dir: str, names: List[str]) -> np.ndarray:
     return np.stack(states).astype(np.float32)
 
 
-def open_root(args, root: str) -> Tuple[torch.Tensor, np.ndarray]:
-    """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory of one root, and their states ``(N, T, D)``."""
+def open_root(args, root: str) -> Tuple[torch.Tensor, np.ndarray, List[Trajectory]]:
+    """Frames ``(N, V, T, 3, S, S)`` uint8 of every trajectory of one root, their states ``(N, T, D)``
+    and the trajectories."""
     dataset_dir = os.path.join(root, DATASETS[args.data].folder)
     names = numbered_trajectories(dataset_dir) if os.path.isdir(dataset_dir) else []
     if len(names) <= args.held_out:
         raise UserError(f"{dataset_dir} holds {len(names)} trajectories; --held_out {args.held_out} leaves none")
     trajectories = [open_trajectory(dataset_dir, name, range(args.train_views)) for name in names]
     data = TrajectoryDataset(trajectories, args.img_size, progress=not args.xpar, desc="decode")
-    return torch.stack([data[k] for k in range(len(data))]), load_states(dataset_dir, names)
+    return torch.stack([data[k] for k in range(len(data))]), load_states(dataset_dir, names), trajectories
 
 
-def open_frames(args) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def open_frames(args) -> Tuple[torch.Tensor, np.ndarray, np.ndarray, List[Trajectory]]:
     """Every root's training trajectories, then every root's last ``--held_out``: frames
     ``(N, V, T, 3, S, S)`` uint8, states ``(N, T, D)`` with each root's state in a block of its own
-    (D the sum of the roots' state sizes, zeros elsewhere) and which of them are a trajectory's own,
-    ``(N, D)`` bool."""
+    (D the sum of the roots' state sizes, zeros elsewhere), which of them are a trajectory's own,
+    ``(N, D)`` bool, and the N trajectories in the same order."""
     roots = [open_root(args, root) for root in args.data_root]
-    shapes = {tuple(frames.shape[1:]) for frames, _ in roots}
+    shapes = {tuple(frames.shape[1:]) for frames, _, _ in roots}
     if len(shapes) > 1:
         raise UserError(f"the --data_root folders differ in views, frames or size ({sorted(shapes)}): render them alike")
-    sizes = [states.shape[2] for _, states in roots]
+    sizes = [states.shape[2] for _, states, _ in roots]
     offsets = np.cumsum([0] + sizes)
     padded, masks = [], []
-    for (_, states), start, stop in zip(roots, offsets[:-1], offsets[1:]):
+    for (_, states, _), start, stop in zip(roots, offsets[:-1], offsets[1:]):
         block = np.zeros(states.shape[:2] + (offsets[-1],), dtype=np.float32)
         block[:, :, start:stop] = states
         mask = np.zeros((len(states), offsets[-1]), dtype=bool)
         mask[:, start:stop] = True
         padded.append(block)
         masks.append(mask)
-    per_root = [(frames, block, mask, len(frames) - args.held_out)
-                for (frames, _), block, mask in zip(roots, padded, masks)]
-    parts = ([(f[:cut], b[:cut], m[:cut]) for f, b, m, cut in per_root]
-             + [(f[cut:], b[cut:], m[cut:]) for f, b, m, cut in per_root])
-    return (torch.cat([f for f, _, _ in parts]), np.concatenate([b for _, b, _ in parts]),
-            np.concatenate([m for _, _, m in parts]))
+    per_root = [(frames, block, mask, trajectories, len(frames) - args.held_out)
+                for (frames, _, trajectories), block, mask in zip(roots, padded, masks)]
+    parts = ([(f[:cut], b[:cut], m[:cut], t[:cut]) for f, b, m, t, cut in per_root]
+             + [(f[cut:], b[cut:], m[cut:], t[cut:]) for f, b, m, t, cut in per_root])
+    return (torch.cat([f for f, _, _, _ in parts]), np.concatenate([b for _, b, _, _ in parts]),
+            np.concatenate([m for _, _, m, _ in parts]), [t for _, _, _, part in parts for t in part])
 
 
 class StateRegressor(nn.Module):
@@ -196,19 +208,34 @@ def held_out_alignment_error(model: StateRegressor, frames: torch.Tensor) -> flo
 
 
 def sample_clips(frames: torch.Tensor, trajectories: int, clips: int, length: int,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator) -> Tuple[torch.Tensor, List[int], List[List[int]]]:
     """``(C, V, L, 3, S, S)``: ``clips`` random training trajectories of ``frames (N, V, T, 3, S, S)``
-    (the first ``trajectories``), each at ``length`` random instants in time order, every view."""
-    picked = torch.randint(trajectories, (clips,), generator=generator)
-    times = torch.stack([torch.randperm(frames.shape[2], generator=generator)[:length].sort().values
-                         for _ in range(clips)])
-    return torch.stack([frames[i][:, t] for i, t in zip(picked.tolist(), times)])
+    (the first ``trajectories``), each at ``length`` random instants in time order, every view; and
+    which trajectories and instants they are."""
+    picked = torch.randint(trajectories, (clips,), generator=generator).tolist()
+    times = [torch.randperm(frames.shape[2], generator=generator)[:length].sort().values.tolist()
+             for _ in range(clips)]
+    return torch.stack([frames[i][:, t] for i, t in zip(picked, times)]), picked, times
 
 
-def alignment_loss(model: StateRegressor, clips: torch.Tensor, temperature: float) -> torch.Tensor:
-    """n-pairs loss of ``clips (C, V, L, 3, S, S)`` on L2-normalised pooled embeddings."""
-    z = model.embedder(clips.flatten(0, 2)).unflatten(0, clips.shape[:3])
-    return npairs_loss(nn.functional.normalize(z, dim=-1), temperature)
+def clip_targets(targets: TokenTargets, picked: List[int], times: List[List[int]], views: int
+                 ) -> Dict[str, torch.Tensor]:
+    """The oracle's ``depth (C, V, L, N)`` and ``rotation (C, V, L, 3, 3)`` of the sampled clips."""
+    per_clip = [targets(i, range(views), t) for i, t in zip(picked, times)]
+    return {key: torch.from_numpy(np.stack([c[key] for c in per_clip])) for key in ("depth", "rotation")}
+
+
+def clip_losses(model: StateRegressor, clips: torch.Tensor, targets: Optional[Dict[str, torch.Tensor]],
+                args: argparse.Namespace) -> Dict[str, torch.Tensor]:
+    """The terms on ``clips (C, V, L, 3, S, S)``: ``npairs`` (on L2-normalised pooled embeddings, with
+    ``--align_weight``) and each ``--geometry_loss`` objective, from one forward pass."""
+    if args.geometry_loss:
+        z, terms = geometry_terms(model.embedder, clips, targets, args)
+    else:
+        z, terms = model.embedder(clips.flatten(0, 2)).unflatten(0, clips.shape[:3]), {}
+    if args.align_weight > 0:
+        terms["npairs"] = npairs_loss(nn.functional.normalize(z, dim=-1), args.temperature)
+    return terms
 
 
 def init_regressor(model: StateRegressor, path: str) -> Dict:
@@ -222,7 +249,7 @@ def init_regressor(model: StateRegressor, path: str) -> Dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    frames, states, own = open_frames(args)
+    frames, states, own, trajectories = open_frames(args)
     n, views, length = frames.shape[:3]
     flat_frames = frames.flatten(0, 2)                                          # (N V T, 3, S, S)
     flat_states = torch.from_numpy(np.repeat(states[:, None], views, axis=1).reshape(n * views * length, -1))
@@ -236,9 +263,13 @@ def main(argv=None) -> None:
     targets = (flat_states - mean) / std * mask
 
     cfg = dict(MODEL_DEFAULTS, model=args.model, img_size=args.img_size, patch_size=args.patch_size,
-               depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool)
+               depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool,
+               trl_geometry=args.trl_geometry)
     seed_everything(args.seed)
     model = StateRegressor(cfg, targets.shape[1])
+    token_targets = (TokenTargets(trajectories, model.embedder.net.patch_embed.grid_size)
+                     if "oracle" in args.geometry_loss else None)
+    use_clips = args.align_weight > 0 or bool(args.geometry_loss)
     init_report = init_regressor(model, args.init) if args.init and not args.resume else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     steps_per_epoch = -(-train_rows // args.batch_size)
@@ -268,16 +299,18 @@ def main(argv=None) -> None:
     for epoch in range(start, args.epochs):
         generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(train_rows, generator=generator)
-        tic, total, total_align = time.perf_counter(), 0.0, 0.0
+        tic, total, clip_totals = time.perf_counter(), 0.0, {}
         for i in progress_bar(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", enabled=not args.xpar):
             rows = order[i:i + args.batch_size]
             loss = masked_mse(model(flat_frames[rows]), targets[rows], mask[rows])
             total += loss.item() * len(rows)
-            if args.align_weight > 0:
-                clips = sample_clips(frames, train_trajectories, args.align_clips, args.align_frames, generator)
-                align = alignment_loss(model, clips, args.temperature)
-                total_align += align.item() * len(rows)
-                loss = loss + args.align_weight * align
+            if use_clips:
+                clips, picked, times = sample_clips(frames, train_trajectories, args.align_clips, args.align_frames,
+                                                    generator)
+                truth = clip_targets(token_targets, picked, times, views) if token_targets else None
+                for name, term in clip_losses(model, clips, truth, args).items():
+                    clip_totals[name] = clip_totals.get(name, 0.0) + term.item() * len(rows)
+                    loss = loss + (args.align_weight if name == "npairs" else args.geometry_weight) * term
             check_finite_loss(loss, f"epoch {epoch + 1}, step {i // args.batch_size + 1}", "lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -286,14 +319,13 @@ def main(argv=None) -> None:
         check_finite_weights(model, f"after epoch {epoch + 1}")
         record = {"epoch": epoch + 1, "train_mse": total / train_rows, **held_out(),
                   "seconds": time.perf_counter() - tic}
-        if args.align_weight > 0:
-            record["train_npairs"] = total_align / train_rows
+        record.update({f"train_{name}": value / train_rows for name, value in clip_totals.items()})
         history.append(record)
-        for key in ("train_mse", "train_npairs", "held_out_mse", "held_out_alignment_error"):
-            if key in record:
-                writer.add_scalar(key, record[key], epoch + 1)
+        for key, value in record.items():
+            if key.startswith(("train_", "held_out_")):
+                writer.add_scalar(key, value, epoch + 1)
         print(f"epoch {epoch + 1}: train mse {record['train_mse']:.4f}"
-              + (f"  n-pairs {record['train_npairs']:.3f}" if "train_npairs" in record else "")
+              + "".join(f"  {name} {record[f'train_{name}']:.3f}" for name in clip_totals)
               + f"  held-out mse {record['held_out_mse']:.4f}  alignment error "
               f"{record['held_out_alignment_error']:.3f}  [{record['seconds']:.0f}s]", flush=True)
         save_checkpoint_atomic({"regressor": model.state_dict(), "optimizer": optimizer.state_dict(),
