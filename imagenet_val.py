@@ -7,17 +7,22 @@
 DATA_DIR is an ImageFolder root with a ``val/`` folder (``--split``), or the split folder itself.
 ``--perturbed`` warps every image with a random perspective (black fill, same size) before the
 usual resize and centre crop; the warp of image i depends only on (``--perturb-seed``, i).
+``--cameras FILE`` (a 3DTRL model on images rendered by ``tools/render_objects.py``, whose
+``cameras.csv`` records each image's camera) also compares the camera the layer estimates for every
+image with the true one: relative rotations of image pairs of one class (docs/geometry.md).
 Model settings not given (image size, classes, 3DTRL depth, model arguments) come from the
 training arguments stored in the checkpoint.
 """
 import argparse
+import csv
 import os
 import re
 import sys
 import time
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
+import numpy as np
 import torch
 from timm.data import create_loader, resolve_data_config
 from timm.utils import accuracy
@@ -27,8 +32,10 @@ from threedtrl.classification.data import (PERTURB_DISTORTION, PERTURB_SEED, Per
                                            split_folder)
 from threedtrl.classification.models import build_classifier
 from threedtrl.classification.release_args import INERT_VAL, add_inert_flags, check_inert, given_flags, log_notes
+from backbone.camera import CameraEstimator
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
+from threedtrl.visualization.geometry_eval import format_table, object_camera_scores, orbit_camera_rotations
 from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
                                resolve_device, run_cli, write_json_atomic)
 
@@ -66,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--perturb-seed", type=int, default=PERTURB_SEED)
     parser.add_argument("--perturb-distortion", type=float, default=PERTURB_DISTORTION,
                         help="corner displacement as a fraction of half the image side")
+    parser.add_argument("--cameras", default="", metavar="CSV",
+                        help="3DTRL models: the cameras.csv of tools/render_objects.py; the layer's cameras are "
+                             "compared with the true ones (results: cameras)")
     parser.add_argument("--results-file", default="", help="write the results here as JSON")
     parser.add_argument("--no-progress", action="store_true")
     add_inert_flags(parser, INERT_VAL, "release flags without effect here", extra_options={"dataset": ["-d"]})
@@ -84,6 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if os.path.isdir(args.results_file):
             raise UserError(f"--results-file {args.results_file} is a folder; give a file name")
         check_output_dir(os.path.dirname(os.path.abspath(args.results_file)), run_folder=False)
+    if args.cameras and not os.path.isfile(args.cameras):
+        raise UserError(f"--cameras file not found: {args.cameras}")
+    if args.cameras and args.perturbed:
+        raise UserError("--cameras compares the cameras the images were rendered from: not with --perturbed")
     if not 0 <= args.perturb_distortion < 1:
         raise UserError(f"--perturb-distortion must be in [0, 1), got {args.perturb_distortion}")
     return args
@@ -179,15 +193,55 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
                            interpolation=data_config["interpolation"], mean=data_config["mean"],
                            std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=args.workers,
                            use_prefetcher=False, device=device, persistent_workers=False)
+    truth = true_cameras(args.cameras, dataset, args.split) if args.cameras else None
+    rotations: List[torch.Tensor] = []
+    hook = camera_estimator(net, name).register_forward_hook(
+        lambda _module, _inputs, output: rotations.append(output[0].detach().float().cpu())) if truth else None
     if args.torchcompile:
         net = compile_model(net, args.torchcompile)
     results = evaluate(net, loader, device, autocast, args, num_classes)
+    if hook is not None:
+        hook.remove()
+        results["cameras"] = object_camera_scores(torch.cat(rotations).numpy(), *truth)
+        print(format_table(results["cameras"]))
     results.update(model=name, checkpoint=path or "pretrained", data=folder, num_images=len(dataset),
                    img_size=data_config["input_size"][-1], weights="ema" if used_ema else "raw",
                    mean=list(data_config["mean"]), std=list(data_config["std"]), perturbed=args.perturbed,
                    perturb=dict(seed=args.perturb_seed, distortion=args.perturb_distortion) if args.perturbed else None)
     print(f"{path or name}: top1 {results['top1']:.3f} top5 {results['top5']:.3f} ({results['weights']} weights)")
     return results
+
+
+def camera_estimator(net: torch.nn.Module, name: str) -> torch.nn.Module:
+    """The 3DTRL layer's camera estimator in ``net`` (the one module that estimates each image's camera)."""
+    found = [m for m in net.modules() if isinstance(m, CameraEstimator)]
+    if len(found) != 1:
+        raise UserError(f"--cameras needs a model with one 3DTRL layer; {name} has {len(found)}")
+    return found[0]
+
+
+def true_cameras(path: str, dataset, split: str) -> Tuple[np.ndarray, List[str]]:
+    """World-to-camera rotations ``(M, 3, 3)`` and classes of the images of ``dataset`` in its order, from
+    ``cameras.csv`` (rows ``split,class,file,azimuth_deg,elevation_deg,distance_radii``)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    needed = {"split", "class", "file", "azimuth_deg", "elevation_deg"}
+    if not rows or not needed <= set(rows[0]):
+        raise UserError(f"{path} is not a cameras.csv of tools/render_objects.py (columns {sorted(needed)})")
+    try:
+        angles = {(r["class"], r["file"]): (float(r["azimuth_deg"]), float(r["elevation_deg"]))
+                  for r in rows if r["split"] == split}
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+    keys = []
+    for index in range(len(dataset)):
+        image = dataset.reader.filename(index, absolute=True)
+        keys.append((os.path.basename(os.path.dirname(image)), os.path.basename(image)))
+    missing = [k for k in keys if k not in angles]
+    if missing:
+        raise UserError(f"{path} has no {split} camera for {os.path.join(*missing[0])}")
+    azimuth, elevation = np.array([angles[k] for k in keys]).T
+    return orbit_camera_rotations(azimuth, elevation), [c for c, _ in keys]
 
 
 @torch.no_grad()

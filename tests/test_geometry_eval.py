@@ -213,3 +213,31 @@ def test_the_fields_measures_on_random_predictions_give_their_reference_values()
     scores = ge.depth_errors(pred, true)
     within = math.erf(np.log(1.25) / np.sqrt(2))  # P(|N(0, 1)| < log 1.25)
     assert np.nanmean(scores["delta_median"]) == pytest.approx(within, abs=0.03)
+
+
+def test_orbit_cameras_are_the_object_renderers_cameras():
+    """orbit_camera_rotations (no pybullet) against pybullet's look-at camera of tools/render_objects.py."""
+    from threedtrl import simulation
+    for azimuth, elevation in ((0.0, 0.0), (-70.0, 25.0), (135.0, 60.0), (179.0, 41.0)):
+        az, el = np.radians(azimuth), np.radians(elevation)
+        eye = 2.5 * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        expected = simulation.world_to_camera(simulation.look_at_view(eye, np.zeros(3)))[:3, :3]
+        np.testing.assert_allclose(ge.orbit_camera_rotations(np.array([azimuth]), np.array([elevation]))[0], expected,
+                                   atol=1e-6)
+
+
+def test_object_camera_scores_exact_and_random():
+    """Exact cameras in another world frame per class give zero error; random ones the uniform reference."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 12)
+    true = ge.orbit_camera_rotations(rng.uniform(-180, 180, 36), rng.uniform(40, 65, 36))
+    frames = {k: ge.random_rotations((), rng) for k in "abc"}                 # a world frame of each object's own
+    exact = np.stack([r @ frames[k] for r, k in zip(true, labels)])
+    scores = ge.object_camera_scores(exact, true, labels)
+    assert scores["pairs"]["count"] == 3 * 66
+    assert scores["relative_rotation_error_deg"]["model"] == pytest.approx(0.0, abs=1e-4)
+    assert scores["rotation_accuracy_at_15_deg"]["model"] == 1.0 and scores["rotation_auc_30_deg"]["model"] > 0.999
+    random = ge.object_camera_scores(ge.random_rotations((36,), rng), true, labels)
+    assert 100 < random["relative_rotation_error_deg"]["model"] < 150           # uniform: 126.5 on average
+    with pytest.raises(UserError, match="no two images of one class"):
+        ge.object_camera_scores(exact[:3], true[:3], ["a", "b", "c"])

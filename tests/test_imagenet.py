@@ -234,6 +234,34 @@ def test_val_bad_input(objects, tmp_path):
         imagenet_val.main([other, "--checkpoint", ckpt, "-j", "0", "--no-progress"])
 
 
+def test_val_compares_the_layers_cameras_with_the_rendered_ones(objects, tmp_path):
+    """--cameras: every val image's camera from cameras.csv, pairs of one class (3 classes x 6 pairs of 4
+    images), the model beside its references; refused for a model without 3DTRL, with --perturbed
+    and for an image the file has no camera for."""
+    ckpt = train_quick(objects, tmp_path, "cam")
+    cameras = os.path.join(objects, "cameras.csv")
+    out = tmp_path / "cam.json"
+    imagenet_val.main([objects, "--checkpoint", ckpt, "--cameras", cameras, "-j", "0", "--no-progress",
+                       "--results-file", str(out)])
+    scores = json.loads(out.read_text())["cameras"]
+    assert scores["pairs"]["count"] == 3 * 6
+    errors = scores["relative_rotation_error_deg"]
+    assert set(errors) == {"model", "shuffled_model", "identical_cameras", "random_rotations", "best_constant_rotation"}
+    assert all(0 <= v <= 180 for v in errors.values()) and errors["best_constant_rotation"] <= errors["identical_cameras"]
+    with pytest.raises(UserError, match="not with --perturbed"):
+        imagenet_val.main([objects, "--checkpoint", ckpt, "--cameras", cameras, "--perturbed"])
+    partial = tmp_path / "partial.csv"
+    partial.write_text("".join(line for line in open(cameras) if "val,duck,00002.png" not in line))
+    with pytest.raises(UserError, match="no val camera for duck/00002.png"):
+        imagenet_val.main([objects, "--checkpoint", ckpt, "--cameras", str(partial), "-j", "0", "--no-progress"])
+    imagenet_train.main([objects, "--model", "vit_plain_tiny_patch16_224", "--img-size", "32", "--model-kwargs",
+                         "patch_size=8", "depth=2", *QUICK, "--output", str(tmp_path), "--experiment", "plaincam",
+                         "--epochs", "1"])
+    plain = str(tmp_path / "plaincam" / "last.pth.tar")
+    with pytest.raises(UserError, match="one 3DTRL layer"):
+        imagenet_val.main([objects, "--checkpoint", plain, "--cameras", cameras, "-j", "0", "--no-progress"])
+
+
 # ----------------------------------------------------------------------------- two processes
 
 def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):

@@ -286,3 +286,63 @@ def check_has_ground_truth(traj_paths: Sequence[str]) -> List[str]:
                         f"python -m data_pipeline.render_ftpv")
     return found
 
+
+
+# ----------------------------------------------------------------------------- classification: rendered objects
+
+def orbit_camera_rotations(azimuth_deg: np.ndarray, elevation_deg: np.ndarray) -> np.ndarray:
+    """World-to-camera rotations ``(M, 3, 3)`` (x right, y down, z forward) of cameras that look at the
+    world's origin from ``azimuth`` (about z, 0 along x) and ``elevation`` degrees, z up: the cameras of
+    ``tools/render_objects.py`` (``cameras.csv``), whose rows are the camera's axes in the world."""
+    az, el = np.radians(np.asarray(azimuth_deg, float)), np.radians(np.asarray(elevation_deg, float))
+    forward = -np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right, axis=-1, keepdims=True)
+    down = np.cross(forward, right)
+    return np.stack([right, down, forward], axis=-2)
+
+
+def same_class_pairs(labels: Sequence, max_pairs: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices ``(a, b)`` of image pairs ``a < b`` of one class (one object, one world frame), at most
+    ``max_pairs`` drawn at random."""
+    labels = np.asarray(labels)
+    a, b = np.triu_indices(len(labels), k=1)
+    keep = labels[a] == labels[b]
+    a, b = a[keep], b[keep]
+    if len(a) > max_pairs:
+        pick = np.sort(rng.choice(len(a), max_pairs, replace=False))
+        a, b = a[pick], b[pick]
+    return a, b
+
+
+def object_camera_scores(rotation: np.ndarray, true_rotation: np.ndarray, labels: Sequence,
+                         seed: int = 0, max_pairs: int = 20000) -> Dict[str, Dict[str, float]]:
+    """3DTRL's cameras of single images of objects against the cameras they were rendered from.
+
+    Every object sits in a world frame of its own, so the relative rotation ``R_b R_a^T`` is compared
+    for pairs of images of the same class. Args: estimated and true world-to-camera rotations
+    ``(M, 3, 3)`` and each image's class. Returns, per measure, the model's value beside the
+    references (identical cameras, random rotations, the best constant relative rotation and the
+    model's relative rotations given to other pairs)."""
+    rng = np.random.default_rng(seed)
+    a, b = same_class_pairs(labels, max_pairs, rng)
+    if not len(a):
+        raise UserError("no two images of one class to compare cameras between")
+    true_rel = true_rotation[b] @ np.swapaxes(true_rotation[a], -1, -2)
+
+    def errors(est_rel: np.ndarray) -> np.ndarray:
+        return rotation_angle_deg(np.swapaxes(est_rel, -1, -2) @ true_rel)
+    est_rel = rotation[b] @ np.swapaxes(rotation[a], -1, -2)
+    random = random_rotations((len(rotation),), rng)
+    table = {"model": errors(est_rel),
+             "shuffled_model": errors(est_rel[rng.permutation(len(est_rel))]),
+             "identical_cameras": errors(np.broadcast_to(np.eye(3), est_rel.shape)),
+             "random_rotations": errors(random[b] @ np.swapaxes(random[a], -1, -2)),
+             "best_constant_rotation": errors(np.broadcast_to(chordal_mean_rotation(true_rel), est_rel.shape))}
+    return {"relative_rotation_error_deg": {k: float(np.mean(v)) for k, v in table.items()},
+            **{f"rotation_accuracy_at_{t:g}_deg": {k: rotation_accuracy(v, t) for k, v in table.items()}
+               for t in ROTATION_THRESHOLDS_DEG},
+            f"rotation_auc_{AUC_MAX_DEG:g}_deg": {k: rotation_auc(v) for k, v in table.items()},
+            "camera_spread": {"model_rotation_deg": rotation_spread(rotation[:, None][:200]),
+                              "truth_rotation_deg": rotation_spread(true_rotation[:, None][:200])},
+            "pairs": {"count": int(len(a))}}
