@@ -7,7 +7,9 @@ imagenet_train.py (the release's ``*_nomixup`` recipe, shortened: ``--epochs``, 
 ``--patch-size``), evaluates the last checkpoint with imagenet_val.py on the validation split
 (viewpoints outside the training range) and on its perspective-perturbed copy, and writes
 ``results.json`` and ``results.md`` (mean and sample standard deviation over seeds, the per-seed
-differences and a paired t-test). Finished runs
+differences and a paired t-test). ``--cameras`` also compares the camera the 3DTRL layer estimates
+for every image with the one it was rendered from (``imagenet_val.py --cameras DATA/cameras.csv``, on
+the validation and the training split; ``cameras`` in results.json). Finished runs
 are skipped and interrupted ones resume from their ``last.pth.tar``.
 """
 import argparse
@@ -46,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--nproc", type=int, default=1, help="training processes per run (i1k.sh when > 1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP_NUM_THREADS of every run (1 is fastest on a small, busy CPU)")
+    parser.add_argument("--cameras", action="store_true",
+                        help="3DTRL runs: the layer's cameras against the rendered ones, on val and train")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -82,14 +86,31 @@ def train_command(args, model: str, config: str, seed: int, experiment: str, run
     return [sys.executable, "imagenet_train.py"] + flags
 
 
-def evaluate(args, run_dir: str, perturbed: bool) -> dict:
-    path = os.path.join(run_dir, "val_perturbed.json" if perturbed else "val.json")
+# evaluation name -> imagenet_val.py flags ({cameras}: the data's cameras.csv)
+EVALUATIONS = {"val": [], "val_perturbed": ["--perturbed"], "val_cameras": ["--cameras", "{cameras}"],
+               "train_cameras": ["--split", "train", "--cameras", "{cameras}"]}
+CAMERA_MEASURES = ("relative_rotation_error_deg", "rotation_accuracy_at_30_deg", "rotation_auc_30_deg")
+
+
+def evaluate(args, run_dir: str, name: str) -> dict:
+    """``imagenet_val.py`` of the run's last checkpoint with the flags of evaluation ``name`` (kept as
+    ``RUN/<name>.json``)."""
+    path = os.path.join(run_dir, f"{name}.json")
     if not os.path.isfile(path):
         command = [sys.executable, "imagenet_val.py", args.data, "--checkpoint", os.path.join(run_dir, "last.pth.tar"),
                    "-j", str(args.workers), "--no-progress", "--results-file", path]
-        run(command + (["--perturbed"] if perturbed else []), os.path.join(run_dir, "eval.log"), args.threads)
+        flags = [f.format(cameras=os.path.join(args.data, "cameras.csv")) for f in EVALUATIONS[name]]
+        run(command + flags, os.path.join(run_dir, "eval.log"), args.threads)
     with open(path) as f:
         return json.load(f)
+
+
+def camera_summary(runs: List[dict]) -> Dict[str, dict]:
+    """Per split and measure: the model's and every reference's mean and spread over seeds."""
+    return {split: {measure: {who: summarise([r["cameras"][split][measure][who] for r in runs])
+                              for who in runs[0]["cameras"][split][measure]}
+                    for measure in CAMERA_MEASURES}
+            for split in runs[0]["cameras"]}
 
 
 def ensure_data(args) -> None:
@@ -121,6 +142,10 @@ def markdown(summary: Dict[str, dict], args) -> str:
     for key, diff in summary[TRL_LABEL].get("paired", {}).items():
         lines.append(f"\n{TRL_LABEL} - {PLAIN_LABEL}, {key}: {diff['mean_difference']:+.1f} ± {diff['std_difference']:.1f} "
                      f"(paired t-test p = {diff['p_value']:.3g})")
+    for split, measures in summary[TRL_LABEL].get("cameras", {}).items():
+        lines.append(f"\n{TRL_LABEL} cameras, {split} images (pairs of one class): " + "; ".join(
+            f"{measure} " + ", ".join(f"{who} {value['mean']:.3f}" for who, value in table.items())
+            for measure, table in measures.items()))
     lines.append(f"\nseeds {args.seeds}, mean ± sample std (per seed in brackets); {args.epochs} epochs at "
                  f"{args.img_size} px, patch {args.patch_size}, batch {args.batch_size}, lr {args.lr}.")
     return "\n".join(lines) + "\n"
@@ -139,10 +164,15 @@ def main(argv=None) -> None:
             os.makedirs(run_dir, exist_ok=True)
             run(train_command(args, model, config, seed, experiment, run_dir), os.path.join(run_dir, "train.log"),
                 args.threads)
-        val, perturbed = evaluate(args, run_dir, False), evaluate(args, run_dir, True)
+        val, perturbed = evaluate(args, run_dir, "val"), evaluate(args, run_dir, "val_perturbed")
         results[label].append({"seed": seed, "val_top1": val["top1"], "perturbed_top1": perturbed["top1"],
                                "val_top5": val["top5"], "perturbed_top5": perturbed["top5"]})
+        if args.cameras and label == TRL_LABEL:
+            results[label][-1]["cameras"] = {split: evaluate(args, run_dir, f"{split}_cameras")["cameras"]
+                                             for split in ("val", "train")}
     summary = summarise_runs(results)
+    if args.cameras:
+        summary[TRL_LABEL]["cameras"] = camera_summary(results[TRL_LABEL])
     write_json_atomic({"settings": vars(args), "runs": results, "summary": summary},
                       os.path.join(args.out, "results.json"))
     table = markdown(summary, args)
