@@ -88,6 +88,8 @@ def test_exact_geometry_gives_zero_error(root):
     summary = scores.summary()
     assert summary["depth_spearman"]["model"] == pytest.approx(1.0)
     assert summary["relative_rotation_error_deg"]["model"] == pytest.approx(0.0, abs=1e-4)
+    assert summary["relative_rotation_error_deg_third_person"]["model"] == pytest.approx(0.0, abs=1e-4)
+    assert summary["rotation_accuracy_at_30_deg_third_person"]["model"] == 1.0
     assert summary["translation_direction_error_deg"]["model"] == pytest.approx(0.0, abs=1e-4)
     spread = summary["camera_spread"]
     assert spread["model_rotation_across_views_deg"] == pytest.approx(spread["truth_rotation_across_views_deg"])
@@ -113,6 +115,11 @@ def test_random_cameras_give_the_reference_values(root):
     true_relative = ge.rotation_angle_deg(ge.relative_rotations(ge.cameras_from_world_to_camera(
         truth["world_to_camera"])[0])).mean()
     assert summary["relative_rotation_error_deg"]["identical_cameras"] == pytest.approx(true_relative)
+    # the pairs of third-person cameras alone: the view pairs (a, b) with a > 0
+    true_third = ge.rotation_angle_deg(ge.relative_rotations(ge.cameras_from_world_to_camera(
+        truth["world_to_camera"][1:])[0])).mean()
+    assert summary["relative_rotation_error_deg_third_person"]["identical_cameras"] == pytest.approx(true_third)
+    assert summary["relative_rotation_error_deg_third_person"]["random"] == pytest.approx(126.5, abs=6)
     assert all(np.isfinite(v) for table in summary.values() for v in table.values())
 
 

@@ -39,6 +39,7 @@ ALIGNMENT = (("alignment error", "alignment_error", "↓"), ("Kendall's tau", "k
 GEOMETRY = (("depth Spearman", "depth_spearman", "↑"), ("depth AbsRel (median-scaled)", "depth_absrel_median", "↓"),
             ("relative rotation error (deg)", "relative_rotation_error_deg", "↓"),
             ("rotation accuracy at 30 deg", "rotation_accuracy_at_30_deg", "↑"),
+            ("third-person rotation error (deg)", "relative_rotation_error_deg_third_person", "↓"),
             ("rotation AUC at 30 deg", "rotation_auc_30_deg", "↑"))
 REFERENCES = ("identical_cameras", "best_constant_rotation", "random_rotations", "random_init")
 

@@ -182,16 +182,21 @@ def chordal_mean_rotation(rotations: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- one trajectory
 
 class GeometryScores:
-    """Accumulates the comparisons of every evaluated trajectory, for the model and its references."""
+    """Accumulates the comparisons of every evaluated trajectory, for the model and its references.
+
+    The relative rotations are scored over every view pair and, apart, over the pairs of
+    third-person cameras (``*_third_person``): view 0 is the first-person camera, as FTPV's views
+    are read, and it turns with the hand, so its pairs ask more than the fixed cameras' do."""
 
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
         self.depth: Dict[str, List[np.ndarray]] = {}
-        self.rotation: Dict[str, List[np.ndarray]] = {}
+        self.rotation: Dict[str, List[np.ndarray]] = {}    # name -> per trajectory, (P, T) errors
         self.direction: Dict[str, List[np.ndarray]] = {}
         self.spread: Dict[str, List[float]] = {}
         self.depth_fit: Dict[str, Dict[str, List[np.ndarray]]] = {}
-        self.true_relative: List[np.ndarray] = []
+        self.true_relative: List[np.ndarray] = []         # per trajectory, (P, T, 3, 3)
+        self.third_person_pairs: List[np.ndarray] = []    # per trajectory, (P,): the pair leaves out view 0
 
     def _add(self, table: Dict[str, list], name: str, value) -> None:
         table.setdefault(name, []).append(value)
@@ -209,11 +214,11 @@ class GeometryScores:
                 self.depth_fit.setdefault(key, {}).setdefault(label, []).append(errors)
         est_r, est_c = cameras_from_layer(rotation, translation)
         true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
-        self._add(self.rotation, name, relative_rotation_errors(est_r, true_r).ravel())
-        est_rel, true_rel = relative_rotations(est_r).reshape(-1, 3, 3), relative_rotations(true_r).reshape(-1, 3, 3)
-        shuffled_rel = est_rel[self.rng.permutation(len(est_rel))]  # another image pair's prediction
-        self._add(self.rotation, f"shuffled_{name}",
-                  rotation_angle_deg(np.swapaxes(shuffled_rel, -1, -2) @ true_rel))
+        self._add(self.rotation, name, relative_rotation_errors(est_r, true_r))
+        est_rel, true_rel = relative_rotations(est_r), relative_rotations(true_r)
+        order = self.rng.permutation(est_rel[..., 0, 0].size)   # another image pair's prediction
+        shuffled_rel = est_rel.reshape(-1, 3, 3)[order].reshape(est_rel.shape)
+        self._add(self.rotation, f"shuffled_{name}", rotation_angle_deg(np.swapaxes(shuffled_rel, -1, -2) @ true_rel))
         self._add(self.direction, name, translation_direction_errors(est_r, est_c, true_r, true_c).ravel())
         self._add_spread(name, est_r, est_c)
 
@@ -231,11 +236,12 @@ class GeometryScores:
         the identity)."""
         true_r, true_c = cameras_from_world_to_camera(truth["world_to_camera"])
         self._add_spread("truth", true_r, true_c)
-        self.true_relative.append(relative_rotations(true_r).reshape(-1, 3, 3))
+        self.true_relative.append(relative_rotations(true_r))
+        self.third_person_pairs.append(np.array([a > 0 for a, _ in view_pairs(len(true_r))]))
         identical = np.broadcast_to(np.eye(3), true_r.shape)
-        self._add(self.rotation, "identical_cameras", relative_rotation_errors(identical, true_r).ravel())
+        self._add(self.rotation, "identical_cameras", relative_rotation_errors(identical, true_r))
         self._add(self.rotation, "random_rotations",
-                  relative_rotation_errors(random_rotations(true_r.shape[:2], self.rng), true_r).ravel())
+                  relative_rotation_errors(random_rotations(true_r.shape[:2], self.rng), true_r))
         directions = relative_directions(true_r, true_c)
         self._add(self.direction, "random_directions",
                   angle_between_deg(self.rng.normal(size=directions.shape), directions).ravel())
@@ -244,23 +250,33 @@ class GeometryScores:
         """Means (and standard deviations for depth) of every comparison, over its defined values."""
         def mean(table):
             return {k: float(np.nanmean(np.concatenate(v))) for k, v in table.items()}
-        rotation = {k: np.concatenate(v) for k, v in self.rotation.items()}
-        if self.true_relative:  # the best single relative rotation, given every view pair the truth has
-            true_rel = np.concatenate(self.true_relative)
-            constant = chordal_mean_rotation(true_rel)
-            rotation["best_constant_rotation"] = rotation_angle_deg(constant.T[None] @ true_rel)
-        accuracy = {f"rotation_accuracy_at_{t:g}_deg": {k: rotation_accuracy(v, t) for k, v in rotation.items()}
-                    for t in ROTATION_THRESHOLDS_DEG}
         return {
             "depth_spearman": mean(self.depth),
             "depth_spearman_std": {k: float(np.std(np.concatenate(v))) for k, v in self.depth.items()},
             **{f"depth_{key}": mean(table) for key, table in self.depth_fit.items()},
-            "relative_rotation_error_deg": {k: float(np.nanmean(v)) for k, v in rotation.items()},
-            **accuracy,
-            f"rotation_auc_{AUC_MAX_DEG:g}_deg": {k: rotation_auc(v) for k, v in rotation.items()},
+            **self._rotation_summary(third_person_only=False),
+            **(self._rotation_summary(third_person_only=True)
+               if self.third_person_pairs and all(mask.any() for mask in self.third_person_pairs) else {}),
             "translation_direction_error_deg": mean(self.direction),
             "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
         }
+
+    def _rotation_summary(self, third_person_only: bool) -> Dict[str, Dict[str, float]]:
+        """Rotation error, accuracies and AUC over every view pair, or over the pairs of third-person
+        cameras only (keys with ``_third_person``)."""
+        def kept(per_trajectory: List[np.ndarray]) -> np.ndarray:  # (P, T, ...) each -> the chosen pairs, flat
+            chosen = ([v[mask] for v, mask in zip(per_trajectory, self.third_person_pairs)] if third_person_only
+                      else per_trajectory)
+            return np.concatenate([v.reshape(-1, *v.shape[2:]) for v in chosen])
+        rotation = {k: kept(v) for k, v in self.rotation.items()}
+        if self.true_relative:  # the best single relative rotation, given every view pair the truth has
+            true_rel = kept(self.true_relative)
+            rotation["best_constant_rotation"] = rotation_angle_deg(chordal_mean_rotation(true_rel).T[None] @ true_rel)
+        suffix = "_third_person" if third_person_only else ""
+        return {f"relative_rotation_error_deg{suffix}": {k: float(np.nanmean(v)) for k, v in rotation.items()},
+                **{f"rotation_accuracy_at_{t:g}_deg{suffix}": {k: rotation_accuracy(v, t) for k, v in rotation.items()}
+                   for t in ROTATION_THRESHOLDS_DEG},
+                f"rotation_auc_{AUC_MAX_DEG:g}_deg{suffix}": {k: rotation_auc(v) for k, v in rotation.items()}}
 
 
 def format_table(summary: Dict[str, Dict[str, float]]) -> str:
@@ -268,7 +284,8 @@ def format_table(summary: Dict[str, Dict[str, float]]) -> str:
     lines = []
     for key in ("depth_spearman", "depth_absrel_median", "depth_delta_median", "depth_absrel_scale_shift",
                 "depth_delta_scale_shift", "relative_rotation_error_deg", "rotation_accuracy_at_15_deg",
-                "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "translation_direction_error_deg",
+                "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "relative_rotation_error_deg_third_person",
+                "rotation_accuracy_at_30_deg_third_person", "translation_direction_error_deg",
                 "camera_spread"):
         if key not in summary:
             continue
