@@ -262,17 +262,17 @@ def write_geometry_figures(frames: np.ndarray, truth: Dict[str, np.ndarray], rec
     rows = [("true depth (m)", true_depth, [plots.depth_limits(d) for d in true_depth]),
             ("pseudo-depth", rec.depth[:, t], [plots.depth_limits(d) for d in rec.depth[:, t]])]
     plots.save_png(plots.depth_rows_figure(plots.to_hwc(frames[:, t]), rows, names,
-                                           f"{trajectory}, frame {t}: true depth per token patch vs 3DTRL's "
-                                           f"pseudo-depth; low → high: dark → yellow"),
+                                           f"{trajectory}, frame {t}: true depth per token patch\nvs 3DTRL's "
+                                           f"pseudo-depth (low → high: dark → yellow)"),
                    os.path.join(out, "geometry_depth.png"))
     rotation, centre = geometry_eval.cameras_from_world_to_camera(truth["world_to_camera"][:, t])
     points = geometry_eval.token_world_points(instant, rec.grid_size)[:, 0]
     points = np.where(np.isfinite(points), points, centre[:, None])
     panels = [plots.cameras_figure(points, rotation, centre, true_depth.reshape(len(names), -1), rec.grid_size,
-                                   names, (-60,), "true cameras and token positions"),
+                                   names, (-60,), "true cameras and\ntoken positions"),
               plots.cameras_figure(rec.points_world[:, t], rec.rotation[:, t], rec.translation[:, t],
                                    rec.depth[:, t].reshape(len(names), -1), rec.grid_size, names, (-60,),
-                                   "estimated by 3DTRL (own world frame and scale)")]
+                                   "estimated by 3DTRL\n(own world frame and scale)")]
     plots.save_png(np.concatenate(panels, axis=1), os.path.join(out, "geometry_cameras.png"))
 
 

@@ -199,9 +199,11 @@ def cameras_figure(points: np.ndarray, rotation: np.ndarray, translation: np.nda
         set_equal_limits(ax, extent)
         ax.view_init(elev=20, azim=azimuth)
         _style_3d(ax)
-    fig.legend(loc="lower center", ncol=min(len(names), 6), fontsize=7, frameon=False)
+    columns = min(len(names), 3 * len(azimuths))    # as many names as fit under the panels
+    fig.legend(loc="lower center", ncol=columns, fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0, right=1, bottom=0.08, top=0.9, wspace=0)
+    fig.subplots_adjust(left=0, right=1, bottom=0.03 + 0.06 * -(-len(names) // columns),
+                        top=0.9 - 0.05 * title.count("\n"), wspace=0)
     return figure_to_array(fig)
 
 
