@@ -248,3 +248,20 @@ def test_object_camera_scores_exact_and_random():
     assert 100 < random["relative_rotation_error_deg"]["model"] < 150           # uniform: 126.5 on average
     with pytest.raises(UserError, match="no two images of one class"):
         ge.object_camera_scores(exact[:3], true[:3], ["a", "b", "c"])
+
+
+def test_feature_matching_distance_exact_and_random():
+    """Views that see the same points in other token orders: features that name each point match them
+    exactly (distance 0, the floor); random features match like a random token."""
+    rng = np.random.default_rng(3)
+    views, length, tokens = 3, 2, 12
+    world = rng.normal(size=(length, tokens, 3))
+    orders = np.stack([np.stack([rng.permutation(tokens) for _ in range(length)]) for _ in range(views)])
+    points = np.stack([[world[t][orders[v, t]] for t in range(length)] for v in range(views)])   # (V, T, N, 3)
+    names = np.eye(tokens)[orders]                                                              # one-hot identity
+    exact = ge.matched_point_distances(names, points, rng)
+    assert np.allclose(exact["features"], 0) and np.allclose(exact["nearest_point"], 0)
+    assert len(exact["features"]) == views * (views - 1) * length * tokens
+    noise = ge.matched_point_distances(rng.normal(size=(views, length, tokens, 8)), points, rng)
+    assert abs(noise["features"].mean() - noise["random_token"].mean()) < 0.25
+    assert noise["features"].mean() > 0.5

@@ -217,7 +217,7 @@ def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
         frames = data[k].numpy()
         recs = {name: recover(net, frames, args.batch_size, args.device) for name, net in models.items()}
         for name, rec in recs.items():
-            scores.add(name, rec.depth, rec.rotation, rec.translation, truth)
+            scores.add(name, rec.depth, rec.rotation, rec.translation, truth, rec.patch_tokens)
         scores.add_references(truth)
         if k == 0:
             shown = (frames, truth, recs["model"])

@@ -19,7 +19,7 @@ images (how much of a score is the prediction's dependence on its input).
 """
 import itertools
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -172,6 +172,47 @@ def depth_errors(pred: np.ndarray, true: np.ndarray) -> Dict[str, np.ndarray]:
     return out
 
 
+def matched_point_distances(features: np.ndarray, points: np.ndarray, rng: np.random.Generator
+                            ) -> Dict[str, np.ndarray]:
+    """How far apart in the true world are the tokens that feature matching pairs across views.
+
+    For every instant, every ordered pair of views ``(a, b)`` and every token of ``a`` with a true
+    world point, the token of ``b`` matched to it is the one of highest cosine similarity (what
+    ``--geometry_loss consistency`` matches, at zero temperature). Its true distance is divided by the
+    instant's median distance between true token points. Beside the features' match (``features``):
+    the token at the same grid cell (``same_cell``, what one camera for every view assumes), a random
+    token (``random_token``) and the nearest true point of ``b`` (``nearest_point``, the floor).
+
+    Args:
+        features: ``(V, T, N, D)`` output tokens; points: ``(V, T, N, 3)`` true world points (nan: none).
+
+    Returns:
+        Each kind's normalised distances, flat.
+    """
+    views, length, tokens = points.shape[:3]
+    out: Dict[str, List[np.ndarray]] = {k: [] for k in ("features", "same_cell", "random_token", "nearest_point")}
+    unit = features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+    for t in range(length):
+        p = points[:, t]                                                       # (V, N, 3)
+        flat = p.reshape(-1, 3)
+        flat = flat[np.isfinite(flat).all(-1)]
+        scale = np.median(np.linalg.norm(flat[:, None] - flat[None], axis=-1)[np.triu_indices(len(flat), 1)])
+        for a in range(views):
+            for b in range(views):
+                if a == b:
+                    continue
+                distance = np.linalg.norm(p[a][:, None] - p[b][None], axis=-1) / scale      # (N, N)
+                picks = {"features": (unit[a, t] @ unit[b, t].T).argmax(-1), "same_cell": np.arange(tokens),
+                         "random_token": rng.integers(tokens, size=tokens)}
+                for kind, m in picks.items():
+                    out[kind].append(distance[np.arange(tokens), m])
+                with np.errstate(all="ignore"):
+                    out["nearest_point"].append(np.where(np.isfinite(distance).any(-1),
+                                                         np.nanmin(np.where(np.isfinite(distance), distance, np.inf),
+                                                                   axis=-1), np.nan))
+    return {kind: np.concatenate(values) for kind, values in out.items()}
+
+
 def chordal_mean_rotation(rotations: np.ndarray) -> np.ndarray:
     """The rotation nearest (in Frobenius norm) to the mean of ``(..., 3, 3)`` rotations."""
     u, _, vt = np.linalg.svd(rotations.reshape(-1, 3, 3).mean(axis=0))
@@ -195,6 +236,7 @@ class GeometryScores:
         self.direction: Dict[str, List[np.ndarray]] = {}
         self.spread: Dict[str, List[float]] = {}
         self.depth_fit: Dict[str, Dict[str, List[np.ndarray]]] = {}
+        self.matching: Dict[str, List[np.ndarray]] = {}
         self.true_relative: List[np.ndarray] = []         # per trajectory, (P, T, 3, 3)
         self.third_person_pairs: List[np.ndarray] = []    # per trajectory, (P,): the pair leaves out view 0
 
@@ -202,9 +244,16 @@ class GeometryScores:
         table.setdefault(name, []).append(value)
 
     def add(self, name: str, depth: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
-            truth: Dict[str, np.ndarray]) -> None:
+            truth: Dict[str, np.ndarray], tokens: Optional[np.ndarray] = None) -> None:
         """One trajectory seen by model ``name``: pseudo-depth ``(V, T, h, w)``, 3DTRL's rotation
-        ``(V, T, 3, 3)`` and translation ``(V, T, 3)``, and its ground truth (``load_ground_truth``)."""
+        ``(V, T, 3, 3)`` and translation ``(V, T, 3)``, its ground truth (``load_ground_truth``) and,
+        where given, the output tokens ``(V, T, h*w, D)`` (how well they match across views)."""
+        if tokens is not None:
+            distances = matched_point_distances(tokens, token_world_points(truth, depth.shape[-2:]), self.rng)
+            self._add(self.matching, name, distances.pop("features"))
+            for kind, values in distances.items():  # references: once per trajectory, by its first model
+                if len(self.matching.get(kind, [])) < len(self.matching[name]):
+                    self._add(self.matching, kind, values)
         true_depth = token_depth(truth["depth"], depth.shape[-2:])
         pred, true = depth.reshape(-1, depth[0, 0].size), true_depth.reshape(-1, true_depth[0, 0].size)
         self._add(self.depth, name, spearman_per_image(pred, true))
@@ -258,6 +307,7 @@ class GeometryScores:
             **(self._rotation_summary(third_person_only=True)
                if self.third_person_pairs and all(mask.any() for mask in self.third_person_pairs) else {}),
             "translation_direction_error_deg": mean(self.direction),
+            **({"match_distance": mean(self.matching)} if self.matching else {}),
             "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
         }
 
@@ -285,7 +335,7 @@ def format_table(summary: Dict[str, Dict[str, float]]) -> str:
     for key in ("depth_spearman", "depth_absrel_median", "depth_delta_median", "depth_absrel_scale_shift",
                 "depth_delta_scale_shift", "relative_rotation_error_deg", "rotation_accuracy_at_15_deg",
                 "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "relative_rotation_error_deg_third_person",
-                "rotation_accuracy_at_30_deg_third_person", "translation_direction_error_deg",
+                "rotation_accuracy_at_30_deg_third_person", "translation_direction_error_deg", "match_distance",
                 "camera_spread"):
         if key not in summary:
             continue

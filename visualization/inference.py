@@ -7,8 +7,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import model
-from data_pipeline import normalize
 from threedtrl.alignment.embedder import MODEL_DEFAULTS, Embedder, checkpoint_model_cfg, create_embedder, load_checkpoint
 from threedtrl.alignment import metrics
 from threedtrl.runtime import UserError, seed_everything
@@ -21,7 +19,8 @@ class Recovered:
 
     embeddings: ``(V, T, D)``; depth: ``(V, T, h, w)`` pseudo-depth per token;
     points_world: ``(V, T, h*w, 3)``; rotation: ``(V, T, 3, 3)``; translation: ``(V, T, 3)``;
-    patch_colours: ``(V, T, h*w, 3)`` mean RGB of each token's patch in [0, 1].
+    patch_colours: ``(V, T, h*w, 3)`` mean RGB of each token's patch in [0, 1];
+    patch_tokens: ``(V, T, h*w, D)`` the backbone's output tokens, where they lie on the layer's grid.
     """
     embeddings: np.ndarray
     depth: Optional[np.ndarray] = None
@@ -29,6 +28,7 @@ class Recovered:
     rotation: Optional[np.ndarray] = None
     translation: Optional[np.ndarray] = None
     patch_colours: Optional[np.ndarray] = None
+    patch_tokens: Optional[np.ndarray] = None
 
     @property
     def has_geometry(self) -> bool:
@@ -68,16 +68,6 @@ def has_3dtrl(embedder: Embedder) -> bool:
     return hasattr(embedder.net, "three_d_trl")
 
 
-@torch.no_grad()
-def forward_batch(embedder: Embedder, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[model.TokenGeometry]]:
-    """uint8 ``(B, 3, S, S)`` -> embeddings ``(B, D)`` and the 3DTRL geometry (None without 3DTRL),
-    from one forward pass."""
-    net = embedder.net
-    tokens, geometry = net.forward_features(normalize(images, embedder.mean, embedder.std), return_geometry=True)
-    z = net.forward_head(tokens, pre_logits=True)
-    return (F.normalize(z, dim=-1) if embedder.unit else z), geometry
-
-
 def patch_colours(images: torch.Tensor, grid_size: Tuple[int, int]) -> torch.Tensor:
     """uint8 ``(B, 3, S, S)`` -> ``(B, h*w, 3)`` mean colour of each token's patch, in [0, 1]."""
     pooled = F.adaptive_avg_pool2d(images.float() / 255.0, grid_size)
@@ -97,10 +87,12 @@ def recover(embedder: Embedder, frames: np.ndarray, batch_size: int = 32, device
     for start in tqdm(range(0, len(flat), batch_size), desc=desc, unit="batch", disable=not progress,
                       dynamic_ncols=True, leave=False):
         images = flat[start:start + batch_size].to(device)
-        z, geometry = forward_batch(embedder, images)
+        z, patches, geometry = embedder(images, with_geometry=True)
         parts["embeddings"].append(z.float().cpu())
         if geometry is None:
             continue
+        if patches.shape[1] == geometry.depth.shape[-1]:  # output tokens on the layer's grid (ViT, TnT)
+            parts.setdefault("patch_tokens", []).append(patches.float().cpu())
         grid = tuple(geometry.grid_size)
         parts["depth"].append(geometry.depth[:, 0].float().cpu())
         parts["points_world"].append(geometry.points_world[:, 0].float().cpu())
@@ -109,7 +101,7 @@ def recover(embedder: Embedder, frames: np.ndarray, batch_size: int = 32, device
         parts["patch_colours"].append(patch_colours(images, grid).cpu())
     out = {k: torch.cat(v).numpy() for k, v in parts.items() if v}
     shapes = {"embeddings": (-1,), "depth": grid, "points_world": (-1, 3), "rotation": (3, 3),
-              "translation": (3,), "patch_colours": (-1, 3)}
+              "translation": (3,), "patch_colours": (-1, 3), "patch_tokens": (grid[0] * grid[1] if grid else 0, -1)}
     return Recovered(**{k: v.reshape(views, length, *shapes[k]) for k, v in out.items()})
 
 
