@@ -109,10 +109,11 @@ def option_row(table: Dict, geometry: List[Dict], start: Dict) -> Dict:
     """Per-seed values, mean and standard deviation of every measure of one option, and the measures of
     its start point before fine-tuning (``start``)."""
     unseen = table["table"]["unseen"]["test"][MODEL]
-    row = {key: unseen[key] for _, key, _ in ALIGNMENT}
-    row.update({key: summarise([g[key]["model"] for g in geometry]) for _, key, _ in GEOMETRY})
+    measured = [key for _, key, _ in GEOMETRY if all(key in g for g in [*geometry, start])]  # third-person
+    row = {key: unseen[key] for _, key, _ in ALIGNMENT}                                 # pairs need 2 cameras
+    row.update({key: summarise([g[key]["model"] for g in geometry]) for key in measured})
     row["start"] = {key: unseen["initial"][key]["mean"] for _, key, _ in ALIGNMENT}
-    row["start"].update({key: start[key]["model"] for _, key, _ in GEOMETRY})
+    row["start"].update({key: start[key]["model"] for key in measured})
     row["seconds"] = unseen["seconds"]
     return row
 
@@ -125,15 +126,15 @@ def markdown(rows: Dict, references: Dict, seeds: Sequence[int]) -> str:
              "| option | " + " | ".join(f"{label} {arrow}" for label, _, arrow in measures) + " | seconds per run |",
              "|---|" + "---|" * (len(measures) + 1)]
     for name, row in rows.items():
-        cells = []
+        cells, start = [], []
         for _, key, _ in measures:
-            cell = f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}"
-            if "paired" in row:
+            cell = f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" if key in row else "—"
+            if key in row.get("paired", {}):
                 cell += f" (p {row['paired'][key]['p_value']:.2f})"
             cells.append(cell)
+            start.append(f"{row['start'][key]:.3f}" if key in row["start"] else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['seconds']) / len(row['seconds']):.0f} |")
-        lines.append(f"| {name}: start point | " + " | ".join(f"{row['start'][key]:.3f}" for _, key, _ in measures)
-                     + " | |")
+        lines.append(f"| {name}: start point | " + " | ".join(start) + " | |")
     lines += ["", "References on the same cameras: " + "; ".join(
         f"{ref}: rotation error {references['relative_rotation_error_deg'][ref]:.1f} deg, accuracy at 30 deg "
         f"{references['rotation_accuracy_at_30_deg'][ref]:.3f}" for ref in REFERENCES
@@ -164,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if len(rows) > 1:
             base = rows[options[0][0]]
             rows[name]["paired"] = {key: paired(base[key]["values"], rows[name][key]["values"])
-                                    for _, key, _ in ALIGNMENT + GEOMETRY}
+                                    for _, key, _ in ALIGNMENT + GEOMETRY if key in base and key in rows[name]}
     settings = {"data_root": args.data_root, "init": args.init, "inits": inits, "options": dict(options), "train_args": args.train_args,
                 "seeds": args.seeds, "unseen_train_views": args.unseen_train_views, "device": args.device,
                 "wall_seconds": time.time() - started}
