@@ -140,7 +140,8 @@ def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of the objectives and of the layer's geometry options, shared by the alignment script
     and the offline pretraining (``tools/pretrain_state.py``)."""
     p.add_argument("--geometry_loss", nargs="+", default=[], choices=GEOMETRY_LOSSES, metavar="OBJECTIVE",
-                   help="3DTRL ViT/TnT: add objectives on what the layer recovers (docs/geometry.md): "
+                   help="3DTRL ViT/TnT (alignment: with --loss npairs): add objectives on what the layer "
+                        "recovers (docs/geometry.md): "
                         "consistency (world points of tokens matched across the views of an instant coincide), "
                         "equivariance (a quarter-turned image gives the camera rolled a quarter, the depth map "
                         "turned), oracle (the renderer's depth and relative rotations as targets)")

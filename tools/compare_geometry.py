@@ -109,8 +109,9 @@ def option_row(table: Dict, geometry: List[Dict], start: Dict) -> Dict:
     """Per-seed values, mean and standard deviation of every measure of one option, and the measures of
     its start point before fine-tuning (``start``)."""
     unseen = table["table"]["unseen"]["test"][MODEL]
-    measured = [key for _, key, _ in GEOMETRY if all(key in g for g in [*geometry, start])]  # third-person
-    row = {key: unseen[key] for _, key, _ in ALIGNMENT}                                 # pairs need 2 cameras
+    # what every evaluation has: the third-person measures need two unseen cameras
+    measured = [key for _, key, _ in GEOMETRY if all(key in g for g in [*geometry, start])]
+    row = {key: unseen[key] for _, key, _ in ALIGNMENT}
     row.update({key: summarise([g[key]["model"] for g in geometry]) for key in measured})
     row["start"] = {key: unseen["initial"][key]["mean"] for _, key, _ in ALIGNMENT}
     row["start"].update({key: start[key]["model"] for key in measured})

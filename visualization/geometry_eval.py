@@ -354,7 +354,6 @@ def check_has_ground_truth(traj_paths: Sequence[str]) -> List[str]:
     return found
 
 
-
 # ----------------------------------------------------------------------------- classification: rendered objects
 
 def orbit_camera_rotations(azimuth_deg: np.ndarray, elevation_deg: np.ndarray) -> np.ndarray:
