@@ -12,6 +12,11 @@ vectors), so ``R`` is the world-to-camera rotation; the world frame and its scal
   otherwise the matching could learn to pair each token with the one at its own pixel position,
   which identical cameras satisfy). The squared distance is divided by the spread of the instant's
   points, so that shrinking the world does not lower it.
+- ``reprojection``: a token lifted to the world and projected into another view of the instant (with
+  that view's camera and the layer's pinhole) must land where that view shows its colour: the
+  photometric error between each token's mean colour and the other view's token colours, sampled
+  bilinearly at the projected point. A token that lands behind the other camera or outside its
+  image costs what a random token of that image would, so that throwing points away pays nothing.
 - ``equivariance``: an image turned a quarter about its centre is the same scene seen by the same
   camera rolled a quarter about its optical axis: its rotation must be ``M^T R`` (``M``:
   :data:`QUARTER_TURN`), its camera centre the same and its depth map the turned depth map.
@@ -30,7 +35,7 @@ import model
 from backbone.estimator import DEPTH_ACTIVATIONS
 from threedtrl.runtime import UserError
 
-GEOMETRY_LOSSES = ("consistency", "equivariance", "oracle")
+GEOMETRY_LOSSES = ("consistency", "reprojection", "equivariance", "oracle")
 EPS = 1e-6
 
 # p_cam of the turned image = p_cam @ QUARTER_TURN: torch.rot90(image, 1, dims=(-2, -1)) moves the
@@ -70,6 +75,61 @@ def cross_view_consistency(points: torch.Tensor, features: torch.Tensor, tempera
     pairs = ~torch.eye(views, dtype=torch.bool, device=points.device)
     spread = (points - points.mean(dim=(1, 2), keepdim=True)).pow(2).sum(-1).mean(dim=(1, 2))  # (I,)
     return (error[:, pairs].mean(dim=(1, 2)) / (spread + EPS)).mean()
+
+
+def project_to_grid(points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,
+                    grid_size: Tuple[int, int], focal=None, principal_point=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Where the world points of every view land in the token grid of every view of the same instant.
+
+    Args:
+        points: ``(I, K, N, 3)`` world points; rotation ``(I, K, 3, 3)`` and translation ``(I, K, 1, 3)``
+            the K cameras (``p_world = p_cam R + t``).
+        grid_size: ``(h, w)``; focal, principal_point: the layer's pinhole (``PointEstimator.pinhole``).
+
+    Returns:
+        ``grid (I, K_b, K_a, N, 2)``: the points of view a in view b's grid, in ``grid_sample``'s
+        coordinates (-1 and 1 are the centres of the outer tokens), and ``seen (I, K_b, K_a, N)``: in
+        front of camera b and inside its image (which reaches half a token beyond the outer centres).
+    """
+    h, w = grid_size
+    offset = points[:, None] - translation[:, :, None]                       # (I, K_b, K_a, N, 3)
+    cam = offset @ rotation[:, :, None].transpose(-1, -2)                     # camera b's frame
+    depth = cam[..., 2]
+    plane = cam[..., :2] / depth.clamp(min=EPS).unsqueeze(-1)
+    if focal is not None:
+        plane = plane * focal
+    if principal_point is not None:
+        plane = plane + plane.new_tensor(principal_point)
+    half = plane.new_tensor([max(w - 1, 1) / 2, max(h - 1, 1) / 2])
+    grid = plane / half
+    seen = (depth > EPS) & (plane.abs() <= half + 0.5).all(-1)
+    return grid, seen
+
+
+def photometric_reprojection(points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,
+                             colours: torch.Tensor, focal=None, principal_point=None) -> torch.Tensor:
+    """Tokens projected into the other views of their instant must land on their own colour.
+
+    Args:
+        points, rotation, translation: as :func:`project_to_grid`.
+        colours: ``(I, K, C, h, w)`` each token's mean colour (the images pooled to the token grid).
+
+    Returns:
+        Mean over instants, ordered view pairs ``a != b`` and tokens of ``|c_a - c_b(proj)|_1 / C``, where
+        a token that view b does not see costs the mean over b's tokens of ``|c_a - c_bm|_1 / C``.
+    """
+    instants, views, channels, h, w = colours.shape
+    if views < 2:
+        raise ValueError("the reprojection objective needs at least two views of an instant")
+    grid, seen = project_to_grid(points, rotation, translation, (h, w), focal, principal_point)
+    sampled = torch.stack([F.grid_sample(colours[:, b], grid[:, b], align_corners=True, padding_mode="border")
+                           for b in range(views)], dim=1)                     # (I, K_b, C, K_a, N)
+    own = colours.flatten(-2)                                                # (I, K, C, N)
+    error = (sampled - own.transpose(1, 2)[:, None]).abs().mean(2)         # (I, K_b, K_a, N)
+    unseen_cost = (own[:, None, :, :, :, None] - own[:, :, None, :, None, :]).abs().mean(dim=(3, 5))
+    error = torch.where(seen, error, unseen_cost.detach())
+    pairs = ~torch.eye(views, dtype=torch.bool, device=points.device)
+    return error[:, pairs].mean()
 
 
 def roll_equivariance(geometry: Dict[str, torch.Tensor], turned: Dict[str, torch.Tensor],
@@ -143,6 +203,8 @@ def add_geometry_arguments(p: argparse.ArgumentParser) -> None:
                    help="3DTRL ViT/TnT (alignment: with --loss npairs): add objectives on what the layer "
                         "recovers (docs/geometry.md): "
                         "consistency (world points of tokens matched across the views of an instant coincide), "
+                        "reprojection (a token projected into another view of the instant lands on its own "
+                        "colour), "
                         "equivariance (a quarter-turned image gives the camera rolled a quarter, the depth map "
                         "turned), oracle (the renderer's depth and relative rotations as targets)")
     p.add_argument("--geometry_weight", type=float, default=1.0, help="weight of the --geometry_loss terms")

@@ -1,8 +1,6 @@
 """Token-to-3D estimator: pseudo-depth, camera pose and world coordinates of patch tokens."""
-from typing import NamedTuple, Tuple
-
 import math
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +78,11 @@ class PointEstimator(nn.Module):
             return self.u, self.v
         return token_grid_uv(grid_size, device=self.u.device, dtype=self.u.dtype)
 
+    def pinhole(self) -> Tuple[Optional[Union[float, torch.Tensor]], Optional[Tuple[float, float]]]:
+        """The focal length (None: one patch; a tensor when learned) and principal point (None: the grid's
+        centre) that lift the tokens, as :func:`~backbone.geometry.backproject` takes them."""
+        return (self.log_focal.exp() if hasattr(self, "log_focal") else self.focal), self.principal_point
+
     def forward(self, tokens: torch.Tensor, num_prefix_tokens: int, grid_size: Tuple[int, int],
                 num_frames: int = 1) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """World points of the patch tokens.
@@ -103,8 +106,7 @@ class PointEstimator(nn.Module):
             u, v = self.grid_uv(grid_size)
             if num_frames > 1:
                 u, v = u.repeat_interleave(num_frames, dim=0), v.repeat_interleave(num_frames, dim=0)
-            focal = self.log_focal.exp() if hasattr(self, "log_focal") else self.focal
-            points_cam = backproject(u, v, coord, focal, self.principal_point)
+            points_cam = backproject(u, v, coord, *self.pinhole())
         else:
             points_cam = coord
         rotation, translation = self.camera_props(tokens, num_prefix_tokens)

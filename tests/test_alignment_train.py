@@ -560,11 +560,12 @@ def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_
 def test_geometry_objectives_train_and_the_oracle_learns_its_targets(root, tmp_path):
     flags = ["--loss", "npairs", "--clip_frames", "4", "--views_per_clip", "0", "--depth", "2", "--trl_depth", "1",
              "--num_workers", "0",
-             "--geometry_loss", "consistency", "equivariance", "oracle"]
+             "--geometry_loss", "consistency", "reprojection", "equivariance", "oracle"]
     result = _run(root, tmp_path / "geometry", "--epochs", "4", *flags)
-    terms = [[e[f"{name}_loss"] for e in result["epochs"][1:]] for name in ("consistency", "equivariance", "oracle")]
+    names = ("consistency", "reprojection", "equivariance", "oracle")
+    terms = [[e[f"{name}_loss"] for e in result["epochs"][1:]] for name in names]
     assert all(len(t) == 4 and all(np.isfinite(t)) for t in terms)
-    assert terms[2][-1] < terms[2][0], terms[2]  # the oracle's depth and rotation targets are being learned
+    assert terms[3][-1] < terms[3][0], terms[3]  # the oracle's depth and rotation targets are being learned
     with pytest.raises(UserError, match="need a 3DTRL model"):
         _run(root, tmp_path / "plain", "--model", "deit_tcn", "--epochs", "1", *flags)
 
@@ -577,12 +578,13 @@ def test_state_pretraining_with_geometry_objectives_records_the_layer_options(tm
     out = tmp_path / "w" / "geometry.pth"
     pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
                          "--depth", "2", "--epochs", "4", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
-                         "--align_weight", "1", "--align_frames", "4", "--geometry_loss", "oracle", "consistency",
+                         "--align_weight", "1", "--align_frames", "4", "--geometry_loss", "oracle", "consistency", "reprojection",
                          "--depth_activation", "softplus", "--focal", "2", "--out", str(out), "--xpar"])
     history = json.loads((tmp_path / "w" / "geometry.pth.json").read_text())["history"]
     oracle = [h["train_oracle"] for h in history[1:]]
     assert oracle[-1] < oracle[0], oracle
-    assert all(np.isfinite(h["train_consistency"]) and h["train_npairs"] > 0 for h in history[1:])
+    assert all(np.isfinite(h["train_consistency"]) and np.isfinite(h["train_reprojection"]) and h["train_npairs"] > 0
+               for h in history[1:])
     saved = load_checkpoint_file(str(out))
     assert saved["model_cfg"]["trl_geometry"] == {"depth_activation": "softplus", "focal": 2.0}
     embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))

@@ -73,6 +73,57 @@ def test_cross_view_consistency_trains_the_points_not_the_matching():
     assert points.grad.abs().sum() > 0 and features.grad is None
 
 
+def rolled_half_turn_pair(generator, focal=None):
+    """Two views of one instant: view 1 is view 0's camera rolled half a turn about its optical axis, so its
+    token at (u, v) shows what view 0's token at (-u, -v) shows. Returns the points, rotations, translations
+    and colours of the pair (1 instant), each token of view 0 a random colour."""
+    u, v = token_grid_uv(GRID)
+    depth = torch.rand(1, N, generator=generator) + 1
+    half_turn = go.QUARTER_TURN @ go.QUARTER_TURN
+    rotation = random_rotations(1, generator)
+    rotations = torch.cat([rotation, half_turn.T @ rotation])
+    centre = torch.randn(1, 1, 3, generator=generator)
+    depths = torch.cat([depth, go.turn_token_values(go.turn_token_values(depth, GRID), GRID)])
+    points = camera_to_world(backproject(u, v, depths[..., None], focal), rotations, centre.expand(2, 1, 3))
+    colour = torch.rand(1, 3, *GRID, generator=generator)
+    colours = torch.cat([colour, torch.rot90(colour, 2, dims=(-2, -1))])
+    return points[None], rotations[None], centre.expand(2, 1, 3)[None], colours[None]
+
+
+@pytest.mark.parametrize("focal", [None, 2.0])
+def test_reprojection_is_zero_when_every_token_lands_on_its_own_colour(focal):
+    g = torch.Generator().manual_seed(5)
+    points, rotation, translation, colours = rolled_half_turn_pair(g, focal)
+    grid, seen = go.project_to_grid(points, rotation, translation, GRID, focal)
+    assert seen.all()
+    assert go.photometric_reprojection(points, rotation, translation, colours, focal).item() == pytest.approx(0, abs=1e-5)
+    # the world's frame and scale are free
+    turn = random_rotations(1, g)[0]
+    moved = go.photometric_reprojection(3 * points @ turn + 1, rotation @ turn, 3 * translation @ turn + 1, colours, focal)
+    assert moved.item() == pytest.approx(0, abs=1e-5)
+    # view 1 with view 0's camera: every token lands on the colour of the token opposite
+    unrolled = rotation[:, [0, 0]]
+    assert go.photometric_reprojection(points, unrolled, translation, colours, focal).item() > 0.1
+
+
+def test_reprojection_charges_tokens_thrown_out_of_view_as_random_matches_and_trains_the_geometry():
+    g = torch.Generator().manual_seed(6)
+    points, rotation, translation, colours = rolled_half_turn_pair(g)
+    behind = translation.clone()
+    behind[:, 1] = translation[:, 1] + 100 * rotation[:, 1, 2]  # camera 1 moved far along its view: all behind it
+    _, seen = go.project_to_grid(points, rotation, behind, GRID)
+    assert not seen[:, 1, 0].any()
+    own = colours.flatten(-2)
+    random_match = (own[0, 0, :, :, None] - own[0, 1, :, None, :]).abs().mean(dim=(0, 2)).mean()
+    loss = go.photometric_reprojection(points, rotation, behind, colours)
+    assert loss.item() >= random_match.item() / 2 > 0.05
+    points.requires_grad_(True)
+    rotation.requires_grad_(True)
+    nudge = euler_to_rotation(torch.tensor([0.05, -0.03, 0.02]))  # a few degrees off: every token still seen
+    go.photometric_reprojection(points, rotation @ nudge, translation, colours).backward()
+    assert points.grad.abs().sum() > 0 and rotation.grad.abs().sum() > 0
+
+
 def test_oracle_is_zero_for_any_depth_scale_and_shift_and_any_world_frame():
     g = torch.Generator().manual_seed(3)
     true_depth = torch.rand(6, N, generator=g) + 0.5

@@ -1,5 +1,6 @@
 """Does right geometry make 3DTRL more viewpoint-agnostic? The release's layer against each geometric
-objective of ``multiview_video_alignment.py --geometry_loss`` on the demo data.
+objective of ``multiview_video_alignment.py --geometry_loss`` on an FTPV root with ground truth (the demo
+data by default, or a held-out family of ``make heldout`` with its start point and recipe).
 
 For each option ``NAME=FLAGS`` (FLAGS added to the embedded demo's recipe) it runs
 ``tools/compare_alignment.py`` for 3DTRL from ``--init`` in ``OUT/<name>``, then
@@ -119,10 +120,10 @@ def option_row(table: Dict, geometry: List[Dict], start: Dict) -> Dict:
     return row
 
 
-def markdown(rows: Dict, references: Dict, seeds: Sequence[int]) -> str:
+def markdown(rows: Dict, references: Dict, seeds: Sequence[int], data_root: str) -> str:
     measures = ALIGNMENT + GEOMETRY
     first = next(iter(rows))
-    lines = [f"Demo data, unseen cameras of the test split; mean ± standard deviation over seeds "
+    lines = [f"`{data_root}`, unseen cameras of the test split; mean ± standard deviation over seeds "
              f"{', '.join(map(str, seeds))}; p: two-sided paired t-test against {first}.", "",
              "| option | " + " | ".join(f"{label} {arrow}" for label, _, arrow in measures) + " | seconds per run |",
              "|---|" + "---|" * (len(measures) + 1)]
@@ -172,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 "wall_seconds": time.time() - started}
     write_json_atomic({"settings": settings, "options": rows, "references": references},
                       os.path.join(args.out, "table.json"))
-    text = markdown(rows, references, args.seeds)
+    text = markdown(rows, references, args.seeds, args.data_root)
     write_text_atomic(text, os.path.join(args.out, "table.md"))
     print(text)
 
