@@ -9,13 +9,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from backbone import PointEstimator
 from threedtrl.runtime import UserError, check_finite_loss, progress_bar
 from threedtrl.runtime.logs import AverageMeter
 
 from .embedder import center_in_time
-from .geometry_objectives import (cross_view_consistency, oracle_loss, photometric_reprojection, roll_equivariance,
-                                  turn_quarter)
+from .geometry_objectives import (cross_view_consistency, layer_pinhole, oracle_loss, photometric_reprojection,
+                                  roll_equivariance, turn_quarter)
 from .losses import npairs_loss, time_contrastive_loss
 
 GRAD_CLIP = 10.0
@@ -29,11 +28,6 @@ def batch_loss(z: torch.Tensor, times: torch.Tensor, args: argparse.Namespace) -
             z = center_in_time(z, unit=True)
         return npairs_loss(z, args.temperature, times, args.label_sigma)
     return time_contrastive_loss(z, release=args.release_loss)
-
-
-def layer_pinhole(embedder: nn.Module):
-    """The focal length and principal point of the embedder's 3DTRL layer (``PointEstimator.pinhole``)."""
-    return next(m for m in embedder.modules() if isinstance(m, PointEstimator)).pinhole()
 
 
 def geometry_terms(embedder: nn.Module, frames: torch.Tensor, targets: Optional[Dict[str, torch.Tensor]],

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import model
+from backbone import PointEstimator
 from backbone.estimator import DEPTH_ACTIVATIONS
 from threedtrl.runtime import UserError
 
@@ -104,6 +105,11 @@ def project_to_grid(points: torch.Tensor, rotation: torch.Tensor, translation: t
     grid = plane / half
     seen = (depth > EPS) & (plane.abs() <= half + 0.5).all(-1)
     return grid, seen
+
+
+def layer_pinhole(net: torch.nn.Module) -> Tuple:
+    """The focal length and principal point of ``net``'s 3DTRL layer (``PointEstimator.pinhole``)."""
+    return next(m for m in net.modules() if isinstance(m, PointEstimator)).pinhole()
 
 
 def photometric_reprojection(points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,

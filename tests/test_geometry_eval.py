@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder
+from threedtrl.alignment.geometry_objectives import project_to_grid
 from threedtrl.visualization import cli as visualize
 from data_pipeline.ground_truth import load_ground_truth
 from data_pipeline.render_ftpv import GROUND_TRUTH, Preset, render_dataset, sample_episode
@@ -139,6 +140,11 @@ def test_geometry_eval_command(root, tmp_path, capsys):
         assert "model" in result[key] and "random_init" in result[key]
         assert all(np.isfinite(v) for v in result[key].values())
     assert {"random_rotations", "identical_cameras"} <= set(result["relative_rotation_error_deg"])
+    reprojection = result["reprojection_error"]
+    assert set(reprojection) == {"model", "random_init", "truth", "identical_cameras"}
+    # the true cameras and depths put each token on the colour the other views show there, better than
+    # one camera for every view (which keeps each token on its own grid cell)
+    assert reprojection["truth"] < reprojection["identical_cameras"]
     assert len(result["trajectories"]) == 5 and "depth_spearman" in capsys.readouterr().out
 
 
@@ -265,3 +271,34 @@ def test_feature_matching_distance_exact_and_random():
     noise = ge.matched_point_distances(rng.normal(size=(views, length, tokens, 8)), points, rng)
     assert abs(noise["features"].mean() - noise["random_token"].mean()) < 0.25
     assert noise["features"].mean() > 0.5
+
+
+def test_true_pinhole_projects_each_true_token_onto_its_own_cell(root):
+    """The renderer's cameras with ``true_pinhole`` in the objective's conventions: every token with a
+    true depth, lifted and projected back into its own view, lands on its own grid cell."""
+    truth, grid = _truth(root), (4, 4)
+    points = ge.token_world_points(truth, grid, fill_empty=True)                    # (V, T, N, 3)
+    rotation, centre = ge.cameras_from_world_to_camera(truth["world_to_camera"])
+    per_instant = [torch.from_numpy(np.swapaxes(a, 0, 1).copy()).double()
+                   for a in (points, rotation, centre[:, :, None])]
+    projected, seen = project_to_grid(*per_instant, grid, *ge.true_pinhole(truth, grid))
+    own = projected.diagonal(dim1=1, dim2=2).movedim(-1, 1)                        # (T, V, N, 2): view a in a
+    rows, cols = torch.meshgrid(torch.linspace(-1, 1, 4), torch.linspace(-1, 1, 4), indexing="ij")
+    cells = torch.stack([cols.flatten(), rows.flatten()], -1).double()
+    assert torch.allclose(own, cells.expand_as(own), atol=1e-6)
+    assert seen.diagonal(dim1=1, dim2=2).all()
+
+
+def test_identical_cameras_reference_compares_each_cell_with_the_same_cell(root):
+    """One camera for every view keeps each token on its own cell in every view: the reference is the
+    mean colour difference of the same cell in two views."""
+    truth, grid = _truth(root), (4, 4)
+    views, length = truth["depth"].shape[:2]
+    colours = np.random.default_rng(5).uniform(size=(views, length, 16, 3))
+    scores = ge.GeometryScores()
+    scores.add_reprojection_references(truth, colours, grid)
+    pairs = [(a, b) for a in range(views) for b in range(views) if a != b]
+    same_cell = np.mean([np.abs(colours[a] - colours[b]).mean() for a, b in pairs])
+    result = scores.summary()["reprojection_error"]
+    assert result["identical_cameras"] == pytest.approx(same_cell, rel=1e-5)
+    assert np.isfinite(result["truth"])

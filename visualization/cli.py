@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from data_pipeline.ground_truth import load_ground_truth
+from threedtrl.alignment.geometry_objectives import layer_pinhole
 from threedtrl.alignment.metrics import alignment_error_of_matches
 from threedtrl.runtime import UserError, atomic_write, prepare_output_dir, read_json, run_cli, write_json_atomic
 from threedtrl.visualization import frames as frame_io
@@ -218,7 +219,10 @@ def evaluate_geometry(args: argparse.Namespace, progress: bool) -> None:
         recs = {name: recover(net, frames, args.batch_size, args.device) for name, net in models.items()}
         for name, rec in recs.items():
             scores.add(name, rec.depth, rec.rotation, rec.translation, truth, rec.patch_tokens)
+            scores.add_reprojection(name, rec.points_world, rec.rotation, rec.translation, rec.patch_colours,
+                                    rec.grid_size, layer_pinhole(models[name]))
         scores.add_references(truth)
+        scores.add_reprojection_references(truth, recs["model"].patch_colours, recs["model"].grid_size)
         if k == 0:
             shown = (frames, truth, recs["model"])
     summary = scores.summary()

@@ -22,20 +22,26 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 
 from data_pipeline.ground_truth import GROUND_TRUTH, cameras_from_world_to_camera, token_depth
+from threedtrl.alignment.geometry_objectives import photometric_reprojection
 from threedtrl.runtime import UserError
 
 
 # ----------------------------------------------------------------------------- ground truth
 
-def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int]) -> np.ndarray:
+def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int], fill_empty: bool = False
+                       ) -> np.ndarray:
     """True world position ``(V, T, h*w, 3)`` of each token: its patch centre's ray at the patch's
-    mean true depth (nan where the patch shows nothing)."""
+    mean true depth. Where the patch shows nothing: nan, or with ``fill_empty`` the farthest true
+    depth of the trajectory (the nearest guess for what lies beyond the renderer's far plane)."""
     h, w = grid_size
     size = truth["depth"].shape[-1]
     depth = token_depth(truth["depth"], grid_size).reshape(*truth["depth"].shape[:2], h * w)
+    if fill_empty:
+        depth = np.where(np.isfinite(depth), depth, np.nanmax(truth["depth"]))
     cols, rows = np.meshgrid((np.arange(w) + 0.5) * size / w, (np.arange(h) + 0.5) * size / h)
     rays = np.linalg.inv(truth["intrinsics"]) @ np.stack([cols.ravel(), rows.ravel(), np.ones(h * w)])
     cam = rays.T * depth[..., None]                                            # (V, T, N, 3)
@@ -213,6 +219,32 @@ def matched_point_distances(features: np.ndarray, points: np.ndarray, rng: np.ra
     return {kind: np.concatenate(values) for kind, values in out.items()}
 
 
+def true_pinhole(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int]) -> Tuple[float, Tuple[float, float]]:
+    """The renderer's camera as the layer's pinhole: focal length in patches and principal point in
+    patches from the grid's centre (``PointEstimator.pinhole``'s terms)."""
+    h, w = grid_size
+    size = truth["depth"].shape[-1]
+    k = truth["intrinsics"]
+    return float(k[0, 0] / (size / w)), (float((k[0, 2] - size / 2) / (size / w)),
+                                         float((k[1, 2] - size / 2) / (size / h)))
+
+
+def reprojection_error(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, colours: np.ndarray,
+                       grid_size: Tuple[int, int], pinhole: Tuple) -> float:
+    """The value of ``--geometry_loss reprojection`` for one trajectory's geometry.
+
+    Args:
+        points: ``(V, T, N, 3)`` world points; rotation ``(V, T, 3, 3)``; translation ``(V, T, 3)``;
+        colours: ``(V, T, N, 3)`` each token's mean colour; pinhole: ``(focal, principal_point)``.
+    """
+    views, length = points.shape[:2]
+    per_instant = [torch.from_numpy(np.ascontiguousarray(np.swapaxes(a, 0, 1))).float()
+                   for a in (points, rotation, translation[:, :, None], colours)]
+    per_instant[3] = per_instant[3].transpose(-1, -2).reshape(length, views, 3, *grid_size)
+    with torch.no_grad():
+        return float(photometric_reprojection(*per_instant, *pinhole))
+
+
 def chordal_mean_rotation(rotations: np.ndarray) -> np.ndarray:
     """The rotation nearest (in Frobenius norm) to the mean of ``(..., 3, 3)`` rotations."""
     u, _, vt = np.linalg.svd(rotations.reshape(-1, 3, 3).mean(axis=0))
@@ -237,6 +269,7 @@ class GeometryScores:
         self.spread: Dict[str, List[float]] = {}
         self.depth_fit: Dict[str, Dict[str, List[np.ndarray]]] = {}
         self.matching: Dict[str, List[np.ndarray]] = {}
+        self.reprojection: Dict[str, List[float]] = {}     # name -> per trajectory
         self.true_relative: List[np.ndarray] = []         # per trajectory, (P, T, 3, 3)
         self.third_person_pairs: List[np.ndarray] = []    # per trajectory, (P,): the pair leaves out view 0
 
@@ -270,6 +303,27 @@ class GeometryScores:
         self._add(self.rotation, f"shuffled_{name}", rotation_angle_deg(np.swapaxes(shuffled_rel, -1, -2) @ true_rel))
         self._add(self.direction, name, translation_direction_errors(est_r, est_c, true_r, true_c).ravel())
         self._add_spread(name, est_r, est_c)
+
+    def add_reprojection(self, name: str, points: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+                         colours: np.ndarray, grid_size: Tuple[int, int], pinhole: Tuple) -> None:
+        """The reprojection objective on model ``name``'s geometry of one trajectory (``Recovered``'s
+        points_world, rotation, translation and patch_colours; the layer's pinhole)."""
+        self._add(self.reprojection, name, reprojection_error(points, rotation, translation, colours, grid_size,
+                                                              pinhole))
+
+    def add_reprojection_references(self, truth: Dict[str, np.ndarray], colours: np.ndarray,
+                                    grid_size: Tuple[int, int]) -> None:
+        """Once per trajectory: the reprojection objective on the true geometry (``truth``: what it would
+        pull towards if it could) and on one identical camera for every view with the true depth (each
+        token lands on its own grid cell in every view)."""
+        points = token_world_points(truth, grid_size, fill_empty=True)
+        rotation, centre = cameras_from_world_to_camera(truth["world_to_camera"])
+        pinhole = true_pinhole(truth, grid_size)
+        self._add(self.reprojection, "truth", reprojection_error(points, rotation, centre, colours, grid_size, pinhole))
+        in_camera = np.einsum("vtnj,vtij->vtni", points - centre[:, :, None], rotation)   # (p - c) R^T
+        identical = np.broadcast_to(np.eye(3), rotation.shape)
+        self._add(self.reprojection, "identical_cameras",
+                  reprojection_error(in_camera, identical, np.zeros_like(centre), colours, grid_size, pinhole))
 
     def _add_spread(self, name: str, rotation: np.ndarray, centre: np.ndarray) -> None:
         """How much the cameras ``(V, T, ...)`` differ across the views of an instant and across the
@@ -308,6 +362,8 @@ class GeometryScores:
                if self.third_person_pairs and all(mask.any() for mask in self.third_person_pairs) else {}),
             "translation_direction_error_deg": mean(self.direction),
             **({"match_distance": mean(self.matching)} if self.matching else {}),
+            **({"reprojection_error": {k: float(np.mean(v)) for k, v in self.reprojection.items()}}
+               if self.reprojection else {}),
             "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
         }
 
@@ -336,7 +392,7 @@ def format_table(summary: Dict[str, Dict[str, float]]) -> str:
                 "depth_delta_scale_shift", "relative_rotation_error_deg", "rotation_accuracy_at_15_deg",
                 "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "relative_rotation_error_deg_third_person",
                 "rotation_accuracy_at_30_deg_third_person", "translation_direction_error_deg", "match_distance",
-                "camera_spread"):
+                "reprojection_error", "camera_spread"):
         if key not in summary:
             continue
         cells = "  ".join(f"{name} {value:.3f}" for name, value in summary[key].items())
