@@ -619,4 +619,6 @@ def test_geometry_comparison_gives_each_option_its_start_point(tmp_path_factory,
     assert table["settings"]["inits"] == {"release": starts[0], "oracle": starts[1]}
     release, oracle = table["options"]["release"], table["options"]["oracle"]
     assert release["start"]["depth_spearman"] != oracle["start"]["depth_spearman"]   # two start points measured
-    assert "paired" in oracle and "| oracle: start point |" in (tmp_path / "cmp" / "table.md").read_text()
+    text = (tmp_path / "cmp" / "table.md").read_text()
+    assert "paired" in oracle and "| oracle: start point |" in text
+    assert "reprojection_error" in oracle["start"] and "reprojection error of the true geometry" in text

@@ -41,7 +41,8 @@ GEOMETRY = (("depth Spearman", "depth_spearman", "↑"), ("depth AbsRel (median-
             ("relative rotation error (deg)", "relative_rotation_error_deg", "↓"),
             ("rotation accuracy at 30 deg", "rotation_accuracy_at_30_deg", "↑"),
             ("third-person rotation error (deg)", "relative_rotation_error_deg_third_person", "↓"),
-            ("rotation AUC at 30 deg", "rotation_auc_30_deg", "↑"))
+            ("rotation AUC at 30 deg", "rotation_auc_30_deg", "↑"),
+            ("reprojection error", "reprojection_error", "↓"))
 REFERENCES = ("identical_cameras", "best_constant_rotation", "random_rotations", "random_init")
 
 
@@ -141,7 +142,9 @@ def markdown(rows: Dict, references: Dict, seeds: Sequence[int], data_root: str)
         f"{ref}: rotation error {references['relative_rotation_error_deg'][ref]:.1f} deg, accuracy at 30 deg "
         f"{references['rotation_accuracy_at_30_deg'][ref]:.3f}" for ref in REFERENCES
         if ref in references["relative_rotation_error_deg"])
-        + f"; depth Spearman of the randomly initialised layer {references['depth_spearman']['random_init']:.3f}"]
+        + f"; depth Spearman of the randomly initialised layer {references['depth_spearman']['random_init']:.3f}"
+        + ("; reprojection error of the true geometry {truth:.4f}, of identical cameras {identical_cameras:.4f}"
+           .format(**references["reprojection_error"]) if "reprojection_error" in references else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -161,8 +164,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         geometry = [evaluate_geometry(os.path.join(run, "best.pth"), os.path.join(run, "geometry"), args)
                     for run in runs]
         start = evaluate_geometry(inits[name], os.path.join(out, "start_geometry"), args)
-        references = references or {key: geometry[0][key] for key in ("relative_rotation_error_deg",
-                                                                        "rotation_accuracy_at_30_deg", "depth_spearman")}
+        references = references or {key: geometry[0][key] for key in (
+            "relative_rotation_error_deg", "rotation_accuracy_at_30_deg", "depth_spearman", "reprojection_error")
+            if key in geometry[0]}
         rows[name] = option_row(table, geometry, start)
         if len(rows) > 1:
             base = rows[options[0][0]]
