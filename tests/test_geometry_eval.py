@@ -301,4 +301,23 @@ def test_identical_cameras_reference_compares_each_cell_with_the_same_cell(root)
     same_cell = np.mean([np.abs(colours[a] - colours[b]).mean() for a, b in pairs])
     result = scores.summary()["reprojection_error"]
     assert result["identical_cameras"] == pytest.approx(same_cell, rel=1e-5)
-    assert np.isfinite(result["truth"])
+    # the path's far end, in the first view's camera frame, is the truth in the renderer's world frame
+    rotation, centre = ge.cameras_from_world_to_camera(truth["world_to_camera"])
+    direct = ge.reprojection_error(ge.token_world_points(truth, grid, fill_empty=True), rotation, centre, colours,
+                                   grid, ge.true_pinhole(truth, grid))
+    assert result["truth"] == pytest.approx(direct, rel=1e-5)
+    path = scores.summary()["reprojection_path"]
+    assert list(path) == [f"{f:.1f}" for f in np.linspace(0, 1, 11)] and path["0.0"] == result["identical_cameras"]
+
+
+def test_cameras_towards_truth_ends_at_identical_and_true_relative_poses(root):
+    truth = _truth(root)
+    rotation, centre = ge.cameras_from_world_to_camera(truth["world_to_camera"])
+    start, start_centre = ge.cameras_towards_truth(rotation, centre, 0.0)
+    assert np.allclose(start, np.eye(3), atol=1e-9) and np.allclose(start_centre, 0)
+    end, end_centre = ge.cameras_towards_truth(rotation, centre, 1.0)
+    assert np.allclose(ge.relative_rotations(end), ge.relative_rotations(rotation), atol=1e-5)
+    half, _ = ge.cameras_towards_truth(rotation, centre, 0.5)
+    assert np.allclose(ge.rotation_angle_deg(half[1:]) * 2, ge.rotation_angle_deg(end[1:]), atol=1e-4)
+    assert np.allclose(np.linalg.norm(end_centre[1:] - end_centre[:1], axis=-1),
+                       np.linalg.norm(centre[1:] - centre[:1], axis=-1))            # the same distances apart

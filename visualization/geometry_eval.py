@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 from scipy.stats import spearmanr
 
 from data_pipeline.ground_truth import GROUND_TRUTH, cameras_from_world_to_camera, token_depth
@@ -245,6 +246,26 @@ def reprojection_error(points: np.ndarray, rotation: np.ndarray, translation: np
         return float(photometric_reprojection(*per_instant, *pinhole))
 
 
+PATH_FRACTIONS = tuple(np.linspace(0.0, 1.0, 11))
+
+
+def cameras_towards_truth(rotation: np.ndarray, centre: np.ndarray, fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Cameras ``fraction`` of the way from one identical camera for every view (0) to the true ones (1).
+
+    Args:
+        rotation: ``(V, T, 3, 3)`` true world-to-camera rotations; centre: ``(V, T, 3)`` true centres.
+
+    Returns:
+        Rotations and centres in the first view's camera frame (the world frame is free): each view's
+        pose relative to the first view's, its rotation taken ``fraction`` along the geodesic from the
+        identity and its centre ``fraction`` of the way from the first view's.
+    """
+    relative = rotation @ np.swapaxes(rotation[:1], -1, -2)                    # R_v R_0^T
+    offset = np.einsum("vtj,tij->vti", centre - centre[:1], rotation[0])       # (c_v - c_0) R_0^T
+    turned = Rotation.from_rotvec(fraction * Rotation.from_matrix(relative.reshape(-1, 3, 3)).as_rotvec())
+    return turned.as_matrix().reshape(relative.shape), fraction * offset
+
+
 def chordal_mean_rotation(rotations: np.ndarray) -> np.ndarray:
     """The rotation nearest (in Frobenius norm) to the mean of ``(..., 3, 3)`` rotations."""
     u, _, vt = np.linalg.svd(rotations.reshape(-1, 3, 3).mean(axis=0))
@@ -270,6 +291,7 @@ class GeometryScores:
         self.depth_fit: Dict[str, Dict[str, List[np.ndarray]]] = {}
         self.matching: Dict[str, List[np.ndarray]] = {}
         self.reprojection: Dict[str, List[float]] = {}     # name -> per trajectory
+        self.reprojection_path: Dict[str, List[float]] = {}   # fraction of the way to the truth -> per trajectory
         self.true_relative: List[np.ndarray] = []         # per trajectory, (P, T, 3, 3)
         self.third_person_pairs: List[np.ndarray] = []    # per trajectory, (P,): the pair leaves out view 0
 
@@ -313,17 +335,21 @@ class GeometryScores:
 
     def add_reprojection_references(self, truth: Dict[str, np.ndarray], colours: np.ndarray,
                                     grid_size: Tuple[int, int]) -> None:
-        """Once per trajectory: the reprojection objective on the true geometry (``truth``: what it would
-        pull towards if it could) and on one identical camera for every view with the true depth (each
-        token lands on its own grid cell in every view)."""
+        """Once per trajectory: the reprojection objective with the true depths and the true pinhole along
+        the path from one identical camera for every view (``identical_cameras``: each token stays on its
+        own grid cell in every view) to the true cameras (``truth``: where the objective would pull if it
+        could get there), at :data:`PATH_FRACTIONS` of the way (``reprojection_path``)."""
         points = token_world_points(truth, grid_size, fill_empty=True)
         rotation, centre = cameras_from_world_to_camera(truth["world_to_camera"])
-        pinhole = true_pinhole(truth, grid_size)
-        self._add(self.reprojection, "truth", reprojection_error(points, rotation, centre, colours, grid_size, pinhole))
         in_camera = np.einsum("vtnj,vtij->vtni", points - centre[:, :, None], rotation)   # (p - c) R^T
-        identical = np.broadcast_to(np.eye(3), rotation.shape)
-        self._add(self.reprojection, "identical_cameras",
-                  reprojection_error(in_camera, identical, np.zeros_like(centre), colours, grid_size, pinhole))
+        pinhole = true_pinhole(truth, grid_size)
+        for fraction in PATH_FRACTIONS:
+            r, c = cameras_towards_truth(rotation, centre, fraction)
+            world = np.einsum("vtni,vtij->vtnj", in_camera, r) + c[:, :, None]           # p_cam R + c
+            self._add(self.reprojection_path, f"{fraction:.1f}",
+                      reprojection_error(world, r, c, colours, grid_size, pinhole))
+        self._add(self.reprojection, "identical_cameras", self.reprojection_path["0.0"][-1])
+        self._add(self.reprojection, "truth", self.reprojection_path["1.0"][-1])
 
     def _add_spread(self, name: str, rotation: np.ndarray, centre: np.ndarray) -> None:
         """How much the cameras ``(V, T, ...)`` differ across the views of an instant and across the
@@ -364,6 +390,8 @@ class GeometryScores:
             **({"match_distance": mean(self.matching)} if self.matching else {}),
             **({"reprojection_error": {k: float(np.mean(v)) for k, v in self.reprojection.items()}}
                if self.reprojection else {}),
+            **({"reprojection_path": {k: float(np.mean(v)) for k, v in self.reprojection_path.items()}}
+               if self.reprojection_path else {}),
             "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
         }
 
@@ -392,7 +420,7 @@ def format_table(summary: Dict[str, Dict[str, float]]) -> str:
                 "depth_delta_scale_shift", "relative_rotation_error_deg", "rotation_accuracy_at_15_deg",
                 "rotation_accuracy_at_30_deg", "rotation_auc_30_deg", "relative_rotation_error_deg_third_person",
                 "rotation_accuracy_at_30_deg_third_person", "translation_direction_error_deg", "match_distance",
-                "reprojection_error", "camera_spread"):
+                "reprojection_error", "reprojection_path", "camera_spread"):
         if key not in summary:
             continue
         cells = "  ".join(f"{name} {value:.3f}" for name, value in summary[key].items())
