@@ -33,11 +33,12 @@ from threedtrl.runtime import UserError
 
 # ----------------------------------------------------------------------------- ground truth
 
-def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int], fill_empty: bool = False
-                       ) -> np.ndarray:
-    """True world position ``(V, T, h*w, 3)`` of each token: its patch centre's ray at the patch's
-    mean true depth. Where the patch shows nothing: nan, or with ``fill_empty`` the farthest true
-    depth of the trajectory (the nearest guess for what lies beyond the renderer's far plane)."""
+def token_camera_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int], fill_empty: bool = False
+                        ) -> np.ndarray:
+    """True position ``(V, T, h*w, 3)`` of each token in its own camera's frame: its patch centre's ray
+    at the patch's mean true depth. Where the patch shows nothing: nan, or with ``fill_empty`` the
+    farthest true depth of the trajectory (the nearest guess for what lies beyond the renderer's far
+    plane)."""
     h, w = grid_size
     size = truth["depth"].shape[-1]
     depth = token_depth(truth["depth"], grid_size).reshape(*truth["depth"].shape[:2], h * w)
@@ -45,9 +46,15 @@ def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int],
         depth = np.where(np.isfinite(depth), depth, np.nanmax(truth["depth"]))
     cols, rows = np.meshgrid((np.arange(w) + 0.5) * size / w, (np.arange(h) + 0.5) * size / h)
     rays = np.linalg.inv(truth["intrinsics"]) @ np.stack([cols.ravel(), rows.ravel(), np.ones(h * w)])
-    cam = rays.T * depth[..., None]                                            # (V, T, N, 3)
+    return rays.T * depth[..., None]
+
+
+def token_world_points(truth: Dict[str, np.ndarray], grid_size: Tuple[int, int], fill_empty: bool = False
+                       ) -> np.ndarray:
+    """:func:`token_camera_points` moved to the world with the true cameras: ``(V, T, h*w, 3)``."""
     rotation, centre = cameras_from_world_to_camera(truth["world_to_camera"])
-    return np.einsum("vtji,vtnj->vtni", rotation, cam) + centre[:, :, None]
+    return np.einsum("vtji,vtnj->vtni", rotation, token_camera_points(truth, grid_size, fill_empty)) \
+        + centre[:, :, None]
 
 
 # ----------------------------------------------------------------------------- comparisons
@@ -339,9 +346,8 @@ class GeometryScores:
         the path from one identical camera for every view (``identical_cameras``: each token stays on its
         own grid cell in every view) to the true cameras (``truth``: where the objective would pull if it
         could get there), at :data:`PATH_FRACTIONS` of the way (``reprojection_path``)."""
-        points = token_world_points(truth, grid_size, fill_empty=True)
+        in_camera = token_camera_points(truth, grid_size, fill_empty=True)
         rotation, centre = cameras_from_world_to_camera(truth["world_to_camera"])
-        in_camera = np.einsum("vtnj,vtij->vtni", points - centre[:, :, None], rotation)   # (p - c) R^T
         pinhole = true_pinhole(truth, grid_size)
         for fraction in PATH_FRACTIONS:
             r, c = cameras_towards_truth(rotation, centre, fraction)
@@ -379,6 +385,9 @@ class GeometryScores:
         """Means (and standard deviations for depth) of every comparison, over its defined values."""
         def mean(table):
             return {k: float(np.nanmean(np.concatenate(v))) for k, v in table.items()}
+
+        def mean_of_scalars(table):
+            return {k: float(np.mean(v)) for k, v in table.items()}
         return {
             "depth_spearman": mean(self.depth),
             "depth_spearman_std": {k: float(np.std(np.concatenate(v))) for k, v in self.depth.items()},
@@ -388,11 +397,9 @@ class GeometryScores:
                if self.third_person_pairs and all(mask.any() for mask in self.third_person_pairs) else {}),
             "translation_direction_error_deg": mean(self.direction),
             **({"match_distance": mean(self.matching)} if self.matching else {}),
-            **({"reprojection_error": {k: float(np.mean(v)) for k, v in self.reprojection.items()}}
-               if self.reprojection else {}),
-            **({"reprojection_path": {k: float(np.mean(v)) for k, v in self.reprojection_path.items()}}
-               if self.reprojection_path else {}),
-            "camera_spread": {k: float(np.mean(v)) for k, v in self.spread.items()},
+            **({"reprojection_error": mean_of_scalars(self.reprojection)} if self.reprojection else {}),
+            **({"reprojection_path": mean_of_scalars(self.reprojection_path)} if self.reprojection_path else {}),
+            "camera_spread": mean_of_scalars(self.spread),
         }
 
     def _rotation_summary(self, third_person_only: bool) -> Dict[str, Dict[str, float]]:
