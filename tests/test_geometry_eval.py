@@ -321,3 +321,27 @@ def test_cameras_towards_truth_ends_at_identical_and_true_relative_poses(root):
     assert np.allclose(ge.rotation_angle_deg(half[1:]) * 2, ge.rotation_angle_deg(end[1:]), atol=1e-4)
     assert np.allclose(np.linalg.norm(end_centre[1:] - end_centre[:1], axis=-1),
                        np.linalg.norm(centre[1:] - centre[:1], axis=-1))            # the same distances apart
+
+
+def test_reprojection_landscape_tool_measures_every_grid_and_keeps_foreign_files(root, tmp_path, capsys):
+    from threedtrl.tools import reprojection_landscape
+    out = tmp_path / "landscape.json"
+    reprojection_landscape.main(["--data_root", root, "--train_views", "-1", "--img_size", "32", "--grids", "2", "4",
+                                 "--out", str(out), "--no-progress"])
+    result = json.loads(out.read_text())
+    assert set(result["grids"]) == {"2", "4"} and result["views"] == ["fpv", "view_0000", "view_0001", "view_0002"]
+    for row in result["grids"].values():
+        path = list(row["path"].values())
+        assert len(path) == 11 and row["identical_cameras"] == path[0] and row["truth"] == path[-1]
+        assert row["truth"] < row["identical_cameras"]
+        # the climb is the largest rise over the lowest value before it
+        assert row["climb"]["value"] == pytest.approx(max(v - min(path[:i + 1]) for i, v in enumerate(path)))
+    assert "4x4:" in capsys.readouterr().out
+    reprojection_landscape.main(["--data_root", root, "--train_views", "-1", "--img_size", "32", "--grids", "4",
+                                 "--out", str(out), "--no-progress"])     # its own file is replaced
+    assert set(json.loads(out.read_text())["grids"]) == {"4"}
+    foreign = tmp_path / "notes.json"
+    foreign.write_text("my notes")
+    with pytest.raises(UserError, match="not written by this tool"):
+        reprojection_landscape.main(["--data_root", root, "--out", str(foreign), "--train_views", "2"])
+    assert foreign.read_text() == "my notes"
