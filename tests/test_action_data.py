@@ -301,6 +301,38 @@ def test_the_release_ntu_config_keeps_its_values():
             cfg.MODEL.NUM_CLASSES, cfg.NUM_GPUS, cfg.TEST.BATCH_SIZE) == (5, 5, 4, [0, 71, 90], 60, 4, 4)
 
 
+def test_defaults_are_the_release_defaults_where_they_change_a_run():
+    from threedtrl.timesformer.config import NOT_THE_RELEASE_DEFAULT, get_defaults
+    release = json.loads(open(os.path.join(os.path.dirname(__file__), "fixtures",
+                                           "release_timesformer_defaults.json")).read())["defaults"]
+    ours = get_defaults()
+    differ = {}
+    for dotted, value in release.items():
+        node = ours
+        for key in dotted.split("."):
+            node = node[key]
+        if node != value and not (isinstance(value, float) and node == pytest.approx(value)):
+            differ[dotted] = value
+    assert differ == {k: v for k, (v, _) in NOT_THE_RELEASE_DEFAULT.items()}
+
+
+def test_keys_only_the_release_has_are_accepted_where_they_change_nothing(tmp_path):
+    config = tmp_path / "release_style.yaml"
+    config.write_text("TENSORBOARD:\n  ENABLE: True\n  CLASS_NAMES_PATH: classes.json\nMIXUP:\n  ENABLED: False\n"
+                      "DATA:\n  NUM_FRAMES: 4\n  REVERSE_INPUT_CHANNEL: False\nMODEL:\n  FC_INIT_STD: 0.5\n"
+                      "LOG_PERIOD: 3\n")
+    cfg = load_config(str(config), ["DETECTION.ENABLE", "False", "X3D.WIDTH_FACTOR", "2.0"])
+    assert cfg.DATA.NUM_FRAMES == 4 and "TENSORBOARD" not in cfg and "REVERSE_INPUT_CHANNEL" not in cfg.DATA
+    with pytest.raises(UserError, match=r"MIXUP.ENABLED True: the release's key is not supported here except at "
+                                        r"its default \(False\)"):
+        load_config(str(config), ["MIXUP.ENABLED", "True"])
+    config.write_text("DATA:\n  REVERSE_INPUT_CHANNEL: True\n")
+    with pytest.raises(UserError, match="DATA.REVERSE_INPUT_CHANNEL True"):
+        load_config(str(config))
+    with pytest.raises(UserError, match="unknown config key: DATA.NOT_A_KEY"):
+        load_config(None, ["DATA.NOT_A_KEY", "1"])
+
+
 @pytest.mark.parametrize("name", ["Kinetics/SLOWFAST_8x8_R50.yaml", "TimeSformer_divST_8x32_224_Charades.yaml"])
 def test_slowfast_and_charades_names_are_refused_in_one_line(name, tmp_path):
     result = subprocess.run(["bash", os.path.join(ACTION, "script.sh"), name, str(tmp_path), str(tmp_path / "o")],

@@ -66,7 +66,8 @@ def test_all_shipped_configs_load():
 
 
 def test_lr_policies():
-    cfg = load_config(None, ["SOLVER.BASE_LR", "1.0", "SOLVER.STEPS", "[0, 11, 14]", "SOLVER.LRS", "[1, 0.1, 0.01]"])
+    cfg = load_config(None, ["SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.BASE_LR", "1.0", "SOLVER.STEPS",
+                             "[0, 11, 14]", "SOLVER.LRS", "[1, 0.1, 0.01]"])
     assert [get_epoch_lr(cfg, e) for e in (0, 10.9, 11, 14.5)] == pytest.approx([1, 1, 0.1, 0.01])
     cfg = load_config(None, ["SOLVER.LR_POLICY", "cosine", "SOLVER.BASE_LR", "1.0", "SOLVER.MAX_EPOCH", "10",
                              "SOLVER.WARMUP_EPOCHS", "2", "SOLVER.WARMUP_START_LR", "0.0"])

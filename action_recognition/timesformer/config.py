@@ -1,18 +1,29 @@
 """Every config key with its default (TimeSformer / SlowFast names, plus ``TRL`` for 3DTRL).
 
 A run's config is these defaults, updated by a YAML file, updated by ``KEY VALUE`` pairs from
-the command line. Keys that are not listed here are rejected.
+the command line. Keys that are not listed here are rejected. Where a key also exists in the
+release's ``timesformer/config/defaults.py`` and changes what a run computes, the default is the
+release's, so a config written for the release trains here as it did there; the keys that differ
+are listed in :data:`NOT_THE_RELEASE_DEFAULT` with the reason.
 """
-from typing import Iterable, Optional
+import logging
+import math
+from typing import Any, Iterable, List, Optional
+
+import yaml
 
 from threedtrl.runtime import UserError, check_compile_options
-from threedtrl.runtime.config import Config
+from threedtrl.runtime.config import Config, load_yaml, short_repr
+
+from .release_keys import NO_EFFECT_KEYS, NO_EFFECT_SECTIONS, RELEASE_ONLY_DEFAULTS
+
+log = logging.getLogger("timesformer")
 
 _DEFAULTS = {
     "TRAIN": {
         "ENABLE": True,                  # train (False: test only)
         "DATASET": "video",              # a name only: every data set is read from CSV lists
-        "BATCH_SIZE": 8,                 # total over all processes
+        "BATCH_SIZE": 64,                # total over all processes
         "EVAL_PERIOD": 1,                # epochs between validation passes
         "CHECKPOINT_PERIOD": 1,          # epochs between checkpoints
         "AUTO_RESUME": True,             # continue from the last checkpoint in OUTPUT_DIR
@@ -28,7 +39,7 @@ _DEFAULTS = {
         "SAMPLING_RATE": 8,              # frames between two sampled frames (see TEMPORAL_SAMPLING)
         "TRAIN_JITTER_SCALES": [256, 320],  # training: the shorter side is resized to a random size in [low, high]
         "TRAIN_CROP_SIZE": 224,          # training: random square crop of this side
-        "TEST_CROP_SIZE": 224,           # test: shorter side resized to this, then NUM_SPATIAL_CROPS crops
+        "TEST_CROP_SIZE": 256,           # test: shorter side resized to this, then NUM_SPATIAL_CROPS crops
         "RANDOM_FLIP": True,             # training: horizontal flip with probability 0.5
         "INPUT_CHANNEL_NUM": [3],        # channels of the input (RGB)
         "MEAN": [0.45, 0.45, 0.45],      # input normalisation (TimeSformer's)
@@ -64,18 +75,18 @@ _DEFAULTS = {
         "INIT": "release",
     },
     "SOLVER": {
-        "BASE_LR": 0.005,                # learning rate (per the whole batch: not scaled with processes)
-        "LR_POLICY": "steps_with_relative_lrs",  # steps_with_relative_lrs or cosine
-        "STEPS": [0, 11, 14],            # steps policy: the epochs at which each of LRS starts
-        "LRS": [1, 0.1, 0.01],           # steps policy: multiples of BASE_LR from each of STEPS on
+        "BASE_LR": 0.1,                  # learning rate (per the whole batch: not scaled with processes)
+        "LR_POLICY": "cosine",           # steps_with_relative_lrs or cosine
+        "STEPS": [],                     # steps policy: the epochs at which each of LRS starts
+        "LRS": [],                       # steps policy: multiples of BASE_LR from each of STEPS on
         "COSINE_END_LR": 0.0,            # cosine policy: the rate at MAX_EPOCH
-        "MAX_EPOCH": 15,                 # epochs of training
+        "MAX_EPOCH": 300,                # epochs of training
         "MOMENTUM": 0.9,                 # SGD momentum
         "NESTEROV": True,                # SGD with Nesterov momentum
         "DAMPENING": 0.0,                # SGD momentum dampening
         "WEIGHT_DECAY": 1e-4,            # L2 weight decay (see ZERO_WD_1D_PARAM)
         "WARMUP_EPOCHS": 0.0,            # linear warm-up from WARMUP_START_LR over this many epochs
-        "WARMUP_START_LR": 0.0,          # the rate warm-up starts at
+        "WARMUP_START_LR": 0.01,         # the rate warm-up starts at
         "OPTIMIZING_METHOD": "sgd",      # sgd or adamw
         "CLIP_GRAD_NORM": None,          # clip the gradients' total norm to this (None: no clipping)
         # True: no weight decay on 1-D parameters and on the position, class and time embeddings;
@@ -97,7 +108,7 @@ _DEFAULTS = {
         "DATASET": "video",              # a name only, as TRAIN.DATASET
         "BATCH_SIZE": 8,                 # clips per test step, total over all processes
         "CHECKPOINT_FILE_PATH": "",      # test these weights (default: the trained model)
-        "NUM_ENSEMBLE_VIEWS": 1,         # clips per video
+        "NUM_ENSEMBLE_VIEWS": 10,        # clips per video
         "NUM_SPATIAL_CROPS": 3,          # 1 = centre, 3 = left/centre/right
         "SAVE_RESULTS_PATH": "",         # also save per-video scores (.npz) under OUTPUT_DIR
     },
@@ -113,11 +124,27 @@ _DEFAULTS = {
     "NUM_SHARDS": 1,                     # nodes
     "SHARD_ID": 0,                       # this node's index among NUM_SHARDS
     "DIST_BACKEND": "",                  # default: nccl on GPUs, gloo on the CPU
-    "RNG_SEED": 0,                       # seed of every random generator (per process and epoch from it)
+    "RNG_SEED": 1,                       # seed of every random generator (per process and epoch from it)
     "OUTPUT_DIR": "./output",            # checkpoints, TensorBoard, results.json
 }
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+# The defaults above that are not the release's (its defaults.py is SlowFast's), and why: none
+# changes what a run computes. A config that sets one of them to the release's value is read as it.
+NOT_THE_RELEASE_DEFAULT = {
+    "TRAIN.DATASET": ("kinetics", "a name only: every data set is read from CSV lists"),
+    "TEST.DATASET": ("kinetics", "a name only, as TRAIN.DATASET"),
+    "MODEL.ARCH": ("slowfast", "only the ViT TimeSformer is built here"),
+    "MODEL.MODEL_NAME": ("SlowFast", "a name only: the size comes from TIMESFORMER.*"),
+    "DATA.INPUT_CHANNEL_NUM": ([3, 3], "SlowFast's two pathways; the ViT reads one RGB input"),
+    "DATA.DECODING_BACKEND": ("pyav", "frames are decoded with OpenCV here"),
+    "TRAIN.EVAL_PERIOD": (10, "validation does not change training; every epoch shows progress"),
+    "TRAIN.CHECKPOINT_PERIOD": (10, "a checkpoint every epoch, so an interrupted run loses at most one"),
+    "DATA_LOADER.NUM_WORKERS": (8, "decoding workers per process; clips do not depend on them"),
+    "DIST_BACKEND": ("nccl", "empty picks nccl on GPUs (the release's) and gloo on the CPU"),
+    "OUTPUT_DIR": ("./tmp", "where a run writes; script.sh always passes one"),
+}
 
 
 def get_defaults() -> Config:
@@ -149,14 +176,66 @@ def refuse_foreign_config(data: dict, path: str) -> None:
                         f"project (single-label CSV lists only)")
 
 
+def _as_lists(value: Any) -> Any:
+    """Tuples as lists, at every depth (YAML has no tuples)."""
+    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def release_only_key_is_harmless(dotted: str, value: Any) -> bool:
+    """Whether ``dotted``, a key of the release's config that this project lacks, can be set to ``value``
+    without changing a run here; raises a one-line error where it would change one."""
+    if dotted.split(".")[0] in NO_EFFECT_SECTIONS or dotted in NO_EFFECT_KEYS:
+        log.warning("%s: the release's key, with no effect here (accepted)", dotted)
+        return True
+    if dotted not in RELEASE_ONLY_DEFAULTS:
+        return False
+    default = RELEASE_ONLY_DEFAULTS[dotted]
+    if _as_lists(value) != _as_lists(default):
+        raise UserError(f"{dotted} {value!r}: the release's key is not supported here except at its default "
+                        f"({default!r})")
+    log.warning("%s: the release's key at its default (accepted)", dotted)
+    return True
+
+
+def set_aside_release_keys(data: dict, prefix: str = "") -> dict:
+    """``data`` (a config mapping, nested) without the release's keys this project lacks, each checked by
+    :func:`release_only_key_is_harmless`; any other unknown key stays, for ``Config.merge`` to refuse."""
+    kept = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if release_only_key_is_harmless(dotted, value):
+            continue
+        if isinstance(value, dict):
+            pruned = set_aside_release_keys(value, f"{dotted}.")
+            if pruned or not value:   # a section of the release's keys alone goes with them
+                kept[key] = pruned
+        else:
+            kept[key] = value
+    return kept
+
+
+def set_aside_release_overrides(pairs: List[str]) -> List[str]:
+    """``["KEY", "VALUE", ...]`` without the release's keys this project lacks (checked as in a file)."""
+    kept = []
+    for dotted, raw in zip(pairs[::2], pairs[1::2]):
+        known = dotted.split(".")[0] in NO_EFFECT_SECTIONS or dotted in NO_EFFECT_KEYS or dotted in RELEASE_ONLY_DEFAULTS
+        try:
+            value = load_yaml(raw) if known and not isinstance(RELEASE_ONLY_DEFAULTS.get(dotted), str) else raw
+        except yaml.YAMLError as err:
+            raise UserError(f"value of {dotted} is not a plain YAML value: {str(err).splitlines()[0]}") from None
+        if not known or not release_only_key_is_harmless(dotted, value):
+            kept += [dotted, raw]
+    return kept + pairs[len(pairs) - len(pairs) % 2:]
+
+
 def load_config(cfg_file: Optional[str] = None, overrides: Iterable[str] = ()) -> Config:
     """Defaults, then the YAML file, then ``["KEY", "VALUE", ...]`` overrides; checked."""
     cfg = get_defaults()
     if cfg_file:
         data = Config.from_yaml(cfg_file)
         refuse_foreign_config(data, cfg_file)
-        cfg.merge(data)
-    cfg.merge_list(list(overrides))
+        cfg.merge(set_aside_release_keys(data))
+    cfg.merge_list(set_aside_release_overrides(list(overrides)))
     check_config(cfg)
     return cfg
 
@@ -195,8 +274,16 @@ def check_config(cfg: Config) -> None:
         raise UserError("TEST.NUM_SPATIAL_CROPS must be 1 or 3")
     if cfg.SOLVER.LR_POLICY not in ("steps_with_relative_lrs", "cosine"):
         raise UserError(f"SOLVER.LR_POLICY must be steps_with_relative_lrs or cosine, got {cfg.SOLVER.LR_POLICY!r}")
-    if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS):
-        raise UserError("SOLVER.STEPS and SOLVER.LRS must have the same length")
+    for key in ("STEPS", "LRS"):  # their default is empty, so the type check of Config cannot see numbers
+        values = cfg.SOLVER[key]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise UserError(f"SOLVER.{key} must be a list of numbers, got {short_repr(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise UserError(f"SOLVER.{key} must be finite, got {short_repr(values)}")
+    if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and (
+            not cfg.SOLVER.STEPS or len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS)):
+        raise UserError("SOLVER.LR_POLICY steps_with_relative_lrs needs SOLVER.STEPS and SOLVER.LRS of the same, "
+                        "non-zero length")
     if cfg.SOLVER.OPTIMIZING_METHOD not in ("sgd", "adamw"):
         raise UserError(f"SOLVER.OPTIMIZING_METHOD must be sgd or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
     if cfg.MODEL.ARCH != "vit" or cfg.DATA.DECODING_BACKEND != "opencv":
