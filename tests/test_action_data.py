@@ -326,6 +326,8 @@ def test_keys_only_the_release_has_are_accepted_where_they_change_nothing(tmp_pa
     with pytest.raises(UserError, match=r"MIXUP.ENABLED True: the release's key is not supported here except at "
                                         r"its default \(False\)"):
         load_config(str(config), ["MIXUP.ENABLED", "True"])
+    config.write_text("MODEL:\n  HEAD_ACT: softmax\n")                 # the release's single-label default
+    assert load_config(str(config)).MODEL.ARCH == "vit"
     config.write_text("DATA:\n  REVERSE_INPUT_CHANNEL: True\n")
     with pytest.raises(UserError, match="DATA.REVERSE_INPUT_CHANNEL True"):
         load_config(str(config))

@@ -171,7 +171,8 @@ def refuse_foreign_config(data: dict, path: str) -> None:
             raise UserError(f"{path} is a {what} config: SlowFast models are not part of this project "
                             f"(only TimeSformer, with or without 3DTRL)")
     data_section = data.get("DATA") if isinstance(data.get("DATA"), dict) else {}
-    if data_section.get("MULTI_LABEL") or "HEAD_ACT" in (data.get("MODEL") or {}):
+    model_section = data.get("MODEL") if isinstance(data.get("MODEL"), dict) else {}
+    if data_section.get("MULTI_LABEL") or model_section.get("HEAD_ACT", "softmax") != "softmax":
         raise UserError(f"{path} is a Charades (multi-label) config: multi-label training is not part of this "
                         f"project (single-label CSV lists only)")
 
@@ -181,18 +182,22 @@ def _as_lists(value: Any) -> Any:
     return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def _has_no_effect(dotted: str) -> bool:
+    return dotted.split(".")[0] in NO_EFFECT_SECTIONS or dotted in NO_EFFECT_KEYS
+
+
 def release_only_key_is_harmless(dotted: str, value: Any) -> bool:
     """Whether ``dotted``, a key of the release's config that this project lacks, can be set to ``value``
-    without changing a run here; raises a one-line error where it would change one."""
-    if dotted.split(".")[0] in NO_EFFECT_SECTIONS or dotted in NO_EFFECT_KEYS:
+    without changing a run here (False for any other key); raises a one-line error where it would change one."""
+    if _has_no_effect(dotted):
         log.warning("%s: the release's key, with no effect here (accepted)", dotted)
         return True
     if dotted not in RELEASE_ONLY_DEFAULTS:
         return False
     default = RELEASE_ONLY_DEFAULTS[dotted]
     if _as_lists(value) != _as_lists(default):
-        raise UserError(f"{dotted} {value!r}: the release's key is not supported here except at its default "
-                        f"({default!r})")
+        raise UserError(f"{dotted} {short_repr(value)}: the release's key is not supported here except at its "
+                        f"default ({default!r})")
     log.warning("%s: the release's key at its default (accepted)", dotted)
     return True
 
@@ -218,7 +223,7 @@ def set_aside_release_overrides(pairs: List[str]) -> List[str]:
     """``["KEY", "VALUE", ...]`` without the release's keys this project lacks (checked as in a file)."""
     kept = []
     for dotted, raw in zip(pairs[::2], pairs[1::2]):
-        known = dotted.split(".")[0] in NO_EFFECT_SECTIONS or dotted in NO_EFFECT_KEYS or dotted in RELEASE_ONLY_DEFAULTS
+        known = _has_no_effect(dotted) or dotted in RELEASE_ONLY_DEFAULTS
         try:
             value = load_yaml(raw) if known and not isinstance(RELEASE_ONLY_DEFAULTS.get(dotted), str) else raw
         except yaml.YAMLError as err:
