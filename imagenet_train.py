@@ -25,6 +25,7 @@ import torch
 import yaml
 from timm.data import Mixup, create_dataset, create_loader, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.layers import set_fast_norm
 from timm.models import load_checkpoint, resume_checkpoint
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("-b", "--batch-size", type=int, default=128, help="batch size per process")
     group.add_argument("-vb", "--validation-batch-size", type=int, default=None)
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False, help="channels-last memory layout")
+    group.add_argument("--fast-norm", action="store_true", help="timm's fast (low-precision under AMP) normalisation")
     group.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                        help="torch.compile the model (backend, default inductor)")
     group.add_argument("--torchcompile-mode", default=None, help="torch.compile mode, e.g. max-autotune")
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--epochs", type=int, default=300)
     group.add_argument("--start-epoch", type=int, default=None)
     group.add_argument("--decay-epochs", type=float, default=90)
+    group.add_argument("--decay-milestones", type=int, nargs="+", default=[30, 60], metavar="EPOCH",
+                       help="multistep schedule: the epochs at which the rate is multiplied by --decay-rate")
     group.add_argument("--decay-rate", "--dr", type=float, default=0.1)
     group.add_argument("--patience-epochs", type=int, default=10, help="plateau schedule: epochs without progress")
     group.add_argument("--lr-noise", type=float, nargs="+", default=None, metavar="PCT",
@@ -457,6 +461,8 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         raise UserError(f"--num-classes {num_classes} is smaller than the {len(class_names)} class folders")
     args.num_classes, args.class_names = num_classes, class_names
 
+    if args.fast_norm:
+        set_fast_norm()
     model = create_model(args, num_classes)
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)

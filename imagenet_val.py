@@ -25,6 +25,7 @@ import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torc
 import numpy as np
 import torch
 from timm.data import create_loader, resolve_data_config
+from timm.layers import set_fast_norm
 from timm.utils import accuracy
 
 from threedtrl.classification.cli import CliParser, ParseKwargs
@@ -67,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-j", "--workers", type=int, default=4)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--fast-norm", action="store_true", help="timm's fast (low-precision under AMP) normalisation")
+    parser.add_argument("--use-train-size", action="store_true",
+                        help="timm's flag: evaluate at the training input size, which is what is done here anyway")
     parser.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                         help="torch.compile the model (backend, default inductor)")
     parser.add_argument("--perturbed", action="store_true", help="evaluate the viewpoint-perturbed copy")
@@ -132,6 +136,8 @@ def checkpoint_files(path: str) -> List[str]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     log_notes(args.release_notes)
+    if args.fast_norm:
+        set_fast_norm()
     if args.pretrained:
         results = evaluate_checkpoint(args, "")
     else:

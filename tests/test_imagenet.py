@@ -95,6 +95,32 @@ def test_override_order(tmp_path, objects):
     assert args.experiment == "c"
 
 
+def test_flags_timm_0_6_12_added_are_taken(tmp_path, objects):
+    from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+    config = tmp_path / "args.yaml"   # what timm 0.6.12's train.py writes beside its checkpoints
+    config.write_text("sched: multistep\ndecay_milestones: [2, 4]\ndecay_rate: 0.1\nwarmup_epochs: 0\n"
+                      "fast_norm: true\naot_autograd: false\nepochs: 6\nlr: 1.0\n")
+    args = imagenet_train.parse_args([objects, "-c", str(config)])
+    assert args.decay_milestones == [2, 4] and args.fast_norm is True
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.lr)
+    scheduler, _ = create_scheduler_v2(optimizer, **scheduler_kwargs(args))
+    rates = []
+    for epoch in range(6):
+        scheduler.step(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+    # timm (0.6.12 and 1.x alike) drops the rate at the end of the epoch before each milestone
+    assert rates == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01, 0.01])
+    config.write_text("aot_autograd: true\n")
+    with pytest.raises(UserError, match="aot_autograd True: not supported here"):
+        imagenet_train.parse_args([objects, "-c", str(config)])
+    checkpoint = tmp_path / "w.pth"
+    torch.save({"state_dict": {}}, checkpoint)
+    args = imagenet_val.parse_args([objects, "--checkpoint", str(checkpoint), "--fast-norm", "--use-train-size"])
+    assert args.fast_norm and args.use_train_size
+    with pytest.raises(UserError, match="retry True: not supported here"):
+        imagenet_val.parse_args([objects, "--checkpoint", str(checkpoint), "--retry"])
+
+
 def test_unknown_config_key(tmp_path, objects):
     config = tmp_path / "bad.yaml"
     config.write_text("lr: 0.1\nlearning_rate: 0.2\n")
