@@ -87,12 +87,20 @@ def _checked_value(key: str, default: Any, value: Any) -> Any:
     if not ok:
         expected = "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"
         raise UserError(f"{key} must be {expected}, got {short_repr(value)}")
-    numbers = isinstance(default, (list, tuple)) and default and all(_is_number(v) for v in default)
-    if numbers and not all(_is_number(v) for v in value):
-        raise UserError(f"{key} must be a list of numbers, got {short_repr(value)}")
-    if any(isinstance(v, float) and not math.isfinite(v) for v in (value if numbers else [value])):
+    if isinstance(default, (list, tuple)) and default and all(_is_number(v) for v in default):
+        check_number_list(key, value)
+    elif isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{key} must be finite, got {short_repr(value)}")
     return value
+
+
+def check_number_list(key: str, value: Any) -> None:
+    """A :class:`UserError` unless ``value`` is a list of finite numbers (a key whose default is an empty
+    list cannot be checked from its default, so its config checks this itself)."""
+    if not all(_is_number(v) for v in value):
+        raise UserError(f"{key} must be a list of numbers, got {short_repr(value)}")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in value):
+        raise UserError(f"{key} must be finite, got {short_repr(value)}")
 
 
 def _is_number(value: Any) -> bool:

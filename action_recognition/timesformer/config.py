@@ -7,13 +7,12 @@ release's, so a config written for the release trains here as it did there; the 
 are listed in :data:`NOT_THE_RELEASE_DEFAULT` with the reason.
 """
 import logging
-import math
 from typing import Any, Iterable, List, Optional
 
 import yaml
 
 from threedtrl.runtime import UserError, check_compile_options
-from threedtrl.runtime.config import Config, load_yaml, short_repr
+from threedtrl.runtime.config import Config, check_number_list, load_yaml, short_repr
 
 from .release_keys import NO_EFFECT_KEYS, NO_EFFECT_SECTIONS, RELEASE_ONLY_DEFAULTS
 
@@ -279,12 +278,8 @@ def check_config(cfg: Config) -> None:
         raise UserError("TEST.NUM_SPATIAL_CROPS must be 1 or 3")
     if cfg.SOLVER.LR_POLICY not in ("steps_with_relative_lrs", "cosine"):
         raise UserError(f"SOLVER.LR_POLICY must be steps_with_relative_lrs or cosine, got {cfg.SOLVER.LR_POLICY!r}")
-    for key in ("STEPS", "LRS"):  # their default is empty, so the type check of Config cannot see numbers
-        values = cfg.SOLVER[key]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise UserError(f"SOLVER.{key} must be a list of numbers, got {short_repr(values)}")
-        if not all(math.isfinite(v) for v in values):
-            raise UserError(f"SOLVER.{key} must be finite, got {short_repr(values)}")
+    for key in ("STEPS", "LRS"):  # their default is empty, so Config's type check cannot see numbers
+        check_number_list(f"SOLVER.{key}", cfg.SOLVER[key])
     if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and (
             not cfg.SOLVER.STEPS or len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS)):
         raise UserError("SOLVER.LR_POLICY steps_with_relative_lrs needs SOLVER.STEPS and SOLVER.LRS of the same, "
