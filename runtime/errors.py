@@ -2,6 +2,7 @@
 import os
 import signal
 import sys
+import time
 from typing import Any, Callable
 
 
@@ -32,7 +33,11 @@ def run_cli(main: Callable[[], Any]) -> None:
     Ctrl-C and SIGTERM print one line each and exit with 130 and 143, as the shell reports them."""
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        main()
+        try:
+            main()
+        except RuntimeError:
+            _wait_for_the_launchers_signal()
+            raise
     except UserError as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(2)
@@ -42,6 +47,20 @@ def run_cli(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         _say_unless_launched("error: interrupted")
         sys.exit(130)
+
+
+# How long a launched process whose run failed waits for the launcher's signal before it reports
+# the failure as its own. torchrun signals its processes one after another, so a process inside a
+# collective can find its peer gone (gloo: "Connection closed by peer") before its own SIGTERM arrives.
+LAUNCHER_SIGNAL_WAIT_S = 10.0
+
+
+def _wait_for_the_launchers_signal() -> None:
+    """In one of several processes started by torchrun: sleep until the launcher's SIGTERM or
+    Ctrl-C arrives (raised from the sleep, so the run ends in the launcher's one line) or the wait
+    ends (the failure is this process's own and is reported as usual)."""
+    if "TORCHELASTIC_RUN_ID" in os.environ and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        time.sleep(LAUNCHER_SIGNAL_WAIT_S)
 
 
 def _say_unless_launched(line: str) -> None:

@@ -128,3 +128,21 @@ def test_safetensors_round_trip_and_damaged_file(tmp_path):
         f.truncate(40)
     with pytest.raises(UserError, match="cannot read --init file .*safetensors file"):
         runtime.load_checkpoint_file(path, "--init file")
+
+
+@pytest.mark.parametrize("signalled, expected_code", [(True, 143), (False, 1)])
+def test_launched_process_whose_peer_left_waits_for_the_launchers_signal(signalled, expected_code):
+    """torchrun signals its processes one after another: a process whose collective failed because
+    a peer already stopped ends quietly once its own SIGTERM arrives; without one, its error is shown."""
+    script = ("import os, signal, threading\n"
+              "from threedtrl.runtime import errors\n"
+              "errors.LAUNCHER_SIGNAL_WAIT_S = 3.0\n"
+              f"if {signalled}:\n"
+              "    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+              "def main():\n"
+              "    raise RuntimeError('Connection closed by peer')\n"
+              "errors.run_cli(main)\n")
+    env = dict(os.environ, TORCHELASTIC_RUN_ID="t", WORLD_SIZE="2")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == expected_code, done.stderr
+    assert ("Connection closed by peer" in done.stderr) == (not signalled), done.stderr
