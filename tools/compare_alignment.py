@@ -174,6 +174,15 @@ def run_comparison(root: str, out: str, models: Sequence[str], seeds: Sequence[i
     return read_json(os.path.join(out, "table.json"))
 
 
+def write_comparison_table(out: str, table: Dict, text: str) -> None:
+    """A comparison's outcome: ``OUT/table.json`` (``table``, with its settings) and ``OUT/table.md``
+    (``text``, also printed)."""
+    write_json_atomic(table, os.path.join(out, "table.json"))
+    write_text_atomic(text, os.path.join(out, "table.md"))
+    print(text)
+    print(f"wrote {os.path.join(out, 'table.md')} and table.json")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     args.models = [model_name(m) for m in args.models]
@@ -202,11 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                      for m, _ in METRICS}
                 table[setting][views][model] = row
     settings["wall_seconds"] = time.time() - started
-    write_json_atomic({"settings": settings, "table": table}, os.path.join(args.out, "table.json"))
-    text = markdown_table(table, args.models, args.seeds)
-    write_text_atomic(text, os.path.join(args.out, "table.md"))
-    print(text)
-    print(f"wrote {os.path.join(args.out, 'table.md')} and table.json")
+    write_comparison_table(args.out, {"settings": settings, "table": table},
+                           markdown_table(table, args.models, args.seeds))
 
 
 if __name__ == "__main__":

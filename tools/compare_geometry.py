@@ -23,8 +23,8 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
-from threedtrl.tools.compare_alignment import run_comparison
+from threedtrl.runtime import UserError, read_json, run_cli
+from threedtrl.tools.compare_alignment import run_comparison, write_comparison_table
 from threedtrl.tools.seed_stats import paired, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,11 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = {"data_root": args.data_root, "init": args.init, "inits": inits, "options": dict(options), "train_args": args.train_args,
                 "seeds": args.seeds, "unseen_train_views": args.unseen_train_views, "device": args.device,
                 "wall_seconds": time.time() - started}
-    write_json_atomic({"settings": settings, "options": rows, "references": references},
-                      os.path.join(args.out, "table.json"))
-    text = markdown(rows, references, args.seeds, args.data_root)
-    write_text_atomic(text, os.path.join(args.out, "table.md"))
-    print(text)
+    write_comparison_table(args.out, {"settings": settings, "options": rows, "references": references},
+                           markdown(rows, references, args.seeds, args.data_root))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import time
 from typing import Dict, Optional, Sequence
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
-from threedtrl.runtime import UserError, run_cli, write_json_atomic, write_text_atomic
-from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison
+from threedtrl.runtime import UserError, run_cli
+from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison, write_comparison_table
 from threedtrl.tools.seed_stats import paired, summarise
 
 MODELS = ("deit_tcn", "vit_3dtrl")
@@ -122,11 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     settings = {"roots": args.roots, "inits": args.init, "seeds": args.seeds, "scratch_seeds": args.scratch_seeds,
                 "train_args": args.train_args, "scratch_args": args.scratch_args, "device": args.device,
                 "wall_seconds": time.time() - started}
-    write_json_atomic({"settings": settings, "families": families, "pooled": pool},
-                      os.path.join(args.out, "table.json"))
-    text = markdown(families, pool, args.seeds, args.scratch_seeds)
-    write_text_atomic(text, os.path.join(args.out, "table.md"))
-    print(text)
+    write_comparison_table(args.out, {"settings": settings, "families": families, "pooled": pool},
+                           markdown(families, pool, args.seeds, args.scratch_seeds))
 
 
 if __name__ == "__main__":
