@@ -212,8 +212,10 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
         raise UserError(f"missing trajectory folder: {path}")
     view_dirs = trajectory_view_dirs(path, views)
     counts = [_count_frames(d) for d in view_dirs]
+    # The first-person view sets the length, as in the release: frames a third-person view has beyond
+    # it are not read; a view with fewer frames is an error.
     for d, n in zip(view_dirs[1:], counts[1:]):
-        if n != counts[0]:
+        if n < counts[0]:
             raise UserError(f"unequal frame counts: {d} has {n} frames, {view_dirs[0]} has {counts[0]}")
     return Trajectory(name, path, tuple(view_dirs), counts[0])
 

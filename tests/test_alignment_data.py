@@ -232,6 +232,15 @@ def test_unequal_frame_counts_are_reported(root, capsys):
     assert "unequal frame counts" in err and os.path.join(MC, "tr_0003", "tpv", "view_0002") in err
 
 
+def test_frames_beyond_the_first_person_view_are_not_read(root):
+    """The release's rule: the first-person view sets a trajectory's length."""
+    from data_pipeline.ftpv import open_trajectory
+    view = os.path.join(root, MC, "tr_0003", "tpv", "view_0002")
+    count = len(os.listdir(view))
+    shutil.copy(os.path.join(view, "000000.jpg"), os.path.join(view, f"{count:06d}.jpg"))
+    assert open_trajectory(os.path.join(root, MC), "tr_0003", [0, 1, 2]).num_frames == count
+
+
 def test_corrupt_jpeg_is_reported(root, capsys):
     bad = os.path.join(root, MC, "tr_0001", "fpv", "000004.jpg")
     with open(bad, "wb") as f:
