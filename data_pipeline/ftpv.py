@@ -53,19 +53,21 @@ def trajectory_view_dirs(traj_dir: str, views: Sequence[int]) -> List[str]:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One FTPV data set: its folder, the sampling window and the trajectory ranges per split
-    (``None``: Pouring's pickles)."""
+    """One FTPV data set: its folder, the sampling window, the trajectory ranges per split
+    (``None``: Pouring's pickles) and the number of third-person views the release reads (its
+    ``max_views``: a trajectory's views beyond it are not read)."""
     folder: str
     window: int
     ranges: Optional[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]]
+    views: int
 
 
 DATASETS: Dict[str, DatasetSpec] = {
-    "pouring": DatasetSpec("pouring", 3, None),
-    "panda": DatasetSpec("Pandav1_Train_Frame", 3, ((0, 10), (10, 15), (15, 20))),
-    "mc": DatasetSpec("MineRLReachGoalGroundStatic-v0_Frame", 3, ((0, 4), (4, 6), (6, 8))),
-    "can": DatasetSpec("can_mh", 2, ((0, 200), (200, 250), (250, 300))),
-    "lift": DatasetSpec("lift_mh", 2, ((0, 200), (200, 250), (250, 300))),
+    "pouring": DatasetSpec("pouring", 3, None, 1),
+    "panda": DatasetSpec("Pandav1_Train_Frame", 3, ((0, 10), (10, 15), (15, 20)), 9),
+    "mc": DatasetSpec("MineRLReachGoalGroundStatic-v0_Frame", 3, ((0, 4), (4, 6), (6, 8)), 8),
+    "can": DatasetSpec("can_mh", 2, ((0, 200), (200, 250), (250, 300)), 4),
+    "lift": DatasetSpec("lift_mh", 2, ((0, 200), (200, 250), (250, 300)), 4),
 }
 POURING_VAL_TRAJECTORIES = 10
 # How frames are resized to the model's size: "pil" as the release does (PIL bicubic, antialiased when
@@ -86,7 +88,7 @@ def resolve_dataset(name: str) -> Tuple[str, DatasetSpec]:
                                     ("can_mh", "can", True), ("pouring", "pouring", True)):
         if needle in lowered:
             spec = DATASETS[key]
-            return key, DatasetSpec(name, spec.window, spec.ranges) if own_folder else spec
+            return key, DatasetSpec(name, spec.window, spec.ranges, spec.views) if own_folder else spec
     raise UserError(f"unknown data set {name!r}: use panda, mc, can, lift or pouring, or a name containing "
                     f"panda, mine, can_mh, lift_mh or pouring (the release's names)")
 
@@ -169,13 +171,13 @@ def dataset_folder(data_root: str, dataset: str) -> str:
 
 
 def count_dataset_views(data_root: str, dataset: str) -> int:
-    """Number of third-person views of a data set, read from its first training trajectory (the
-    whole split is checked when it is opened)."""
+    """Number of third-person views of a data set that are read: those of its first training
+    trajectory, at most the release's number for the set (the whole split is checked when it is opened)."""
     dataset_dir = dataset_folder(data_root, dataset)
     names = split_names(dataset, dataset_dir, "train")
     if not names:
         raise UserError(f"the train split of {dataset_dir} is empty")
-    return count_views(dataset_dir, names[0])
+    return min(count_views(dataset_dir, names[0]), resolve_dataset(dataset)[1].views)
 
 
 def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
@@ -230,9 +232,9 @@ def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
     first = os.path.join(dataset_dir, names[0])
     if not os.path.isdir(first):
         raise UserError(f"missing trajectory folder: {first}")
-    num_views = count_views(dataset_dir, names[0])
+    num_views = min(count_views(dataset_dir, names[0]), resolve_dataset(dataset)[1].views)
     for name in names[1:]:
-        if os.path.isdir(os.path.join(dataset_dir, name)) and count_views(dataset_dir, name) != num_views:
+        if os.path.isdir(os.path.join(dataset_dir, name)) and count_views(dataset_dir, name) < num_views:
             raise UserError(f"{os.path.join(dataset_dir, name, TPV)} does not have the {num_views} views "
                             f"of {os.path.join(first, TPV)}")
     views = view_selection(num_views, train_views)[split]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipeline import (DATASETS, TrajectoryDataset, TripletDataset, open_split, resolve_dataset, split_names,
-                           view_selection)
+from data_pipeline import (DATASETS, TrajectoryDataset, TripletDataset, count_dataset_views, open_split,
+                           resolve_dataset, split_names, view_selection)
 from data_pipeline.render_ftpv import Preset, interpolate, render_dataset
 from threedtrl.runtime import UserError, run_cli
 
@@ -230,6 +230,22 @@ def test_unequal_frame_counts_are_reported(root, capsys):
     os.remove(os.path.join(root, MC, "tr_0003", "tpv", "view_0002", "000007.jpg"))
     err = _cli_error(capsys, root)
     assert "unequal frame counts" in err and os.path.join(MC, "tr_0003", "tpv", "view_0002") in err
+
+
+def test_views_beyond_the_releases_number_are_not_read(root):
+    """The release reads the first 8 third-person views of the Minecraft set (its max_views), whatever
+    else the folders hold; a trajectory with fewer than that is an error."""
+    for k in range(8):
+        tpv = os.path.join(root, MC, f"tr_{k:04d}", "tpv")
+        for v in range(3, 10 if k else 9):
+            shutil.copytree(os.path.join(tpv, "view_0000"), os.path.join(tpv, f"view_{v:04d}"))
+    assert count_dataset_views(root, "mc") == 8
+    trajectories, views = open_split(root, "mc", "test", train_views=6)
+    assert views == [6, 7] and len(trajectories[0].view_dirs) == 3
+    for v in (7, 8, 9):
+        shutil.rmtree(os.path.join(root, MC, "tr_0007", "tpv", f"view_{v:04d}"))
+    with pytest.raises(UserError, match="does not have the 8 views"):
+        open_split(root, "mc", "test", train_views=6)
 
 
 def test_frames_beyond_the_first_person_view_are_not_read(root):
