@@ -162,6 +162,12 @@ def count_views(dataset_dir: str, first_trajectory: str) -> int:
     return len(present)
 
 
+def views_to_read(dataset_dir: str, dataset: str, name: str) -> int:
+    """Third-person views read from trajectory ``name``: those it has, at most the release's number
+    for data set ``dataset`` (views beyond it are not read)."""
+    return min(count_views(dataset_dir, name), resolve_dataset(dataset)[1].views)
+
+
 def dataset_folder(data_root: str, dataset: str) -> str:
     """The folder of data set ``dataset`` (see :func:`resolve_dataset`) in ``data_root``; it must exist."""
     folder = os.path.join(data_root, resolve_dataset(dataset)[1].folder)
@@ -177,7 +183,7 @@ def count_dataset_views(data_root: str, dataset: str) -> int:
     names = split_names(dataset, dataset_dir, "train")
     if not names:
         raise UserError(f"the train split of {dataset_dir} is empty")
-    return min(count_views(dataset_dir, names[0]), resolve_dataset(dataset)[1].views)
+    return views_to_read(dataset_dir, dataset, names[0])
 
 
 def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
@@ -232,7 +238,7 @@ def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,
     first = os.path.join(dataset_dir, names[0])
     if not os.path.isdir(first):
         raise UserError(f"missing trajectory folder: {first}")
-    num_views = min(count_views(dataset_dir, names[0]), resolve_dataset(dataset)[1].views)
+    num_views = views_to_read(dataset_dir, dataset, names[0])
     for name in names[1:]:
         if os.path.isdir(os.path.join(dataset_dir, name)) and count_views(dataset_dir, name) < num_views:
             raise UserError(f"{os.path.join(dataset_dir, name, TPV)} does not have the {num_views} views "
