@@ -21,8 +21,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Two test processes of one thread each: most tests are chains of short subprocesses that keep one
+# core busy, so one process at a time leaves the second core mostly idle. A test file stays on one
+# process, so its module fixtures (rendered data) are made once.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Every run writes a new folder (output/demo/<time>); nothing earlier is replaced or deleted.
 STAMP := $(shell date +%Y%m%d-%H%M%S)

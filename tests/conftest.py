@@ -1,4 +1,12 @@
+import os
+
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
+
+# Under pytest-xdist two test processes may start i1k.sh at the same moment: each gets a rendezvous
+# port of its own instead of i1k.sh's default 29500 (a port in use is refused in one line).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ.setdefault("MASTER_PORT", str(29611 + 17 * int(_WORKER.removeprefix("gw"))))
 
 
 def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:
