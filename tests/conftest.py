@@ -11,7 +11,6 @@ if _WORKER:
 
 def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:
     """Render ``preset`` and move it under a data root as ``dataset_folder``; returns the root."""
-    import os
     import shutil
     from data_pipeline.render_ftpv import render_dataset
     out = tmp_path_factory.mktemp("ftpv")
