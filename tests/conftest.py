@@ -1,6 +1,14 @@
+import json
 import os
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
+import pytest
+
+from data_pipeline.render_ftpv import Preset
+
+# The alignment tests' data: a tiny Panda render, read under the MineRL task's folder name (``--data mc``).
+TINY_FTPV = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
+MC_FOLDER = "MineRLReachGoalGroundStatic-v0_Frame"
 
 # Under pytest-xdist two test processes may start i1k.sh at the same moment: each gets a rendezvous
 # port of its own instead of i1k.sh's default 29500 (a port in use is refused in one line).
@@ -18,3 +26,20 @@ def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -
     os.makedirs(out / "root")
     shutil.move(str(out / "render" / preset.folder), str(out / "root" / dataset_folder))
     return str(out / "root")
+
+
+@pytest.fixture(scope="module")
+def mc_root(tmp_path_factory) -> str:
+    """A data root holding ``TINY_FTPV`` as the ``--data mc`` task."""
+    return render_ftpv_root(tmp_path_factory, TINY_FTPV, 11, MC_FOLDER)
+
+
+def train_alignment(root: str, out, *extra) -> dict:
+    """``multiview_video_alignment.py`` on ``root``'s mc task with a small CPU recipe (``extra`` adds to
+    or overrides it); returns the run's results.json."""
+    import multiview_video_alignment as mva
+    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
+              "--batch_size", "8", "--triplets_per_epoch", "16", "--device", "cpu", "--xpar",
+              "--output_dir", str(out), *extra])
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)

@@ -1,4 +1,5 @@
-"""The time-contrastive loss, a short training run, resume, results and checkpoint-only testing."""
+"""The time-contrastive and n-pairs losses, training, resume, results, checkpoint-only testing, start points
+and the two-model comparison of the alignment task."""
 import json
 import os
 import subprocess
@@ -13,19 +14,12 @@ from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, init_f
 from threedtrl.alignment.engine import WeightEnsemble
 from threedtrl.alignment.losses import npairs_loss, time_contrastive_loss
 from threedtrl.alignment.sampler import EpochSampler
-from conftest import render_ftpv_root
+from conftest import TINY_FTPV, render_ftpv_root, train_alignment
 from data_pipeline import TrajectoryDataset, TripletDataset, open_split
 from data_pipeline.render_ftpv import Preset, render_dataset
 from threedtrl.runtime import UserError, load_checkpoint_file, seed_everything
 
-TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
-MC = "MineRLReachGoalGroundStatic-v0_Frame"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return render_ftpv_root(tmp_path_factory, TINY, 11, MC)
 
 
 def _embeddings(rows):
@@ -46,8 +40,8 @@ def test_loss_against_hand_computed_values():
     assert time_contrastive_loss(z[:1], margin=0.0).item() == pytest.approx(0.0)
 
 
-def test_short_training_lowers_the_loss(root):
-    trajectories, _ = open_split(root, "mc", "train")
+def test_short_training_lowers_the_loss(mc_root):
+    trajectories, _ = open_split(mc_root, "mc", "train")
     triplets = TripletDataset(TrajectoryDataset(trajectories, 32, progress=False), window=3, seed=0)
     frames = torch.stack([triplets[i][0] for i in range(0, len(triplets), 12)])
     seed_everything(0)
@@ -68,16 +62,8 @@ def test_short_training_lowers_the_loss(root):
     assert losses[-1] < losses[0] - 1.0 and min(losses[1:]) < losses[0], losses
 
 
-def _run(root, out, *extra):
-    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
-              "--batch_size", "8", "--triplets_per_epoch", "16", "--device", "cpu", "--xpar",
-              "--output_dir", str(out), *extra])
-    with open(os.path.join(out, "results.json")) as f:
-        return json.load(f)
-
-
-def test_train_resume_results_and_test_only(root, tmp_path, capsys):
-    straight = _run(root, tmp_path / "straight", "--epochs", "2", "--num_workers", "1")
+def test_train_resume_results_and_test_only(mc_root, tmp_path, capsys):
+    straight = train_alignment(mc_root, tmp_path / "straight", "--epochs", "2", "--num_workers", "1")
     assert [e["epoch"] for e in straight["epochs"]] == [0, 1, 2]
     for name in ("test", "val", "test_seen_views"):
         assert set(straight[name]) == {"alignment_error", "cycle_error", "kendalls_tau", "kendalls_tau_b"}
@@ -87,16 +73,16 @@ def test_train_resume_results_and_test_only(root, tmp_path, capsys):
     assert os.path.isfile(straight["plot"]) and os.listdir(tmp_path / "straight" / "tb")
     assert "seen views" in capsys.readouterr().out
 
-    first = _run(root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0")
+    first = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0")
     assert [e["epoch"] for e in first["epochs"]] == [0, 1]
-    resumed = _run(root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--resume")
+    resumed = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--resume")
     assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2]
     for a, b in zip(straight["epochs"][1:], resumed["epochs"][1:]):  # same numbers as without the break
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val"] == pytest.approx(b["val"], rel=1e-5)
     assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
 
-    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+    mva.main(["--data", "mc", "--data_root", mc_root, "--train_views", "2", "--device", "cpu", "--xpar",
               "--output_dir", str(tmp_path / "resumed"), "--test"])
     with open(tmp_path / "resumed" / "test.json") as f:
         tested = json.load(f)
@@ -123,16 +109,16 @@ def test_weight_ensemble_interpolates_with_the_start_and_restores_the_trained_we
         WeightEnsemble(net, 1.5)
 
 
-def test_wise_alpha_validates_keeps_and_tests_the_ensemble(root, tmp_path):
-    start_only = _run(root, tmp_path / "alpha0", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0")
+def test_wise_alpha_validates_keeps_and_tests_the_ensemble(mc_root, tmp_path):
+    start_only = train_alignment(mc_root, tmp_path / "alpha0", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0")
     # alpha 0: every epoch validates the start point itself, although the weights train
     assert [e["val"] for e in start_only["epochs"]] == [start_only["epochs"][0]["val"]] * 3
     assert start_only["epochs"][1]["train_loss"] != start_only["epochs"][2]["train_loss"]
     assert start_only["test"] == pytest.approx(start_only["initial"]["test"], rel=1e-6)
 
-    straight = _run(root, tmp_path / "straight", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5")
-    _run(root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0", "--wise_alpha", "0.5")
-    resumed = _run(root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5",
+    straight = train_alignment(mc_root, tmp_path / "straight", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5")
+    train_alignment(mc_root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0", "--wise_alpha", "0.5")
+    resumed = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5",
                    "--resume")
     for a, b in zip(straight["epochs"], resumed["epochs"]):
         assert a["val"] == pytest.approx(b["val"], rel=1e-5)
@@ -142,24 +128,24 @@ def test_wise_alpha_validates_keeps_and_tests_the_ensemble(root, tmp_path):
         best = load_checkpoint_file(str(tmp_path / "resumed" / "best.pth"))
         for key, value in best["model"].items():
             torch.testing.assert_close(value, torch.lerp(last["wise_start"][key], last["model"][key], 0.5))
-    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+    mva.main(["--data", "mc", "--data_root", mc_root, "--train_views", "2", "--device", "cpu", "--xpar",
               "--output_dir", str(tmp_path / "resumed"), "--test"])
     tested = json.loads((tmp_path / "resumed" / "test.json").read_text())
     assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
     with pytest.raises(UserError, match="--wise_alpha 0.5, not 1.0"):
-        _run(root, tmp_path / "resumed", "--epochs", "3", "--num_workers", "0", "--resume")
+        train_alignment(mc_root, tmp_path / "resumed", "--epochs", "3", "--num_workers", "0", "--resume")
     with pytest.raises(UserError, match="lie in"):
-        _run(root, tmp_path / "bad", "--wise_alpha", "2")
+        train_alignment(mc_root, tmp_path / "bad", "--wise_alpha", "2")
 
 
-def test_compile_trains_like_eager(root, tmp_path):
-    eager = _run(root, tmp_path / "eager", "--epochs", "1", "--num_workers", "0")
-    compiled = _run(root, tmp_path / "compiled", "--epochs", "1", "--num_workers", "0", "--compile", "aot_eager")
+def test_compile_trains_like_eager(mc_root, tmp_path):
+    eager = train_alignment(mc_root, tmp_path / "eager", "--epochs", "1", "--num_workers", "0")
+    compiled = train_alignment(mc_root, tmp_path / "compiled", "--epochs", "1", "--num_workers", "0", "--compile", "aot_eager")
     assert compiled["epochs"][1]["train_loss"] == pytest.approx(eager["epochs"][1]["train_loss"], rel=1e-4)
     saved = torch.load(tmp_path / "compiled" / "last.pth", map_location="cpu", weights_only=True)
     assert not any("_orig_mod" in key for key in saved["model"])
     with pytest.raises(UserError, match="unknown torch.compile backend"):
-        _run(root, tmp_path / "bad", "--epochs", "1", "--compile", "nope")
+        train_alignment(mc_root, tmp_path / "bad", "--epochs", "1", "--compile", "nope")
 
 
 def test_epoch_sampler_shards_cover_the_epoch():
@@ -172,10 +158,10 @@ def test_epoch_sampler_shards_cover_the_epoch():
     assert len(first) == 4 and list(limited) != first
 
 
-def test_torchrun_two_processes_match_single_process_evaluation(root, tmp_path):
+def test_torchrun_two_processes_match_single_process_evaluation(mc_root, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           os.path.join(ROOT, "multiview_video_alignment.py"), "--data", "mc", "--data_root", root,
+           os.path.join(ROOT, "multiview_video_alignment.py"), "--data", "mc", "--data_root", mc_root,
            "--img_size", "32", "--train_views", "2", "--lr", "1e-3", "--batch_size", "8",
            "--triplets_per_epoch", "32", "--epochs", "1", "--device", "cpu", "--xpar", "--num_workers", "0",
            "--output_dir", str(out)]
@@ -186,14 +172,14 @@ def test_torchrun_two_processes_match_single_process_evaluation(root, tmp_path):
         results = json.load(f)
     assert [e["epoch"] for e in results["epochs"]] == [0, 1]
     assert results["epochs"][1]["steps"] == 2  # 32 triplets, 8 per step, split over 2 processes
-    mva.main(["--data", "mc", "--data_root", root, "--train_views", "2", "--device", "cpu", "--xpar",
+    mva.main(["--data", "mc", "--data_root", mc_root, "--train_views", "2", "--device", "cpu", "--xpar",
               "--output_dir", str(out), "--test"])
     with open(out / "test.json") as f:
         tested = json.load(f)
     assert tested["test"] == pytest.approx(results["test"], rel=1e-5)  # sharded evaluation = whole evaluation
 
 
-def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
+def test_init_from_an_imagenet_train_checkpoint(mc_root, tmp_path):
     import imagenet_train
     from threedtrl.tools import render_objects
     objects = str(tmp_path / "objects")
@@ -202,7 +188,7 @@ def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
              "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress", "--output", str(tmp_path / "in")]
     imagenet_train.main([objects, "--model", "vit_plain_tiny_patch16_224", "--experiment", "plain", *small])
     ckpt = str(tmp_path / "in" / "plain" / "last.pth.tar")
-    results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8", "--depth", "2",
+    results = train_alignment(mc_root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8", "--depth", "2",
                    "--trl_depth", "1", "--num_workers", "0")
     report = results["init"]
     trained = load_checkpoint_file(ckpt)["state_dict"]
@@ -210,12 +196,12 @@ def test_init_from_an_imagenet_train_checkpoint(root, tmp_path):
     assert report["left_at_init"] and all(k.startswith("three_d_trl.") for k in report["left_at_init"])
     with pytest.raises(mva.UserError, match="holds no state dict"):
         torch.save(torch.ones(2), str(tmp_path / "tensor.pth"))
-        _run(root, tmp_path / "misfit", "--init", str(tmp_path / "tensor.pth"))
+        train_alignment(mc_root, tmp_path / "misfit", "--init", str(tmp_path / "tensor.pth"))
 
 
-def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_factory, tmp_path):
+def test_state_pretraining_learns_and_initialises_alignment(mc_root, tmp_path_factory, tmp_path):
     from threedtrl.tools import pretrain_state
-    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
+    data = render_ftpv_root(tmp_path_factory, TINY_FTPV, 5, "Pandav1_Train_Frame")
     out = tmp_path / "w" / "state.pth"
     pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
                          "--depth", "2", "--epochs", "8", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
@@ -227,7 +213,7 @@ def test_state_pretraining_learns_and_initialises_alignment(root, tmp_path_facto
     saved = load_checkpoint_file(str(out))
     assert saved["model"] and not any(k.startswith("head.") for k in saved["model"])
     assert saved["head"]["weight"].shape == (11, saved["model"]["cls_token"].shape[-1])   # 8 arm + 3 cube values
-    results = _run(root, tmp_path / "aligned", "--epochs", "1", "--init", str(out), "--patch_size", "8",
+    results = train_alignment(mc_root, tmp_path / "aligned", "--epochs", "1", "--init", str(out), "--patch_size", "8",
                    "--depth", "2", "--trl_depth", "1", "--global_pool", "avg", "--num_workers", "0")
     assert results["init"]["left_at_init"] == [] and results["init"]["ignored"] == []
     assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
@@ -267,7 +253,7 @@ def test_committed_weights_initialise_the_demo_model_completely(name):
 
 def test_state_pretraining_resume_reproduces_the_uninterrupted_run(tmp_path_factory, tmp_path, monkeypatch):
     from threedtrl.tools import pretrain_state
-    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
+    data = render_ftpv_root(tmp_path_factory, TINY_FTPV, 5, "Pandav1_Train_Frame")
     flags = ["--data_root", data, "--train_views", "1", "--img_size", "32", "--patch_size", "8", "--depth", "2",
              "--trl_depth", "1", "--epochs", "3", "--batch_size", "32", "--held_out", "2", "--align_weight", "0.5",
              "--align_frames", "4", "--xpar"]
@@ -322,9 +308,9 @@ def test_npairs_loss_against_hand_computed_values():
     assert npairs_loss(z, 1.0, times, sigma=1.0).item() == pytest.approx(0.690804, abs=1e-5)
 
 
-def test_clip_dataset_draws_aligned_views(root):
+def test_clip_dataset_draws_aligned_views(mc_root):
     from data_pipeline import ClipDataset
-    trajectories, _ = open_split(root, "mc", "train", 2)
+    trajectories, _ = open_split(mc_root, "mc", "train", 2)
     data = TrajectoryDataset(trajectories, 32, progress=False)
     clips = ClipDataset(data, clip_frames=5, views_per_clip=0, seed=1)
     frames, times, views = clips[4]
@@ -338,7 +324,7 @@ def test_clip_dataset_draws_aligned_views(root):
     assert before != [clips.draw(i) for i in range(10)]                          # drawn anew each epoch
 
 
-def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_settings(root, tmp_path):
+def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_settings(mc_root, tmp_path):
     from threedtrl.tools import compare_alignment
     recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
               "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
@@ -347,7 +333,7 @@ def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_setting
     start = tmp_path / "start.pth"
     torch.save({"model": create_embedder(cfg).net.state_dict()}, str(start))
     out = tmp_path / "cmp"
-    argv = ["--data", "mc", "--data_root", root, "--out", str(out), "--seeds", "0", "--unseen_train_views", "2",
+    argv = ["--data", "mc", "--data_root", mc_root, "--out", str(out), "--seeds", "0", "--unseen_train_views", "2",
             "--init", f"vit_3dtrl={start}", "--jobs", "2", "--train_args", recipe, "--xpar"]
     compare_alignment.main(argv)
     table = json.loads((out / "table.json").read_text())
@@ -372,15 +358,15 @@ def test_comparison_starts_each_model_from_its_own_weights_and_keeps_its_setting
 
 # ----------------------------------------------------------------------------- the release's recipe
 
-def test_release_defaults_batch_normalisation_and_best_epoch(root, tmp_path):
+def test_release_defaults_batch_normalisation_and_best_epoch(mc_root, tmp_path):
     args = mva.build_parser().parse_args([])
     assert (args.batch_size, args.frame_resize, args.mean, args.pred_campos_from) == (1, "pil", None, None)
-    results = _run(root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--lr", "1e-9")
+    results = train_alignment(mc_root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--lr", "1e-9")
     # the release keeps the best trained epoch, never the untrained start (here nearly unchanged by lr 1e-9)
     assert results["best_epoch"] >= 1
     best = load_checkpoint_file(str(tmp_path / "r" / "best.pth"))
     assert best["model_cfg"]["mean"] == [0.485, 0.456, 0.406] and best["model_cfg"]["std"] == [0.229, 0.224, 0.225]
-    _run(root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
+    train_alignment(mc_root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
          "--init", str(tmp_path / "r" / "best.pth"))
     assert load_checkpoint_file(str(tmp_path / "s" / "last.pth"))["model_cfg"]["mean"] == [0.485, 0.456, 0.406]
 
@@ -405,12 +391,12 @@ def test_frames_are_resized_as_the_release_does(tmp_path):
     assert np.abs(read_frame(path, 32, "opencv").astype(int) - expected).mean() > 1
 
 
-def test_test_only_takes_a_release_state_dict_and_swin_defaults(root, tmp_path):
+def test_test_only_takes_a_release_state_dict_and_swin_defaults(mc_root, tmp_path):
     """The release saves bare state dicts with its 1000-class head; Swin's camera comes from its tokens."""
     import timm
     net = timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=32, num_classes=1000)
     torch.save(net.state_dict(), tmp_path / "release_best.pth")
-    mva.main(["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--device", "cpu",
+    mva.main(["--data", "mc", "--data_root", mc_root, "--img_size", "32", "--train_views", "2", "--device", "cpu",
               "--xpar", "--output_dir", str(tmp_path / "t"), "--test", str(tmp_path / "release_best.pth")])
     assert json.loads((tmp_path / "t" / "test.json").read_text())["test"]["alignment_error"] >= 0
     swin = create_embedder(dict(MODEL_DEFAULTS, model="swin_3dtrl_tiny_patch4_window7_224", img_size=224,
@@ -418,23 +404,23 @@ def test_test_only_takes_a_release_state_dict_and_swin_defaults(root, tmp_path):
     assert swin.net.three_d_trl.estimator.camera_props.mode == "tok"
 
 
-def test_a_new_lr_is_applied_on_resume(root, tmp_path, capsys):
-    _run(root, tmp_path / "r", "--epochs", "1", "--num_workers", "0")
-    _run(root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--resume", "--lr", "1e-4")
+def test_a_new_lr_is_applied_on_resume(mc_root, tmp_path, capsys):
+    train_alignment(mc_root, tmp_path / "r", "--epochs", "1", "--num_workers", "0")
+    train_alignment(mc_root, tmp_path / "r", "--epochs", "2", "--num_workers", "0", "--resume", "--lr", "1e-4")
     assert "--lr 0.0001 applied to the resumed run (its checkpoint ran with 0.001)" in capsys.readouterr().out
     last = load_checkpoint_file(str(tmp_path / "r" / "last.pth"))
     assert {group["lr"] for group in last["optimizer"]["param_groups"]} == {1e-4}
 
 
-def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(root, tmp_path):
+def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(mc_root, tmp_path):
     """What a cluster scheduler sends: one line, exit 143, the last checkpoint intact, and the resumed
     run gives the numbers of the uninterrupted one."""
     import signal
     import time
-    args = ["--data", "mc", "--data_root", root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
+    args = ["--data", "mc", "--data_root", mc_root, "--img_size", "32", "--train_views", "2", "--lr", "1e-3",
             "--batch_size", "8", "--triplets_per_epoch", "16", "--device", "cpu", "--xpar", "--num_workers", "0",
             "--epochs", "4"]
-    straight = _run(root, tmp_path / "straight", "--epochs", "4", "--num_workers", "0")
+    straight = train_alignment(mc_root, tmp_path / "straight", "--epochs", "4", "--num_workers", "0")
     out = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "multiview_video_alignment.py", *args, "--output_dir", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -448,7 +434,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(root, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines()[-1].startswith("error: terminated (SIGTERM)") and "Traceback" not in stderr
-    resumed = _run(root, out, "--epochs", "4", "--num_workers", "0", "--resume")
+    resumed = train_alignment(mc_root, out, "--epochs", "4", "--num_workers", "0", "--resume")
     assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
     assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2, 3, 4]
 
@@ -472,153 +458,7 @@ def test_centring_in_time_removes_what_a_camera_adds_to_every_frame():
     assert torch.equal(Embedder(torch.nn.Identity(), (0, 0, 0), (1, 1, 1), center=True).video_embeddings(z), centred)
 
 
-def test_centring_in_time_needs_the_npairs_loss(root, tmp_path):
+def test_centring_in_time_needs_the_npairs_loss(mc_root, tmp_path):
     with pytest.raises(UserError, match="--center_in_time works on the clips of the n-pairs loss"):
-        mva.main(["--data", "mc", "--data_root", root, "--center_in_time", "--loss", "triplet",
+        mva.main(["--data", "mc", "--data_root", mc_root, "--center_in_time", "--loss", "triplet",
                   "--output_dir", str(tmp_path / "o")])
-
-
-@pytest.mark.parametrize("model", ["vit_3dtrl_tiny_patch16_224", "vit_plain_tiny_patch16_224"])
-def test_transfer_start_points_initialise_every_tensor(model):
-    """weights/transfer_*.safetensors (make transfer-weights) fit the recipe's model completely and
-    record a pretraining that lowered its held-out alignment error."""
-    short = "vit_3dtrl" if "3dtrl" in model else "deit_tcn"
-    path = os.path.join(ROOT, "weights", f"transfer_{short}.safetensors")
-    saved = load_checkpoint_file(path)
-    assert saved["model_cfg"]["model"] == model
-    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
-    report = init_from_file(embedder.net, path)
-    assert report["left_at_init"] == [] and report["ignored"] == [] and report["loaded"] == len(saved["model"])
-    history = saved["history"]
-    assert history[-1]["held_out_alignment_error"] < history[0]["held_out_alignment_error"]
-
-
-def test_fine_tuning_from_the_transfer_start_point_learns_a_held_out_family(tmp_path_factory, tmp_path):
-    """The recipe of `make demo FTPV_ROOT=DIR` on a tiny render of a family no start point saw: the
-    validation alignment error of the last epoch is below that of the start point."""
-    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=4, frames=12, size=64, family="kuka")
-    root = str(tmp_path_factory.mktemp("heldout"))
-    render_dataset(root, preset, seed=7, workers=1, progress=False)
-    out = tmp_path / "run"
-    mva.main(["--data", "panda", "--data_root", root, "--train_views", "3", "--img_size", "64", "--loss", "npairs",
-              "--depth", "4", "--trl_depth", "1", "--global_pool", "avg", "--views_per_clip", "0", "--clip_frames", "8",
-              "--batch_size", "2", "--triplets_per_epoch", "16", "--epochs", "6", "--lr", "1e-3", "--center_in_time",
-              "--init", os.path.join(ROOT, "weights", "transfer_vit_3dtrl.safetensors"), "--seed", "0",
-              "--num_workers", "0", "--device", "cpu", "--xpar", "--output_dir", str(out)])
-    with open(out / "results.json") as f:
-        epochs = json.load(f)["epochs"]
-    assert epochs[-1]["val"]["alignment_error"] < epochs[0]["val"]["alignment_error"] - 0.02, epochs
-
-
-def test_view_augmentation_is_one_change_per_view_and_reproducible(root):
-    from data_pipeline import ClipDataset
-    from data_pipeline.datasets import augment_view
-
-    frame = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
-    frames = frame.repeat(3, 1, 1, 1)
-    out = augment_view(frames, np.random.default_rng(5))
-    assert out.shape == frames.shape and out.dtype == torch.uint8
-    assert torch.equal(out[0], out[2]) and not torch.equal(out[0], frames[0])  # one warp for the clip's frames
-    assert torch.equal(out, augment_view(frames, np.random.default_rng(5)))
-    trajectories, _ = open_split(root, "mc", "train", train_views=2)
-    data = TrajectoryDataset(trajectories, 32, progress=False)
-    plain, augmented = ClipDataset(data, 4, 0, seed=1), ClipDataset(data, 4, 0, seed=1, augment=True)
-    (a, _, _), (b, _, _) = plain[0], augmented[0]
-    assert a.shape == b.shape and not torch.equal(a, b)
-    assert torch.equal(b, augmented[0][0])
-
-
-def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_path_factory, tmp_path):
-    from threedtrl.tools import compare_heldout
-
-    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
-              "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3 --center_in_time")
-    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)
-    roots = []
-    for family in ("rolling", "stacking"):
-        out = tmp_path_factory.mktemp("cmp_roots") / family
-        render_dataset(str(out), Preset(**{**preset.__dict__, "family": family}), seed=1, workers=1, progress=False)
-        roots.append(str(out))
-    inits = []
-    for short, name in (("vit_3dtrl", "vit_3dtrl_tiny_patch16_224"), ("deit_tcn", "vit_plain_tiny_patch16_224")):
-        cfg = dict(MODEL_DEFAULTS, model=name, img_size=32, patch_size=8, depth=2, trl_depth=1, global_pool="avg")
-        torch.save({"model": create_embedder(cfg).net.state_dict()}, str(tmp_path / f"{short}.pth"))
-        inits += ["--init", f"{short}={tmp_path / f'{short}.pth'}"]
-    compare_heldout.main(["--roots", *roots, *inits, "--seeds", "0", "--scratch_seeds", "0", "--out",
-                          str(tmp_path / "cmp"), "--train_args", recipe, "--scratch_args", recipe, "--unseen_train_views",
-                          "2"])
-    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
-    assert set(table["families"]) == {"rolling", "stacking"}
-    row = table["families"]["rolling"]["vit_3dtrl"]
-    assert len(row["finetuned"]["alignment_error"]["values"]) == 1 and len(row["scratch"]["alignment_error"]["values"]) == 1
-    assert row["start"]["alignment_error"]["values"] != row["finetuned"]["alignment_error"]["values"]
-    pooled = table["pooled"]["alignment_error"]
-    assert len(pooled["differences"]) == 2                                   # (family, seed) pairs
-    assert "| stacking | deit_tcn |" in (tmp_path / "cmp" / "table.md").read_text()
-
-
-def test_geometry_objectives_train_and_the_oracle_learns_its_targets(root, tmp_path):
-    flags = ["--loss", "npairs", "--clip_frames", "4", "--views_per_clip", "0", "--depth", "2", "--trl_depth", "1",
-             "--num_workers", "0",
-             "--geometry_loss", "consistency", "reprojection", "equivariance", "oracle"]
-    result = _run(root, tmp_path / "geometry", "--epochs", "4", *flags)
-    names = ("consistency", "reprojection", "equivariance", "oracle")
-    terms = [[e[f"{name}_loss"] for e in result["epochs"][1:]] for name in names]
-    assert all(len(t) == 4 and all(np.isfinite(t)) for t in terms)
-    assert terms[3][-1] < terms[3][0], terms[3]  # the oracle's depth and rotation targets are being learned
-    with pytest.raises(UserError, match="need a 3DTRL model"):
-        _run(root, tmp_path / "plain", "--model", "deit_tcn", "--epochs", "1", *flags)
-
-
-def test_state_pretraining_with_geometry_objectives_records_the_layer_options(tmp_path_factory, tmp_path):
-    """``tools/pretrain_state.py --geometry_loss``: the oracle's term falls on the clips of every view, and
-    the layer's options travel in the output's model_cfg to whatever loads it."""
-    from threedtrl.tools import pretrain_state
-    data = render_ftpv_root(tmp_path_factory, TINY, 5, "Pandav1_Train_Frame")
-    out = tmp_path / "w" / "geometry.pth"
-    pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
-                         "--depth", "2", "--epochs", "4", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
-                         "--align_weight", "1", "--align_frames", "4", "--geometry_loss", "oracle", "consistency", "reprojection",
-                         "--depth_activation", "softplus", "--focal", "2", "--out", str(out), "--xpar"])
-    history = json.loads((tmp_path / "w" / "geometry.pth.json").read_text())["history"]
-    oracle = [h["train_oracle"] for h in history[1:]]
-    assert oracle[-1] < oracle[0], oracle
-    assert all(np.isfinite(h["train_consistency"]) and np.isfinite(h["train_reprojection"]) and h["train_npairs"] > 0
-               for h in history[1:])
-    saved = load_checkpoint_file(str(out))
-    assert saved["model_cfg"]["trl_geometry"] == {"depth_activation": "softplus", "focal": 2.0}
-    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
-    embedder.net.load_state_dict(saved["model"])
-    _, _, geometry = embedder(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), with_geometry=True)
-    assert (geometry.depth > 0).all()                                       # softplus, as trained
-    with pytest.raises(UserError, match="need a 3DTRL model"):
-        pretrain_state.main(["--data_root", data, "--model", "deit_tcn", "--geometry_loss", "oracle",
-                             "--out", str(tmp_path / "plain.pth"), "--xpar"])
-
-
-def test_geometry_comparison_gives_each_option_its_start_point(tmp_path_factory, tmp_path):
-    from threedtrl.tools import compare_geometry
-    root = render_ftpv_root(tmp_path_factory, Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4,
-                                                      size=32), 2, "Pandav1_Train_Frame")
-    cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=2, trl_depth=1,
-               global_pool="avg")
-    starts = []
-    for seed in (0, 1):
-        seed_everything(seed)
-        starts.append(str(tmp_path / f"start{seed}.pth"))
-        torch.save({"model": create_embedder(cfg).net.state_dict(), "model_cfg": cfg}, starts[-1])
-    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs "
-              "--views_per_clip 0 --clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
-    argv = ["--data_root", root, "--init", starts[0], "--option", "release=", "--option",
-            "oracle=--geometry_loss oracle", "--seeds", "0", "--train_args", recipe, "--unseen_train_views", "2",
-            "--out", str(tmp_path / "cmp")]
-    with pytest.raises(UserError, match="--option_init takes NAME=FILE"):
-        compare_geometry.main(argv + ["--option_init", f"other={starts[1]}"])
-    compare_geometry.main(argv + ["--option_init", f"oracle={starts[1]}"])
-    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
-    assert table["settings"]["inits"] == {"release": starts[0], "oracle": starts[1]}
-    release, oracle = table["options"]["release"], table["options"]["oracle"]
-    assert release["start"]["depth_spearman"] != oracle["start"]["depth_spearman"]   # two start points measured
-    text = (tmp_path / "cmp" / "table.md").read_text()
-    assert "paired" in oracle and "| oracle: start point |" in text
-    assert "reprojection_error" in oracle["start"] and "reprojection error of the true geometry" in text

@@ -1,0 +1,163 @@
+"""The alignment experiments' drivers: the transfer start points and fine-tuning a held-out family,
+view augmentation, the held-out comparison, and the geometry objectives and their comparison."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import multiview_video_alignment as mva
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
+from conftest import TINY_FTPV, render_ftpv_root, train_alignment
+from data_pipeline import TrajectoryDataset, open_split
+from data_pipeline.render_ftpv import Preset, render_dataset
+from threedtrl.runtime import UserError, load_checkpoint_file, seed_everything
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("model", ["vit_3dtrl_tiny_patch16_224", "vit_plain_tiny_patch16_224"])
+def test_transfer_start_points_initialise_every_tensor(model):
+    """weights/transfer_*.safetensors (make transfer-weights) fit the recipe's model completely and
+    record a pretraining that lowered its held-out alignment error."""
+    short = "vit_3dtrl" if "3dtrl" in model else "deit_tcn"
+    path = os.path.join(ROOT, "weights", f"transfer_{short}.safetensors")
+    saved = load_checkpoint_file(path)
+    assert saved["model_cfg"]["model"] == model
+    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
+    report = init_from_file(embedder.net, path)
+    assert report["left_at_init"] == [] and report["ignored"] == [] and report["loaded"] == len(saved["model"])
+    history = saved["history"]
+    assert history[-1]["held_out_alignment_error"] < history[0]["held_out_alignment_error"]
+
+
+def test_fine_tuning_from_the_transfer_start_point_learns_a_held_out_family(tmp_path_factory, tmp_path):
+    """The recipe of `make demo FTPV_ROOT=DIR` on a tiny render of a family no start point saw: the
+    validation alignment error of the last epoch is below that of the start point."""
+    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=4, frames=12, size=64, family="kuka")
+    root = str(tmp_path_factory.mktemp("heldout"))
+    render_dataset(root, preset, seed=7, workers=1, progress=False)
+    out = tmp_path / "run"
+    mva.main(["--data", "panda", "--data_root", root, "--train_views", "3", "--img_size", "64", "--loss", "npairs",
+              "--depth", "4", "--trl_depth", "1", "--global_pool", "avg", "--views_per_clip", "0", "--clip_frames", "8",
+              "--batch_size", "2", "--triplets_per_epoch", "16", "--epochs", "6", "--lr", "1e-3", "--center_in_time",
+              "--init", os.path.join(ROOT, "weights", "transfer_vit_3dtrl.safetensors"), "--seed", "0",
+              "--num_workers", "0", "--device", "cpu", "--xpar", "--output_dir", str(out)])
+    with open(out / "results.json") as f:
+        epochs = json.load(f)["epochs"]
+    assert epochs[-1]["val"]["alignment_error"] < epochs[0]["val"]["alignment_error"] - 0.02, epochs
+
+
+def test_view_augmentation_is_one_change_per_view_and_reproducible(mc_root):
+    from data_pipeline import ClipDataset
+    from data_pipeline.datasets import augment_view
+
+    frame = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    frames = frame.repeat(3, 1, 1, 1)
+    out = augment_view(frames, np.random.default_rng(5))
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    assert torch.equal(out[0], out[2]) and not torch.equal(out[0], frames[0])  # one warp for the clip's frames
+    assert torch.equal(out, augment_view(frames, np.random.default_rng(5)))
+    trajectories, _ = open_split(mc_root, "mc", "train", train_views=2)
+    data = TrajectoryDataset(trajectories, 32, progress=False)
+    plain, augmented = ClipDataset(data, 4, 0, seed=1), ClipDataset(data, 4, 0, seed=1, augment=True)
+    (a, _, _), (b, _, _) = plain[0], augmented[0]
+    assert a.shape == b.shape and not torch.equal(a, b)
+    assert torch.equal(b, augmented[0][0])
+
+
+def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_path_factory, tmp_path):
+    from threedtrl.tools import compare_heldout
+
+    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs --views_per_clip 0 "
+              "--clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3 --center_in_time")
+    preset = Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4, size=32)
+    roots = []
+    for family in ("rolling", "stacking"):
+        out = tmp_path_factory.mktemp("cmp_roots") / family
+        render_dataset(str(out), Preset(**{**preset.__dict__, "family": family}), seed=1, workers=1, progress=False)
+        roots.append(str(out))
+    inits = []
+    for short, name in (("vit_3dtrl", "vit_3dtrl_tiny_patch16_224"), ("deit_tcn", "vit_plain_tiny_patch16_224")):
+        cfg = dict(MODEL_DEFAULTS, model=name, img_size=32, patch_size=8, depth=2, trl_depth=1, global_pool="avg")
+        torch.save({"model": create_embedder(cfg).net.state_dict()}, str(tmp_path / f"{short}.pth"))
+        inits += ["--init", f"{short}={tmp_path / f'{short}.pth'}"]
+    compare_heldout.main(["--roots", *roots, *inits, "--seeds", "0", "--scratch_seeds", "0", "--out",
+                          str(tmp_path / "cmp"), "--train_args", recipe, "--scratch_args", recipe, "--unseen_train_views",
+                          "2"])
+    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    assert set(table["families"]) == {"rolling", "stacking"}
+    row = table["families"]["rolling"]["vit_3dtrl"]
+    assert len(row["finetuned"]["alignment_error"]["values"]) == 1 and len(row["scratch"]["alignment_error"]["values"]) == 1
+    assert row["start"]["alignment_error"]["values"] != row["finetuned"]["alignment_error"]["values"]
+    pooled = table["pooled"]["alignment_error"]
+    assert len(pooled["differences"]) == 2                                   # (family, seed) pairs
+    assert "| stacking | deit_tcn |" in (tmp_path / "cmp" / "table.md").read_text()
+
+
+def test_geometry_objectives_train_and_the_oracle_learns_its_targets(mc_root, tmp_path):
+    flags = ["--loss", "npairs", "--clip_frames", "4", "--views_per_clip", "0", "--depth", "2", "--trl_depth", "1",
+             "--num_workers", "0",
+             "--geometry_loss", "consistency", "reprojection", "equivariance", "oracle"]
+    result = train_alignment(mc_root, tmp_path / "geometry", "--epochs", "4", *flags)
+    names = ("consistency", "reprojection", "equivariance", "oracle")
+    terms = [[e[f"{name}_loss"] for e in result["epochs"][1:]] for name in names]
+    assert all(len(t) == 4 and all(np.isfinite(t)) for t in terms)
+    assert terms[3][-1] < terms[3][0], terms[3]  # the oracle's depth and rotation targets are being learned
+    with pytest.raises(UserError, match="need a 3DTRL model"):
+        train_alignment(mc_root, tmp_path / "plain", "--model", "deit_tcn", "--epochs", "1", *flags)
+
+
+def test_state_pretraining_with_geometry_objectives_records_the_layer_options(tmp_path_factory, tmp_path):
+    """``tools/pretrain_state.py --geometry_loss``: the oracle's term falls on the clips of every view, and
+    the layer's options travel in the output's model_cfg to whatever loads it."""
+    from threedtrl.tools import pretrain_state
+    data = render_ftpv_root(tmp_path_factory, TINY_FTPV, 5, "Pandav1_Train_Frame")
+    out = tmp_path / "w" / "geometry.pth"
+    pretrain_state.main(["--data_root", data, "--train_views", "2", "--img_size", "32", "--patch_size", "8",
+                         "--depth", "2", "--epochs", "4", "--batch_size", "16", "--lr", "3e-3", "--held_out", "2",
+                         "--align_weight", "1", "--align_frames", "4", "--geometry_loss", "oracle", "consistency", "reprojection",
+                         "--depth_activation", "softplus", "--focal", "2", "--out", str(out), "--xpar"])
+    history = json.loads((tmp_path / "w" / "geometry.pth.json").read_text())["history"]
+    oracle = [h["train_oracle"] for h in history[1:]]
+    assert oracle[-1] < oracle[0], oracle
+    assert all(np.isfinite(h["train_consistency"]) and np.isfinite(h["train_reprojection"]) and h["train_npairs"] > 0
+               for h in history[1:])
+    saved = load_checkpoint_file(str(out))
+    assert saved["model_cfg"]["trl_geometry"] == {"depth_activation": "softplus", "focal": 2.0}
+    embedder = create_embedder(dict(MODEL_DEFAULTS, **saved["model_cfg"]))
+    embedder.net.load_state_dict(saved["model"])
+    _, _, geometry = embedder(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), with_geometry=True)
+    assert (geometry.depth > 0).all()                                       # softplus, as trained
+    with pytest.raises(UserError, match="need a 3DTRL model"):
+        pretrain_state.main(["--data_root", data, "--model", "deit_tcn", "--geometry_loss", "oracle",
+                             "--out", str(tmp_path / "plain.pth"), "--xpar"])
+
+
+def test_geometry_comparison_gives_each_option_its_start_point(tmp_path_factory, tmp_path):
+    from threedtrl.tools import compare_geometry
+    root = render_ftpv_root(tmp_path_factory, Preset("Pandav1_Train_Frame", trajectories=20, views=3, frames=4,
+                                                      size=32), 2, "Pandav1_Train_Frame")
+    cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=2, trl_depth=1,
+               global_pool="avg")
+    starts = []
+    for seed in (0, 1):
+        seed_everything(seed)
+        starts.append(str(tmp_path / f"start{seed}.pth"))
+        torch.save({"model": create_embedder(cfg).net.state_dict(), "model_cfg": cfg}, starts[-1])
+    recipe = ("--img_size 32 --patch_size 8 --depth 2 --trl_depth 1 --global_pool avg --loss npairs "
+              "--views_per_clip 0 --clip_frames 4 --batch_size 2 --triplets_per_epoch 4 --epochs 1 --lr 1e-3")
+    argv = ["--data_root", root, "--init", starts[0], "--option", "release=", "--option",
+            "oracle=--geometry_loss oracle", "--seeds", "0", "--train_args", recipe, "--unseen_train_views", "2",
+            "--out", str(tmp_path / "cmp")]
+    with pytest.raises(UserError, match="--option_init takes NAME=FILE"):
+        compare_geometry.main(argv + ["--option_init", f"other={starts[1]}"])
+    compare_geometry.main(argv + ["--option_init", f"oracle={starts[1]}"])
+    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    assert table["settings"]["inits"] == {"release": starts[0], "oracle": starts[1]}
+    release, oracle = table["options"]["release"], table["options"]["oracle"]
+    assert release["start"]["depth_spearman"] != oracle["start"]["depth_spearman"]   # two start points measured
+    text = (tmp_path / "cmp" / "table.md").read_text()
+    assert "paired" in oracle and "| oracle: start point |" in text
+    assert "reprojection_error" in oracle["start"] and "reprojection error of the true geometry" in text
