@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from model import load_weights
-from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder, init_from_file,
-                                          load_checkpoint, recorded_normalisation)
+from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder,
+                                          freeze_first_groups, init_from_file, load_checkpoint,
+                                          recorded_normalisation)
 from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
 from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES, add_geometry_arguments, check_geometry_args
 from threedtrl.alignment.evaluation import evaluate
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight-space ensemble (WiSE-FT): validate, keep (best.pth) and test A x the trained weights "
                         "+ (1 - A) x the weights before training (--init, --pretrained or the initialisation); "
                         "1: the trained weights alone")
+    p.add_argument("--freeze_groups", type=int, default=0, metavar="N",
+                   help="train without the first N of the model's parameter groups (timm's group_matcher: the stem, "
+                        "then one group per block, 3DTRL with the block it feeds); 0: train everything")
     p.add_argument("--test", nargs="?", const="best", default=None, metavar="CHECKPOINT",
                    help="only evaluate a checkpoint on the test split (default OUTPUT_DIR/best.pth)")
     p.add_argument("--lr", type=float, default=1e-6, help="Adam learning rate")
@@ -190,6 +194,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     for name in ("lr", "temperature"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.freeze_groups < 0:
+        raise UserError(f"--freeze_groups must not be negative, got {args.freeze_groups}")
     if not 0.0 <= args.wise_alpha <= 1.0:
         raise UserError(f"--wise_alpha must lie in [0, 1], got {args.wise_alpha}")
     if args.label_sigma < 0:
@@ -369,7 +375,10 @@ class AlignmentRun:
             print(f"initialised from {args.init}: {report['loaded']} tensors loaded, "
                   f"{len(report['left_at_init'])} left at their initialisation"
                   + (f" ({', '.join(report['left_at_init'])})" if report["left_at_init"] else ""))
-        self.optimizer = torch.optim.Adam(self.embedder.parameters(), lr=args.lr)
+        frozen = freeze_first_groups(self.embedder.net, args.freeze_groups)
+        if frozen and rt.main:
+            print(f"--freeze_groups {args.freeze_groups}: {frozen} tensors are not trained")
+        self.optimizer = torch.optim.Adam([p for p in self.embedder.parameters() if p.requires_grad], lr=args.lr)
         self.state = TrainingState()
         self.layout = output_layout(args)
         self.last_path, self.best_path = self.layout.checkpoint("last.pth"), self.layout.checkpoint("best.pth")
@@ -411,9 +420,10 @@ class AlignmentRun:
         if checkpoint_model_cfg(ckpt, resume_path) != model_cfg(args) or "state" not in ckpt:
             raise UserError(f"{resume_path} was trained with {checkpoint_model_cfg(ckpt, resume_path)}, "
                             f"not {model_cfg(args)}, or holds no training state")
-        trained_alpha = ckpt.get("args", {}).get("wise_alpha", 1.0)
-        if trained_alpha != args.wise_alpha:
-            raise UserError(f"{resume_path} was trained with --wise_alpha {trained_alpha}, not {args.wise_alpha}")
+        for flag, default in (("wise_alpha", 1.0), ("freeze_groups", 0)):
+            trained = ckpt.get("args", {}).get(flag, default)
+            if trained != getattr(args, flag):
+                raise UserError(f"{resume_path} was trained with --{flag} {trained}, not {getattr(args, flag)}")
         self.embedder.net.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         trained_lr = ckpt.get("args", {}).get("lr", args.lr)

@@ -93,6 +93,24 @@ def create_embedder(cfg: Dict) -> Embedder:
                     center=bool(cfg.get("center_in_time")))
 
 
+def freeze_first_groups(net: nn.Module, groups: int) -> int:
+    """Stop training the first ``groups`` of timm's coarse parameter groups of ``net`` (group 0: the
+    stem; then block by block, 3DTRL in the group of the block it feeds and the final norm in the last
+    block's); returns the number of frozen tensors. Fine-tuning then moves only the later blocks."""
+    if groups == 0:
+        return 0
+    from timm.models import group_parameters
+    grouped = group_parameters(net, net.group_matcher(coarse=True))
+    if groups >= len(grouped):
+        raise UserError(f"--freeze_groups {groups}: {type(net).__name__} has {len(grouped)} parameter groups "
+                        f"(the stem, then one per block), so at most {len(grouped) - 1} can be frozen")
+    names = {name for group_id in sorted(grouped)[:groups] for name in grouped[group_id]}
+    for name, parameter in net.named_parameters():
+        if name in names:
+            parameter.requires_grad_(False)
+    return len(names)
+
+
 def recorded_normalisation(path: str) -> Optional[Tuple[Optional[list], Optional[list]]]:
     """The input mean and std a weight file was trained with, where it says: ``(mean, std)`` from a
     checkpoint of this project's alignment, state pretraining or ImageNet training (``(None, None)``

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import multiview_video_alignment as mva
-from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
+from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, freeze_first_groups, init_from_file
 from threedtrl.alignment.engine import WeightEnsemble
 from threedtrl.alignment.losses import npairs_loss, time_contrastive_loss
 from threedtrl.alignment.sampler import EpochSampler
@@ -410,6 +410,30 @@ def test_a_new_lr_is_applied_on_resume(mc_root, tmp_path, capsys):
     assert "--lr 0.0001 applied to the resumed run (its checkpoint ran with 0.001)" in capsys.readouterr().out
     last = load_checkpoint_file(str(tmp_path / "r" / "last.pth"))
     assert {group["lr"] for group in last["optimizer"]["param_groups"]} == {1e-4}
+
+
+def test_freeze_groups_trains_only_the_later_groups(mc_root, tmp_path):
+    """--freeze_groups N: the stem and the first blocks (3DTRL with the block it feeds) keep the start
+    weights, the rest trains; a resume with another N and an N past the last block are refused."""
+    cfg = dict(MODEL_DEFAULTS, model="vit_3dtrl_tiny_patch16_224", img_size=32, patch_size=8, depth=3, trl_depth=1)
+    net = create_embedder(cfg).net
+    assert freeze_first_groups(net, 2) == 4 + 12                               # the stem, block 0
+    assert all(p.requires_grad for n, p in net.named_parameters() if n.startswith(("three_d_trl", "blocks.1")))
+    assert freeze_first_groups(net, 3) > 16 and not any(p.requires_grad for p in net.three_d_trl.parameters())
+    with pytest.raises(UserError, match="--freeze_groups 4: ViT_3DTRL has 4 parameter groups"):  # stem, 3 blocks
+        freeze_first_groups(create_embedder(cfg).net, 4)
+
+    start = create_embedder(cfg).net.state_dict()
+    torch.save({"model": start}, str(tmp_path / "start.pth"))
+    flags = ["--num_workers", "0", "--patch_size", "8", "--depth", "3", "--trl_depth", "1", "--init",
+             str(tmp_path / "start.pth"), "--freeze_groups", "2"]
+    train_alignment(mc_root, tmp_path / "r", "--epochs", "1", *flags)
+    trained = load_checkpoint_file(str(tmp_path / "r" / "last.pth"))["model"]
+    frozen = [n for n in start if n.startswith(("cls_token", "pos_embed", "patch_embed", "blocks.0."))]
+    assert frozen and all(torch.equal(trained[n], start[n]) for n in frozen)
+    assert not torch.equal(trained["blocks.1.attn.qkv.weight"], start["blocks.1.attn.qkv.weight"])
+    with pytest.raises(UserError, match="was trained with --freeze_groups 2, not 1"):
+        train_alignment(mc_root, tmp_path / "r", "--epochs", "2", *flags[:-1], "1", "--resume")
 
 
 def test_sigterm_stops_like_ctrl_c_and_the_resume_is_identical(mc_root, tmp_path):
