@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models import group_parameters
 from torch import nn
 
 import model
@@ -99,7 +100,6 @@ def freeze_first_groups(net: nn.Module, groups: int) -> int:
     block's); returns the number of frozen tensors. Fine-tuning then moves only the later blocks."""
     if groups == 0:
         return 0
-    from timm.models import group_parameters
     grouped = group_parameters(net, net.group_matcher(coarse=True))
     if groups >= len(grouped):
         raise UserError(f"--freeze_groups {groups}: {type(net).__name__} has {len(grouped)} parameter groups "

@@ -1,10 +1,11 @@
 import json
 import os
+import shutil
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import pytest
 
-from data_pipeline.render_ftpv import Preset
+from data_pipeline.render_ftpv import Preset, render_dataset
 
 # The alignment tests' data: a tiny Panda render, read under the MineRL task's folder name (``--data mc``).
 TINY_FTPV = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
@@ -19,8 +20,6 @@ if _WORKER:
 
 def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:
     """Render ``preset`` and move it under a data root as ``dataset_folder``; returns the root."""
-    import shutil
-    from data_pipeline.render_ftpv import render_dataset
     out = tmp_path_factory.mktemp("ftpv")
     render_dataset(str(out / "render"), preset, seed=seed, workers=1, progress=False)
     os.makedirs(out / "root")

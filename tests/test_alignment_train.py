@@ -110,16 +110,18 @@ def test_weight_ensemble_interpolates_with_the_start_and_restores_the_trained_we
 
 
 def test_wise_alpha_validates_keeps_and_tests_the_ensemble(mc_root, tmp_path):
-    start_only = train_alignment(mc_root, tmp_path / "alpha0", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0")
+    start_only = train_alignment(mc_root, tmp_path / "alpha0", "--epochs", "2", "--num_workers", "0",
+                                 "--wise_alpha", "0")
     # alpha 0: every epoch validates the start point itself, although the weights train
     assert [e["val"] for e in start_only["epochs"]] == [start_only["epochs"][0]["val"]] * 3
     assert start_only["epochs"][1]["train_loss"] != start_only["epochs"][2]["train_loss"]
     assert start_only["test"] == pytest.approx(start_only["initial"]["test"], rel=1e-6)
 
-    straight = train_alignment(mc_root, tmp_path / "straight", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5")
+    straight = train_alignment(mc_root, tmp_path / "straight", "--epochs", "2", "--num_workers", "0",
+                               "--wise_alpha", "0.5")
     train_alignment(mc_root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0", "--wise_alpha", "0.5")
-    resumed = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0", "--wise_alpha", "0.5",
-                   "--resume")
+    resumed = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "2", "--num_workers", "0",
+                              "--wise_alpha", "0.5", "--resume")
     for a, b in zip(straight["epochs"], resumed["epochs"]):
         assert a["val"] == pytest.approx(b["val"], rel=1e-5)
     assert resumed["test"] == pytest.approx(straight["test"], rel=1e-5)
@@ -140,7 +142,8 @@ def test_wise_alpha_validates_keeps_and_tests_the_ensemble(mc_root, tmp_path):
 
 def test_compile_trains_like_eager(mc_root, tmp_path):
     eager = train_alignment(mc_root, tmp_path / "eager", "--epochs", "1", "--num_workers", "0")
-    compiled = train_alignment(mc_root, tmp_path / "compiled", "--epochs", "1", "--num_workers", "0", "--compile", "aot_eager")
+    compiled = train_alignment(mc_root, tmp_path / "compiled", "--epochs", "1", "--num_workers", "0",
+                               "--compile", "aot_eager")
     assert compiled["epochs"][1]["train_loss"] == pytest.approx(eager["epochs"][1]["train_loss"], rel=1e-4)
     saved = torch.load(tmp_path / "compiled" / "last.pth", map_location="cpu", weights_only=True)
     assert not any("_orig_mod" in key for key in saved["model"])
@@ -188,8 +191,8 @@ def test_init_from_an_imagenet_train_checkpoint(mc_root, tmp_path):
              "--warmup-epochs", "0", "--cooldown-epochs", "0", "--no-progress", "--output", str(tmp_path / "in")]
     imagenet_train.main([objects, "--model", "vit_plain_tiny_patch16_224", "--experiment", "plain", *small])
     ckpt = str(tmp_path / "in" / "plain" / "last.pth.tar")
-    results = train_alignment(mc_root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8", "--depth", "2",
-                   "--trl_depth", "1", "--num_workers", "0")
+    results = train_alignment(mc_root, tmp_path / "aligned", "--epochs", "1", "--init", ckpt, "--patch_size", "8",
+                              "--depth", "2", "--trl_depth", "1", "--num_workers", "0")
     report = results["init"]
     trained = load_checkpoint_file(ckpt)["state_dict"]
     assert report["loaded"] == len(trained) - 2 and report["ignored"] == ["head.bias", "head.weight"]
@@ -214,7 +217,7 @@ def test_state_pretraining_learns_and_initialises_alignment(mc_root, tmp_path_fa
     assert saved["model"] and not any(k.startswith("head.") for k in saved["model"])
     assert saved["head"]["weight"].shape == (11, saved["model"]["cls_token"].shape[-1])   # 8 arm + 3 cube values
     results = train_alignment(mc_root, tmp_path / "aligned", "--epochs", "1", "--init", str(out), "--patch_size", "8",
-                   "--depth", "2", "--trl_depth", "1", "--global_pool", "avg", "--num_workers", "0")
+                              "--depth", "2", "--trl_depth", "1", "--global_pool", "avg", "--num_workers", "0")
     assert results["init"]["left_at_init"] == [] and results["init"]["ignored"] == []
     assert results["init"]["loaded"] == len(saved["model"])                   # every backbone tensor
     with pytest.raises(UserError, match="exists"):
@@ -366,8 +369,8 @@ def test_release_defaults_batch_normalisation_and_best_epoch(mc_root, tmp_path):
     assert results["best_epoch"] >= 1
     best = load_checkpoint_file(str(tmp_path / "r" / "best.pth"))
     assert best["model_cfg"]["mean"] == [0.485, 0.456, 0.406] and best["model_cfg"]["std"] == [0.229, 0.224, 0.225]
-    train_alignment(mc_root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9", "--start_can_be_best",
-         "--init", str(tmp_path / "r" / "best.pth"))
+    train_alignment(mc_root, tmp_path / "s", "--epochs", "1", "--num_workers", "0", "--lr", "1e-9",
+                    "--start_can_be_best", "--init", str(tmp_path / "r" / "best.pth"))
     assert load_checkpoint_file(str(tmp_path / "s" / "last.pth"))["model_cfg"]["mean"] == [0.485, 0.456, 0.406]
 
 

@@ -69,8 +69,7 @@ def test_the_gpu_version_s_commands_pass_each_script_s_checks(data, tmp_path, ca
     """Built here without a GPU: a flag, config key or path that a script would refuse is found now, not
     on a lent GPU."""
     paths, out = gpu_check.check_data(data), str(tmp_path / "out")
-    steps = [*gpu_check.imagenet_steps(paths, out, True), gpu_check.alignment_step(paths, out, True),
-             gpu_check.action_step(paths, out, True), *gpu_check.benchmark_steps(out, True)]
+    steps = gpu_check.all_steps(paths, out, gpu=True)
     assert [s["name"] for s in steps] == ["i1k_amp_fp16", "i1k_amp_bf16_compiled", "imagenet_val",
                                           "imagenet_val_perturbed", "alignment", "action", "bench_models",
                                           "bench_timesformer"]

@@ -160,6 +160,12 @@ def benchmark_steps(out: str, gpu: bool) -> List[dict]:
                 timesformer_json], "learned": ("bench_timesformer", timesformer_json)}]
 
 
+def all_steps(paths: Dict[str, str], out: str, gpu: bool) -> List[dict]:
+    """Every step of the check, in the order it runs (the GPU version's where ``gpu``)."""
+    return [*imagenet_steps(paths, out, gpu), alignment_step(paths, out, gpu), action_step(paths, out, gpu),
+            *benchmark_steps(out, gpu)]
+
+
 # ----------------------------------------------------------------------------- what each step shows
 
 def _json(path: str):
@@ -272,8 +278,7 @@ def main(argv=None) -> None:
     gpu = torch.cuda.is_available() and not args.cpu
     out = os.path.abspath(args.out or os.path.join("output", "gpu_check", time.strftime("%Y%m%d-%H%M%S")))
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
-    steps = [*imagenet_steps(paths, out, gpu), alignment_step(paths, out, gpu), action_step(paths, out, gpu),
-             *benchmark_steps(out, gpu)]
+    steps = all_steps(paths, out, gpu)
     report = {"environment": environment(gpu), "steps": {}, "path": os.path.join(out, "report.json")}
     for step in steps:
         if step["name"] in args.skip:
