@@ -40,7 +40,9 @@ if [ -x "$ROOT/.venv/bin/python" ]; then
 else
     PYTHON=$(command -v python3 || command -v python) || die "no python found"
 fi
-"$PYTHON" -c "import threedtrl.runtime" 2>/dev/null \
+# Found, not imported: importing torch here would add seconds to every launch.
+INSTALLED="import importlib.util, sys; sys.exit(not all(importlib.util.find_spec(m) for m in sys.argv[1:]))"
+"$PYTHON" -c "$INSTALLED" threedtrl.runtime torch timm 2>/dev/null \
     || die "the project is not installed in $PYTHON: run pip install -e . in $ROOT (or make venv)"
 
 # Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.

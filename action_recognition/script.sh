@@ -36,7 +36,9 @@ PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
     if [ -x "$HERE/../.venv/bin/python" ]; then PYTHON="$HERE/../.venv/bin/python"; else PYTHON=python3; fi
 fi
-if ! "$PYTHON" -c "import threedtrl.timesformer" 2>/dev/null; then
+# Found, not imported: importing torch here would add seconds to every launch.
+INSTALLED="import importlib.util, sys; sys.exit(not all(importlib.util.find_spec(m) for m in sys.argv[1:]))"
+if ! "$PYTHON" -c "$INSTALLED" threedtrl.timesformer torch timm 2>/dev/null; then
     echo "error: the project is not installed in $PYTHON: run pip install -e . in $HERE/.. (or make venv)" >&2
     exit 2
 fi

@@ -277,6 +277,18 @@ def test_script_sh_takes_a_config_name_or_path(tmp_path):
     assert "configs/configs" not in missing.stderr
 
 
+def test_script_sh_names_a_python_without_the_project(tmp_path):
+    """A Python that lacks the project (or torch) is refused in one line before anything starts."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = subprocess.run(["bash", os.path.join(ACTION, "script.sh"), os.path.basename(DEMO), str(tmp_path),
+                             str(tmp_path / "out")], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHON=str(bare / "bin" / "python")))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: the project is not installed in "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- the release's recipe
 
 RELEASE_CONFIGS = ["TimeSformer_ST_8x32_224_4gpus.yaml", "TimeSformer_ST_8x32_224_NTU.yaml",
