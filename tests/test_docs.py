@@ -24,7 +24,8 @@ COMMANDS = [(folder, script) for folder, script in COMMANDS
             if script not in ("tools/model_check.py", "tools/seed_stats.py")]  # no flags: a check and a library
 # flags of other programs the docs quote, and the release's multi-GPU flags, which the alignment script
 # refuses in one line (docs/alignment.md says so) and so does not list
-FOREIGN_FLAGS = {"--nproc_per_node", "--distributed", "--gpus", "--address", "--port", "--no-"}
+FOREIGN_FLAGS = {"--nproc_per_node", "--distributed", "--gpus", "--address", "--port", "--no-",
+                 "--no-deps", "--no-build-isolation"}  # the last two: pip's
 LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.-]*\.(?:py|sh|yaml|md|json|csv|png|pth|txt|toml))`")
 MAKE = re.compile(r"`make ([a-z][\w-]*)")
