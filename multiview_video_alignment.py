@@ -41,6 +41,7 @@ from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_o
                                check_output_dir, compile_model, init_runtime, run_cli, save_checkpoint_atomic,
                                seed_everything, write_json_atomic)
 from threedtrl.visualization.alignment_report import geometry_stats, plot_alignment
+from data_pipeline.datasets import VIEW_DISTORTION
 from data_pipeline.ground_truth import TokenTargets
 
 
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment_views", action="store_true",
                    help="npairs: every view of a training clip gets a random viewpoint change of its own (a "
                         "perspective warp and a mirror image), so that the cameras trained on stand for more")
+    p.add_argument("--augment_distortion", type=float, default=None, metavar="D",
+                   help=f"--augment_views: the warp moves each corner inwards by up to D x half the image's side, "
+                        f"0 < D < 1 (default {VIEW_DISTORTION})")
     add_geometry_arguments(p)
     p.add_argument("--clip_frames", type=int, default=0,
                    help="npairs: frames per clip (0: all frames of the shortest training trajectory)")
@@ -202,6 +206,12 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
+    if args.augment_distortion is None:
+        args.augment_distortion = VIEW_DISTORTION
+    elif not args.augment_views:
+        raise UserError("--augment_distortion sets the warp of --augment_views: give both")
+    elif not 0.0 < args.augment_distortion < 1.0:
+        raise UserError(f"--augment_distortion must lie between 0 and 1, got {args.augment_distortion}")
     for flag in ("center_in_time", "augment_views", "geometry_loss"):
         if getattr(args, flag) and args.loss != "npairs":
             raise UserError(f"--{flag} works on the clips of the n-pairs loss: use it with --loss npairs")
@@ -402,7 +412,7 @@ class AlignmentRun:
             if "oracle" in args.geometry_loss:
                 targets = TokenTargets(self.train_data.trajectories, self.embedder.net.patch_embed.grid_size)
             items = ClipDataset(self.train_data, args.clip_frames, args.views_per_clip, seed=args.seed,
-                                augment=args.augment_views, targets=targets)
+                                augment=args.augment_views, distortion=args.augment_distortion, targets=targets)
         else:
             items = TripletDataset(self.train_data, resolve_dataset(args.data)[1].window, seed=args.seed)
         sampler = EpochSampler(len(items), args.seed, rt.rank, rt.world, args.triplets_per_epoch)

@@ -176,13 +176,15 @@ class ClipDataset(Dataset):
         views_per_clip: K, at least 2; 0 or more than the trajectories have: every view.
         augment: every view of an item gets a random change of viewpoint of its own (:func:`augment_view`),
             drawn from the seed, the epoch and the item.
+        distortion: the largest inward move of the warp's corners, as a share of half the side.
         targets: ``targets(trajectory, views, times)`` -> a dict of arrays about those frames (the
             oracle's ground truth, :class:`~data_pipeline.ground_truth.TokenTargets`), added to the item
             as a fourth element.
     """
 
     def __init__(self, trajectories: TrajectoryDataset, clip_frames: int = 0, views_per_clip: int = 2,
-                 seed: int = 42, augment: bool = False, targets: Optional[Callable] = None):
+                 seed: int = 42, augment: bool = False, distortion: float = VIEW_DISTORTION,
+                 targets: Optional[Callable] = None):
         self.trajectories = trajectories
         lengths = [trajectories.num_frames(k) for k in range(len(trajectories))]
         shortest = min(lengths)
@@ -198,7 +200,7 @@ class ClipDataset(Dataset):
         if self.views_per_clip < 2:
             raise UserError(f"clips need at least 2 views, got {views_per_clip}")
         self.seed = seed
-        self.augment, self.targets = augment, targets
+        self.augment, self.distortion, self.targets = augment, distortion, targets
         self.epoch = 0
         pairs = list(itertools.combinations(range(num_views), 2))
         self.index = np.array([(k, i, j) for k in range(len(trajectories)) for i, j in pairs], dtype=np.int64)
@@ -225,8 +227,8 @@ class ClipDataset(Dataset):
         trajectory = int(self.index[item][0])
         frames = self.trajectories.frames(trajectory, views, times)
         if self.augment:
-            frames = torch.stack([augment_view(f, np.random.default_rng([self.seed, self.epoch, item, 2, k]))
-                                  for k, f in enumerate(frames)])
+            frames = torch.stack([augment_view(f, np.random.default_rng([self.seed, self.epoch, item, 2, k]),
+                                               self.distortion) for k, f in enumerate(frames)])
         if self.targets is None:
             return frames, torch.tensor(times), torch.tensor(views)
         targets = {k: torch.from_numpy(v) for k, v in self.targets(trajectory, views, times).items()}

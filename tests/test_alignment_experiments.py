@@ -65,6 +65,15 @@ def test_view_augmentation_is_one_change_per_view_and_reproducible(mc_root):
     (a, _, _), (b, _, _) = plain[0], augmented[0]
     assert a.shape == b.shape and not torch.equal(a, b)
     assert torch.equal(b, augmented[0][0])
+    # --augment_distortion scales the same draws: every corner moves further, so the frames change more
+    stronger = ClipDataset(data, 4, 0, seed=1, augment=True, distortion=0.8)[0][0]
+    assert (stronger.float() - a.float()).abs().mean() > (b.float() - a.float()).abs().mean()
+    parser = mva.build_parser()
+    for extra, message in ((["--augment_distortion", "0.5"], "give both"),
+                           (["--augment_views", "--augment_distortion", "1"], "between 0 and 1")):
+        argv = ["--data", "mc", "--data_root", str(mc_root), "--loss", "npairs", *extra]
+        with pytest.raises(UserError, match=message):
+            mva.check_args(parser.parse_args(argv), argv)
 
 
 def test_heldout_comparison_reports_start_fine_tuned_and_scratch_per_family(tmp_path_factory, tmp_path):
