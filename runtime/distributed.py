@@ -103,16 +103,17 @@ def stop_with_launcher() -> None:
         die_with_parent()
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: Optional[int] = None) -> None:
     """Ask Linux to send SIGTERM to this process when its parent dies, however it dies (``kill -9``
-    included); used by launched training processes and the renderers' worker pools. On other
-    systems this does nothing."""
+    included); used by launched training processes and the renderers' worker pools. ``parent``: the
+    process id the caller started with (a pool passes its own), so that a parent that died while
+    this process was still starting up is noticed too. On other systems this does nothing."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal
 
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request was made

@@ -1,6 +1,7 @@
 """The worker pool of the renderers: jobs run in ``workers`` spawned processes (or in this one),
 each process keeping one scene per scenario for all its jobs. A job's output depends only on the
 job, so the result is the same for any number of workers."""
+import os
 from multiprocessing import get_context
 from typing import Any, Callable, Dict, Iterator, Sequence
 
@@ -24,6 +25,6 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int = 1) ->
         for job in jobs:
             yield fn(job)
         return
-    # the workers end with the main process, however it ends (kill -9 included)
-    with get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
+    # the workers end with the main process, however it ends (kill -9 included, and before they have started)
+    with get_context("spawn").Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         yield from pool.imap_unordered(fn, jobs)

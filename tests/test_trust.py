@@ -501,6 +501,13 @@ def _process_state(pid: int):
         return None
 
 
+def test_a_process_whose_parent_died_during_its_start_up_ends():
+    """die_with_parent(PID) of a process whose parent is no longer PID (it died while this one started)."""
+    code = "import time; from threedtrl.runtime.distributed import die_with_parent; die_with_parent(1); time.sleep(30)"
+    result = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert result.returncode == -15  # SIGTERM, at once
+
+
 def test_render_workers_end_with_the_main_process(tmp_path):
     """kill -9 of render_ftpv leaves no worker rendering on."""
     import signal
@@ -520,10 +527,11 @@ def test_render_workers_end_with_the_main_process(tmp_path):
         time.sleep(0.2)
     workers = children()
     assert len(workers) >= 2
-    time.sleep(2)  # the workers are past their start-up
+    while time.time() < deadline and not any((tmp_path / "r").rglob("*.jpg")):
+        time.sleep(0.2)  # the workers are rendering
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 20
+    deadline = time.time() + 60  # a worker still starting up ends when its start-up is done
     while time.time() < deadline and any(alive(pid) for pid in workers):
         time.sleep(0.2)
     assert not [pid for pid in workers if alive(pid)]
