@@ -14,6 +14,7 @@ refused. ``--init MODEL=FILE`` starts one model from its own weights (e.g. each 
 """
 import argparse
 import contextlib
+import io
 import os
 import shlex
 import subprocess
@@ -160,16 +161,16 @@ def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
 
 def run_comparison(root: str, out: str, models: Sequence[str], seeds: Sequence[int], train_args: str,
                    inits: Sequence[str], jobs: int, threads: int, device: str, unseen_train_views: int) -> Dict:
-    """This comparison (the unseen setting) on FTPV root ``root`` in a subprocess, its output kept
-    from the caller's; returns its ``OUT/table.json``."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--data_root", root, "--out", out, "--models", *models,
-           "--seeds", *map(str, seeds), "--train_args", train_args, "--jobs", str(jobs), "--threads", str(threads),
-           "--device", device, "--unseen_train_views", str(unseen_train_views), "--xpar"]
+    """This comparison (the unseen setting) on FTPV root ``root``, in this process (the training runs are
+    subprocesses either way) with its table kept from the caller's output; returns its ``OUT/table.json``."""
+    argv = ["--data_root", root, "--out", out, "--models", *models, "--seeds", *map(str, seeds), "--train_args",
+            train_args, "--jobs", str(jobs), "--threads", str(threads), "--device", device, "--unseen_train_views",
+            str(unseen_train_views), "--xpar"]
     for item in inits:
-        cmd += ["--init", item]
+        argv += ["--init", item]
     started = time.time()
-    if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
-        raise UserError(f"the comparison on {root} failed: {shlex.join(cmd)}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(argv)
     print(f"{out}: {time.time() - started:.0f} s", flush=True)
     return read_json(os.path.join(out, "table.json"))
 

@@ -16,18 +16,20 @@ start point's own measures on the same cameras are in the table too (``start``).
         --option release= --option "oracle=--geometry_loss oracle" --seeds 0 1 2 3 4
 """
 import argparse
+import contextlib
+import io
 import os
-import subprocess
-import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
+import torch
+
 from threedtrl.runtime import UserError, read_json, run_cli
 from threedtrl.tools.compare_alignment import run_comparison, write_comparison_table
 from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.visualization import cli as visualize_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "vit_3dtrl_tiny_patch16_224"
 # the embedded demo's recipe (Makefile: DEMO_COMMON and EMBEDDED_RECIPE), here without its --init
 DEMO_RECIPE = ("--img_size 64 --loss npairs --depth 4 --trl_depth 1 --global_pool avg --views_per_clip 0 "
@@ -95,15 +97,18 @@ def parse_option_inits(items: Sequence[str], options: Sequence[Tuple[str, str]],
 
 def evaluate_geometry(checkpoint: str, out: str, args: argparse.Namespace) -> Dict:
     """``visualize.py --geometry_eval`` of ``checkpoint`` (an alignment run's or a pretrained start point)
-    on the unseen cameras, into ``out``; returns its geometry.json."""
+    on the unseen cameras, into ``out``, in this process on the threads of every job; returns its
+    geometry.json."""
     path = os.path.join(out, "geometry.json")
     if not os.path.isfile(path):
-        cmd = [sys.executable, os.path.join(ROOT, "visualize.py"), "--checkpoint", checkpoint,
-               "--geometry_eval", args.data_root, "--train_views", str(args.unseen_train_views), "--out", out,
-               "--device", args.device, "--xpar"]
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads * args.jobs))
-        if subprocess.run(cmd, stdout=subprocess.DEVNULL, env=env).returncode != 0:
-            raise UserError(f"the geometry evaluation of {checkpoint} failed: {' '.join(cmd)}")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads * args.jobs)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                visualize_cli.main(["--checkpoint", checkpoint, "--geometry_eval", args.data_root, "--train_views",
+                                    str(args.unseen_train_views), "--out", out, "--device", args.device, "--xpar"])
+        finally:
+            torch.set_num_threads(threads)
     return read_json(path)
 
 
