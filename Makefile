@@ -23,10 +23,11 @@ venv: $(VENV)/.installed
 
 # Two test processes of one thread each: most tests are chains of short subprocesses that keep one
 # core busy, so one process at a time leaves the second core mostly idle. A test file stays on one
-# process, so its module fixtures (rendered data) are made once.
+# process, so its module fixtures (rendered data) are made once; files go out in the order
+# tests/conftest.py collects them (the longest first).
 TEST_WORKERS ?= 2
 test: venv
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Every run writes a new folder (output/demo/<time>); nothing earlier is replaced or deleted.
 STAMP := $(shell date +%Y%m%d-%H%M%S)

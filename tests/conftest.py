@@ -18,6 +18,23 @@ if _WORKER:
     os.environ.setdefault("MASTER_PORT", str(29611 + 17 * int(_WORKER.removeprefix("gw"))))
 
 
+# `make test` hands whole files to its two processes in collection order (--dist loadfile
+# --no-loadscope-reorder), each process holding two files at a time. The files whose tests take longest
+# (minutes, mostly subprocesses that start torch) are collected first, so that neither process is left
+# with a long file at the end while the other one waits.
+LONGEST_FIRST = ("test_alignment_experiments.py", "test_alignment_train.py", "test_imagenet.py", "test_gpu_check.py",
+                 "test_action_data.py", "test_trust.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Order the files by ``LONGEST_FIRST`` (the rest after them, as collected); a file's tests keep
+    their order."""
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)
+
+
 def render_ftpv_root(tmp_path_factory, preset, seed: int, dataset_folder: str) -> str:
     """Render ``preset`` and move it under a data root as ``dataset_folder``; returns the root."""
     out = tmp_path_factory.mktemp("ftpv")

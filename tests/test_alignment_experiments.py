@@ -41,7 +41,7 @@ def test_fine_tuning_from_the_transfer_start_point_learns_a_held_out_family(tmp_
     out = tmp_path / "run"
     mva.main(["--data", "panda", "--data_root", root, "--train_views", "3", "--img_size", "64", "--loss", "npairs",
               "--depth", "4", "--trl_depth", "1", "--global_pool", "avg", "--views_per_clip", "0", "--clip_frames", "8",
-              "--batch_size", "2", "--triplets_per_epoch", "16", "--epochs", "6", "--lr", "1e-3", "--center_in_time",
+              "--batch_size", "2", "--triplets_per_epoch", "16", "--epochs", "3", "--lr", "1e-3", "--center_in_time",
               "--init", os.path.join(ROOT, "weights", "transfer_vit_3dtrl.safetensors"), "--seed", "0",
               "--num_workers", "0", "--device", "cpu", "--xpar", "--output_dir", str(out)])
     with open(out / "results.json") as f:

@@ -13,10 +13,10 @@ import model  # noqa: F401
 from threedtrl.timesformer.model import TimeSformer
 
 IMAGE_MODELS = {
-    "vit": ("vit_3dtrl_tiny_patch16_224", dict(img_size=64, depth=4, trl_depth=2)),
+    "vit": ("vit_3dtrl_tiny_patch16_224", dict(img_size=64, depth=2, trl_depth=1)),
     "swin": ("swin_3dtrl_tiny_patch4_window7_224",
-             dict(img_size=64, window_size=4, depths=(1, 1, 2, 1), embed_dim=32, num_heads=(1, 2, 4, 8))),
-    "tnt": ("tnt_3dtrl_s_patch16_224", dict(img_size=64, depth=4, trl_depth=2)),
+             dict(img_size=64, window_size=4, depths=(1, 1, 1, 1), embed_dim=32, num_heads=(1, 2, 4, 8))),
+    "tnt": ("tnt_3dtrl_s_patch16_224", dict(img_size=64, depth=2, trl_depth=1)),
 }
 
 
@@ -46,6 +46,6 @@ def test_image_models_compile_whole(family):
 
 def test_timesformer_3dtrl_compiles_whole():
     torch.manual_seed(0)
-    net = TimeSformer(img_size=32, patch_size=8, num_classes=5, embed_dim=48, depth=3, num_heads=3, num_frames=4,
+    net = TimeSformer(img_size=32, patch_size=8, num_classes=5, embed_dim=48, depth=2, num_heads=3, num_frames=4,
                       trl_loc=1)
     _compiled_matches_eager(net, torch.randn(2, 3, 4, 32, 32))
