@@ -17,10 +17,8 @@ import torch.multiprocessing as mp
 
 from threedtrl.runtime import UserError, load_checkpoint_file, user_message
 
-from .checkpoint import output_layout
 from .config import load_config
 from .dataset import VideoDataset, check_readable
-from .trainer import run, world_size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +57,7 @@ def check_inputs(cfg) -> None:
 def run_process(rank: int, cfg, init_method: str) -> None:
     """One training process. Spawned processes start here, so this module (with the torchvision
     remedy first) is what they import before timm."""
+    from .trainer import run
     run(rank, cfg, init_method)
 
 
@@ -72,6 +71,10 @@ def main(argv=None) -> None:
     if cfg.NUM_SHARDS > 1 and not args.init_method:
         raise UserError("a multi-node run (NUM_SHARDS > 1) needs --init_method tcp://HOST:PORT")
     check_inputs(cfg)
+    # The model and training code (timm, the models: about 5 s) load only once the config and the
+    # inputs passed, so a mistake in either is reported in the time torch takes to import.
+    from .checkpoint import output_layout
+    from .trainer import run, world_size
     output_layout(cfg.OUTPUT_DIR).prepare()
     init_method = args.init_method or f"tcp://127.0.0.1:{free_port()}"
     processes = max(cfg.NUM_GPUS, 1)
