@@ -32,7 +32,7 @@ from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpo
                                           recorded_normalisation)
 from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
 from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES, add_geometry_arguments, check_geometry_args
-from threedtrl.alignment.evaluation import evaluate
+from threedtrl.alignment.evaluation import evaluate, per_view_means
 from threedtrl.alignment.losses import LOSSES
 from threedtrl.alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
@@ -303,6 +303,11 @@ def format_metrics(metrics: Dict[str, float]) -> str:
             f"Kendall's tau {metrics['kendalls_tau']:+.4f}")
 
 
+def format_per_view(view_pairs: List[Dict]) -> str:
+    means = per_view_means(view_pairs)
+    return "alignment error per view (mean over its pairs): " + "  ".join(f"{view} {value:.3f}" for view, value in means.items())
+
+
 def output_layout(args: argparse.Namespace) -> OutputLayout:
     """The release's layout: ``last.pth``, ``best.pth`` and ``results.json`` in ``--output_dir``,
     TensorBoard scalars in ``tb/``."""
@@ -326,13 +331,15 @@ def run_test_only(args: argparse.Namespace, rt: Runtime) -> None:
         embedder.to(rt.device)
         ckpt = {"epoch": None}
     progress = rt.main and not args.xpar
-    results = {"checkpoint": path, "epoch": ckpt["epoch"], "views": {}}
+    results = {"checkpoint": path, "epoch": ckpt.get("epoch"), "views": {}, "view_pairs": {}}
     sets = test_sets(args, progress)
     for name, (data, views) in sets.items():
-        results[name] = evaluate(embedder, data, rt, args.eval_batch_size, progress, name)
         results["views"][name] = view_names(views)
+        results[name], results["view_pairs"][name] = evaluate(embedder, data, rt, args.eval_batch_size, progress,
+                                                              name, results["views"][name])
         if rt.main:
             print(f"{name:16s} {format_metrics(results[name])}")
+            print(f"{'':16s} {format_per_view(results['view_pairs'][name])}")
     if rt.main:
         data, views = sets["test"]
         layout.prepare()
@@ -527,10 +534,11 @@ class AlignmentRun:
         results = {"test": None, "val": state.best["val"], "best_epoch": state.best["epoch"],
                    "epochs": state.history, "initial": state.initial, "data": args.data, "init": self.init_report,
                    "setting": "seen" if args.train_views == -1 else "unseen", "model": args.model,
-                   "views": {"train": view_names(self.train_views)}, "config": vars(args)}
+                   "views": {"train": view_names(self.train_views)}, "view_pairs": {}, "config": vars(args)}
         for name, (data, views) in self.tests.items():
-            results[name] = self.evaluate(data, name)
             results["views"][name] = view_names(views)
+            results[name], results["view_pairs"][name] = evaluate(
+                self.embedder, data, rt, args.eval_batch_size, self.progress, name, results["views"][name])
             if self.writer is not None:
                 for key, value in results[name].items():
                     self.writer.add_scalar(f"{name}/{key}", value, state.best["epoch"])
@@ -565,6 +573,8 @@ def print_summary(results: Dict, layout: OutputLayout) -> None:
             print(f"  {labels[name]:14s} {when:8s} {metrics['alignment_error']:10.4f} "
                   f"{metrics['cycle_error']:10.4f} {metrics['kendalls_tau']:+8.4f} "
                   f"{metrics.get('kendalls_tau_b', float('nan')):+8.4f}")
+    for name in names:
+        print(f"  {labels[name]}, {format_per_view(results['view_pairs'][name])}")
     print(f"results: {layout.results_path}")
     print(f"plot:    {results['plot']}")
     print(f"curves:  tensorboard --logdir {layout.tensorboard_dir}")

@@ -170,3 +170,30 @@ def test_geometry_comparison_gives_each_option_its_start_point(tmp_path_factory,
     text = (tmp_path / "cmp" / "table.md").read_text()
     assert "paired" in oracle and "| oracle: start point |" in text
     assert "reprojection_error" in oracle["start"] and "reprojection error of the true geometry" in text
+
+
+def test_view_pairs_groups_every_pair_and_recovers_the_unseen_view_metric(mc_root, tmp_path):
+    """tools/view_pairs.py on a start point (a safetensors file, as --test takes it): the mean of its fpv and
+    unseen-camera pairs is the unseen setting's test metric of multiview_video_alignment.py --test."""
+    from threedtrl.tools import view_pairs
+
+    start = os.path.join(ROOT, "weights", "transfer_vit_3dtrl.safetensors")
+    mva.main(["--data", "mc", "--data_root", mc_root, "--train_views", "1", "--test", start, "--device", "cpu",
+              "--xpar", "--output_dir", str(tmp_path / "unseen")])
+    with open(tmp_path / "unseen" / "test.json") as f:
+        unseen = json.load(f)
+    assert unseen["views"]["test"] == ["fpv", "view_1", "view_2"] and unseen["epoch"] is None
+
+    view_pairs.main(["--data", "mc", "--data_root", mc_root, "--train_views", "1", "--out", str(tmp_path / "pairs"),
+                     start, start])
+    with open(tmp_path / "pairs" / "view_pairs.json") as f:
+        table = json.load(f)
+    groups = table["groups"]
+    assert set(groups) == {"fpv-training", "fpv-unseen", "training-unseen", "unseen-unseen", "unseen-view metric"}
+    for metric in ("alignment_error", "kendalls_tau"):
+        assert groups["unseen-view metric"][metric]["mean"] == pytest.approx(unseen["test"][metric])
+        assert groups["unseen-view metric"][metric]["std"] == 0.0  # the same file twice
+    assert list(table["views"]) == ["fpv", "view_0", "view_1", "view_2"]
+    with pytest.raises(UserError, match="no checkpoint file"):
+        view_pairs.main(["--data_root", mc_root, "--train_views", "1", "--out", str(tmp_path / "x"),
+                         str(tmp_path / "missing.pth")])

@@ -71,7 +71,17 @@ def test_train_resume_results_and_test_only(mc_root, tmp_path, capsys):
     assert straight["views"] == {"train": ["fpv", "view_0", "view_1"], "test": ["fpv", "view_2"],
                                  "test_seen_views": ["fpv", "view_0", "view_1"]}
     assert os.path.isfile(straight["plot"]) and os.listdir(tmp_path / "straight" / "tb")
-    assert "seen views" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "seen views" in printed and "unseen views, alignment error per view (mean over its pairs): fpv" in printed
+    # every view pair on its own: the test split's one pair is its metric; the seen views' three pairs average
+    # to theirs (every trajectory has every view)
+    pairs = straight["view_pairs"]
+    assert [p["views"] for p in pairs["test"]] == [["fpv", "view_2"]]
+    assert pairs["test"][0]["alignment_error"] == pytest.approx(straight["test"]["alignment_error"])
+    assert [p["views"] for p in pairs["test_seen_views"]] == [["fpv", "view_0"], ["fpv", "view_1"], ["view_0", "view_1"]]
+    for metric in ("alignment_error", "kendalls_tau"):
+        assert np.mean([p[metric] for p in pairs["test_seen_views"]]) == pytest.approx(straight["test_seen_views"][metric])
+    assert {p["trajectories"] for p in pairs["test_seen_views"]} == {2}
 
     first = train_alignment(mc_root, tmp_path / "resumed", "--epochs", "1", "--num_workers", "0")
     assert [e["epoch"] for e in first["epochs"]] == [0, 1]
