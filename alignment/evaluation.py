@@ -1,7 +1,7 @@
 """Evaluation of an alignment embedder: the metrics over every view pair of every trajectory. (What
 3DTRL recovers during training and the nearest-frame plot are figures: ``visualization.alignment_report``.)"""
 import itertools
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -32,7 +32,8 @@ def pair_metrics(z: torch.Tensor) -> List[Tuple[float, ...]]:
 
 @torch.no_grad()
 def evaluate(embedder: Embedder, data: TrajectoryDataset, rt, batch: int, progress: bool = False,
-             desc: str = "eval", view_names: Optional[Sequence[str]] = None):
+             desc: str = "eval", view_names: Optional[Sequence[str]] = None
+             ) -> Union[Dict[str, float], Tuple[Dict[str, float], List[Dict]]]:
     """Mean metrics over every view pair of every trajectory (trajectories split across the
     processes of ``rt``: ``rank``, ``world``, ``device``, ``all_sum``).
 
