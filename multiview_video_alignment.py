@@ -305,7 +305,8 @@ def format_metrics(metrics: Dict[str, float]) -> str:
 
 def format_per_view(view_pairs: List[Dict]) -> str:
     means = per_view_means(view_pairs)
-    return "alignment error per view (mean over its pairs): " + "  ".join(f"{view} {value:.3f}" for view, value in means.items())
+    return "alignment error per view (mean over its pairs): " + "  ".join(
+        f"{view} {value:.3f}" for view, value in means.items())
 
 
 def output_layout(args: argparse.Namespace) -> OutputLayout:

@@ -81,11 +81,12 @@ def evaluate_checkpoint(args: argparse.Namespace, checkpoint: str) -> List[Dict]
 
 
 def markdown(table: Dict, count: int) -> str:
-    lines = [f"{count} checkpoint(s); mean ± standard deviation over them. AE: alignment error ↓; tau: Kendall's tau ↑.",
-             "", "| pairs | AE | tau |", "|---|---|---|"]
+    lines = [f"{count} checkpoint(s); mean ± standard deviation over them. "
+             "AE: alignment error ↓; tau: Kendall's tau ↑.", "", "| pairs | AE | tau |", "|---|---|---|"]
     for name in GROUPS:
         if name in table["groups"]:
-            cells = [f"{table['groups'][name][m]['mean']:.3f} ± {table['groups'][name][m]['std']:.3f}" for m in MEASURES]
+            stats = table["groups"][name]
+            cells = [f"{stats[m]['mean']:.3f} ± {stats[m]['std']:.3f}" for m in MEASURES]
             lines.append(f"| {name} | {' | '.join(cells)} |")
     lines += ["", "| view | AE over its pairs |", "|---|---|"]
     lines += [f"| {view} | {s['mean']:.3f} ± {s['std']:.3f} |" for view, s in table["views"].items()]
@@ -103,11 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     per_checkpoint = []
     for checkpoint in args.checkpoints:
         view_pairs = evaluate_checkpoint(args, checkpoint)
-        per_checkpoint.append({"groups": group_means(view_pairs, args.train_views), "views": per_view_means(view_pairs)})
+        per_checkpoint.append({"groups": group_means(view_pairs, args.train_views),
+                               "views": per_view_means(view_pairs)})
         print(f"{checkpoint}: evaluated ({time.time() - started:.0f} s)", flush=True)
     names = [g for g in GROUPS if all(g in c["groups"] for c in per_checkpoint)]
     views = list(per_checkpoint[0]["views"])
-    table = {"groups": {g: {m: summarise([c["groups"][g][m] for c in per_checkpoint]) for m in MEASURES} for g in names},
+    table = {"groups": {g: {m: summarise([c["groups"][g][m] for c in per_checkpoint]) for m in MEASURES}
+                        for g in names},
              "views": {v: summarise([c["views"][v] for c in per_checkpoint]) for v in views},
              "checkpoints": args.checkpoints,
              "settings": {"data_root": args.data_root, "data": args.data, "train_views": args.train_views,
