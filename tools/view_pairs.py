@@ -3,11 +3,12 @@
 The unseen-view metric of ``multiview_video_alignment.py`` is a mean over the pairs of the
 first-person view and the unseen cameras, so one camera at chance hides among good ones. This tool
 evaluates each checkpoint on every view of the test trajectories (``multiview_video_alignment.py
---test CKPT --train_views -1``, in this process, in a temporary folder), then groups the pairs by what their two views are:
-the first-person view (``fpv``), the cameras trained on (``view_0 .. view_{K-1}``, K = ``--train_views``)
-and the unseen ones (``view_K ..``). It prints and writes (``OUT/view_pairs.json``, ``OUT/view_pairs.md``)
-each group's alignment error and Kendall's tau, and each view's error over its pairs: mean and standard
-deviation over the checkpoints (e.g. the seeds of one recipe).
+--test CKPT --train_views -1``, in this process, in a temporary folder), then groups the pairs by
+what their two views are: the first-person view (``fpv``), the cameras trained on (``view_0 ..
+view_{K-1}``, K = ``--train_views``) and the unseen ones (``view_K ..``). It prints and writes
+(``OUT/view_pairs.json``, ``OUT/view_pairs.md``) each group's alignment error and Kendall's tau, and
+each view's error over its pairs: mean and standard deviation over the checkpoints (e.g. the seeds of
+one recipe).
 
     python tools/view_pairs.py --data_root data/heldout/rolling --train_views 6 --out output/view_pairs/rolling \\
         RUN_DIR/seed0/best.pth RUN_DIR/seed1/best.pth ...
