@@ -190,6 +190,10 @@ def test_torchrun_two_processes_match_single_process_evaluation(mc_root, tmp_pat
     with open(out / "test.json") as f:
         tested = json.load(f)
     assert tested["test"] == pytest.approx(results["test"], rel=1e-5)  # sharded evaluation = whole evaluation
+    for name in ("test", "test_seen_views"):  # the view pairs too, each gathered over both processes
+        for sharded, whole in zip(results["view_pairs"][name], tested["view_pairs"][name], strict=True):
+            assert sharded.pop("views") == whole.pop("views")
+            assert sharded == pytest.approx(whole, rel=1e-5)
 
 
 def test_init_from_an_imagenet_train_checkpoint(mc_root, tmp_path):
