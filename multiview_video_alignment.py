@@ -453,8 +453,9 @@ class AlignmentRun:
         self.state = TrainingState.from_dict(ckpt["state"])
         return ckpt.get("wise_start")
 
-    def evaluate(self, data: TrajectoryDataset, name: str) -> Dict[str, float]:
-        return evaluate(self.embedder, data, self.rt, self.args.eval_batch_size, self.progress, name)
+    def evaluate(self, data: TrajectoryDataset, name: str, views: Optional[List[str]] = None):
+        """The metrics of ``data`` (and, given its view names, its view pairs: see ``evaluate``)."""
+        return evaluate(self.embedder, data, self.rt, self.args.eval_batch_size, self.progress, name, views)
 
     def save(self, improved: bool) -> None:
         """``last.pth`` (to resume) and, when the epoch improved, ``best.pth`` (the validated model:
@@ -538,8 +539,7 @@ class AlignmentRun:
                    "views": {"train": view_names(self.train_views)}, "view_pairs": {}, "config": vars(args)}
         for name, (data, views) in self.tests.items():
             results["views"][name] = view_names(views)
-            results[name], results["view_pairs"][name] = evaluate(
-                self.embedder, data, rt, args.eval_batch_size, self.progress, name, results["views"][name])
+            results[name], results["view_pairs"][name] = self.evaluate(data, name, results["views"][name])
             if self.writer is not None:
                 for key, value in results[name].items():
                     self.writer.add_scalar(f"{name}/{key}", value, state.best["epoch"])
