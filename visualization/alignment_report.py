@@ -13,7 +13,6 @@ from threedtrl.alignment.metrics import alignment_error_of_matches, nearest_fram
 from data_pipeline import TrajectoryDataset, view_folder_names
 from data_pipeline.ground_truth import load_ground_truth
 
-from . import geometry_eval, plots
 from .inference import recover
 
 
@@ -23,6 +22,7 @@ def geometry_stats(embedder: Embedder, data: TrajectoryDataset, views: Sequence[
     """What 3DTRL recovers on (the first trajectories of) a split: spread of pseudo-depth over the
     tokens of an image, of the rotation angle and translation over the images, and, where the data
     has ground truth, the depth rank correlation and the relative-rotation error (degrees)."""
+    from . import geometry_eval  # scipy loads only when the report is made: the script's refusals stay fast
     names = view_folder_names(views)
     was_training = embedder.training
     embedder.eval()
@@ -52,6 +52,7 @@ def plot_alignment(embedder: Embedder, data: TrajectoryDataset, view_ids: Sequen
                    batch: int, path: str, max_pairs: int = 12) -> None:
     """Nearest-frame index vs frame index for the view pairs of the first trajectory of ``data``
     (``visualization.plots.alignment_plot``), written to the PNG ``path``."""
+    from . import plots  # matplotlib loads only when a plot is drawn
     embedder.eval()
     z = embedder.video_embeddings(embed_trajectory(embedder, data[0], device, batch))
     pairs = list(itertools.combinations(range(len(z)), 2))[:max_pairs]
