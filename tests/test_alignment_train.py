@@ -503,3 +503,11 @@ def test_centring_in_time_needs_the_npairs_loss(mc_root, tmp_path):
     with pytest.raises(UserError, match="--center_in_time works on the clips of the n-pairs loss"):
         mva.main(["--data", "mc", "--data_root", mc_root, "--center_in_time", "--loss", "triplet",
                   "--output_dir", str(tmp_path / "o")])
+
+
+def test_the_script_loads_without_the_plotting_and_statistics_libraries():
+    # matplotlib and scipy cost over a second to import; a refused command must not wait for them
+    code = ("import sys, multiview_video_alignment\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy'}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
