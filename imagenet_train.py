@@ -17,8 +17,7 @@ import json
 import logging
 import os
 import sys
-import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import torch
@@ -29,20 +28,19 @@ from timm.layers import set_fast_norm
 from timm.models import load_checkpoint, resume_checkpoint
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
-from timm.utils import CheckpointSaver, ModelEmaV3, accuracy, dispatch_clip_grad, unwrap_model
+from timm.utils import CheckpointSaver, ModelEmaV3, unwrap_model
 from torch.nn.parallel import DistributedDataParallel
 
 from threedtrl.classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
 from threedtrl.classification.release_args import CONFIG_ONLY, INERT_TRAIN, add_inert_flags, check_inert, given_flags, log_notes
+from threedtrl.classification.engine import evaluate, train_one_epoch
 from threedtrl.classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize, split_folder
 from threedtrl.classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
-from threedtrl.runtime import (OutputLayout, Runtime, UserError, all_reduce_sum, amp_policy, atomic_write,
-                               check_compile_options, check_finite, check_finite_loss, check_finite_weights,
-                               check_output_dir, compile_model, epoch_seed, init_runtime, load_checkpoint_file,
-                               progress_bar, run_cli, seed_everything, setup_logging)
-from threedtrl.runtime.logs import AverageMeter
+from threedtrl.runtime import (OutputLayout, Runtime, UserError, amp_policy, atomic_write, check_compile_options,
+                               check_finite, check_finite_weights, check_output_dir, compile_model, epoch_seed,
+                               init_runtime, load_checkpoint_file, run_cli, seed_everything, setup_logging)
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -299,76 +297,7 @@ def train_loss_fn(args: argparse.Namespace, mixup: Optional[Mixup]) -> torch.nn.
     return torch.nn.CrossEntropyLoss()
 
 
-# ----------------------------------------------------------------------------- loops
-
-def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device, autocast: Callable,
-                    loss_scaler, scheduler, num_updates: int, mixup=None, model_ema=None, writer=None):
-    """One pass over ``loader``; returns the epoch's metrics and the update count."""
-    if mixup is not None and args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
-        mixup.mixup_enabled = False
-    model.train()
-    loss_meter = AverageMeter()
-    seen, start = 0, None
-    bar = progress_bar(loader, f"train {epoch}", enabled=not args.no_progress, rank=args.rank)
-    for batch_idx, (images, targets) in enumerate(bar):
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if mixup is not None:
-            images, targets = mixup(images, targets)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            loss = loss_fn(model(images), targets)
-        check_finite_loss(loss, f"epoch {epoch}, batch {batch_idx}", "lower --lr or set --clip-grad")
-        optimizer.zero_grad(set_to_none=True)
-        if loss_scaler is not None:
-            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
-                        parameters=model.parameters())
-        else:
-            loss.backward()
-            if args.clip_grad is not None:
-                dispatch_clip_grad(model.parameters(), value=args.clip_grad, mode=args.clip_mode)
-            optimizer.step()
-        num_updates += 1
-        if model_ema is not None:
-            model_ema.update(unwrap_model(model), step=num_updates)
-        scheduler.step_update(num_updates=num_updates, metric=loss_meter.avg)
-        loss_meter.update(loss.item(), images.shape[0])
-        if batch_idx == 0:
-            start = time.perf_counter()  # throughput counts from the second batch (loader warm)
-        else:
-            seen += images.shape[0]
-        lr = optimizer.param_groups[0]["lr"]
-        bar.set_postfix(loss=f"{loss_meter.avg:.3f}", lr=f"{lr:.2e}")
-        if writer is not None and num_updates % args.log_interval == 0:
-            writer.add_scalar("train/loss_step", loss.item(), num_updates)
-            writer.add_scalar("train/lr_step", lr, num_updates)
-    elapsed = time.perf_counter() - start if start is not None else 0.0
-    loss_sum, count, seen = all_reduce_sum([loss_meter.sum, loss_meter.count, seen], device).tolist()
-    rate = seen / elapsed if elapsed > 0 and seen else float("nan")
-    return {"loss": loss_sum / max(count, 1), "img_per_s": rate}, num_updates
-
-
-@torch.no_grad()
-def validate(model, loader, args, device, autocast: Callable, num_classes: int, desc: str = "val") -> Dict[str, float]:
-    """Top-1/top-5 accuracy (%) and loss over the validation set, summed over all processes."""
-    model.eval()
-    top_k = min(5, num_classes)
-    sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, correct@1, correct@k, n
-    bar = progress_bar(loader, desc, enabled=not args.no_progress, rank=args.rank)
-    for images, targets in bar:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = model(images)
-        n = images.shape[0]
-        acc1, acc_k = accuracy(logits.float(), targets, topk=(1, top_k))
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-        for i, value in enumerate((loss.item() * n, acc1.item() * n / 100, acc_k.item() * n / 100, n)):
-            sums[i] += value
-    loss_sum, correct1, correct_k, n = all_reduce_sum(sums, device).tolist()
-    return {"loss": loss_sum / n, "top1": 100 * correct1 / n, "top5": 100 * correct_k / n}
-
+# ----------------------------------------------------------------------------- resuming and validating
 
 def apply_lr_on_resume(optimizer: torch.optim.Optimizer, args: argparse.Namespace) -> None:
     """The schedule of a resumed run starts from ``--lr``: the restored optimizer keeps the base
@@ -381,6 +310,13 @@ def apply_lr_on_resume(optimizer: torch.optim.Optimizer, args: argparse.Namespac
         if args.rank == 0:
             _logger.info("--lr %g applied to the resumed run (its checkpoint ran with %s)", args.lr,
                          ", ".join(f"{lr:g}" for lr in sorted(v for v in before if v is not None)) or "another lr")
+
+
+def validate(model, loader, args: argparse.Namespace, device, autocast: Callable, desc: str = "val") -> Dict[str, float]:
+    """The epoch's validation metrics kept in ``metrics.json``: loss, top-1 and top-5."""
+    metrics = evaluate(model, loader, device, autocast, channels_last=args.channels_last,
+                       progress=not args.no_progress, rank=args.rank, desc=desc)
+    return {key: metrics[key] for key in ("loss", "top1", "top5")}
 
 
 def validates_ema(args: argparse.Namespace) -> bool:
@@ -451,16 +387,8 @@ def main(argv=None) -> None:
         rt.close()
 
 
-def train(args: argparse.Namespace, device: torch.device) -> None:
-    out_dir = experiment_dir(args)
-    check_output_dir(out_dir)  # another run writing there is refused before any data is read
-    seed_everything(args.seed + args.rank)
-    dataset_train, dataset_val, class_names = create_datasets(args)
-    num_classes = args.num_classes or len(class_names)
-    if num_classes < len(class_names):
-        raise UserError(f"--num-classes {num_classes} is smaller than the {len(class_names)} class folders")
-    args.num_classes, args.class_names = num_classes, class_names
-
+def build_model(args: argparse.Namespace, num_classes: int, device: torch.device) -> torch.nn.Module:
+    """The model on ``device`` with its start weights, before DDP and compilation wrap it."""
     if args.fast_norm:
         set_fast_norm()
     model = create_model(args, num_classes)
@@ -470,15 +398,17 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         load_weights(model, args.initial_checkpoint, use_ema=False, what="--initial-checkpoint")
     _logger.info("%s: %.2fM parameters, %d classes, %d processes on %s", args.model,
                  sum(p.numel() for p in model.parameters()) / 1e6, num_classes, args.world_size, device.type)
-    data_config = resolve_data_config(vars(args), model=model, verbose=args.rank == 0)
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     if args.distributed and args.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    autocast, loss_scaler, args.amp = amp_policy(args.amp, args.amp_dtype, device)
-    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
+    return model
 
+
+def resume_run(args: argparse.Namespace, model, optimizer, loss_scaler) -> Tuple[int, Optional[ModelEmaV3]]:
+    """The epoch to start from and the EMA model (None without ``--model-ema``); with ``--resume``
+    the model, optimizer, loss scaler and EMA weights continue from the checkpoint."""
     start_epoch = args.start_epoch or 0
     if args.resume:
         try:
@@ -496,17 +426,11 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
                                device="cpu" if args.model_ema_force_cpu else None)
         if args.resume:
             load_checkpoint(model_ema.module, args.resume, use_ema=True)
-    if args.distributed:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                        **({"broadcast_buffers": False} if args.no_ddp_bb else {}))
-    if args.torchcompile:  # after DDP, as timm does; checkpoints keep the plain module's keys
-        model = compile_model(model, args.torchcompile, args.torchcompile_mode)
+    return start_epoch, model_ema
 
-    check_batches(args, len(dataset_train))
-    loader_train, loader_val = create_loaders(args, dataset_train, dataset_val, data_config, device)
-    updates_per_epoch = len(loader_train)
-    mixup = create_mixup(args, num_classes)
-    loss_fn = train_loss_fn(args, mixup).to(device)
+
+def create_schedule(args: argparse.Namespace, optimizer, updates_per_epoch: int, start_epoch: int):
+    """timm's scheduler, advanced to ``start_epoch``, and the number of epochs (cooldown included)."""
     scheduler, num_epochs = create_scheduler_v2(optimizer, **scheduler_kwargs(args),
                                                 updates_per_epoch=updates_per_epoch)
     if start_epoch > 0:
@@ -516,22 +440,82 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
             scheduler.step(start_epoch)
     if start_epoch >= num_epochs:
         raise UserError(f"nothing to do: the run starts at epoch {start_epoch} of {num_epochs}")
+    return scheduler, num_epochs
 
-    saver, writer, history = None, None, []
-    if args.rank == 0:
-        layout = output_layout(out_dir).prepare()
-        saver = CheckpointSaver(model, optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
-                                checkpoint_dir=layout.checkpoint_dir, recovery_dir=layout.checkpoint_dir,
-                                max_history=args.checkpoint_hist, decreasing=args.eval_metric == "loss")
+
+class RunRecords:
+    """What rank 0 keeps of a run: checkpoints (timm's ``CheckpointSaver``), ``args.yaml``,
+    TensorBoard scalars, ``metrics.json`` and ``summary.csv`` (earlier epochs kept on resume)."""
+
+    def __init__(self, args: argparse.Namespace, out_dir: str, model, optimizer, model_ema, loss_scaler,
+                 start_epoch: int):
+        self.args = args
+        self.layout = output_layout(out_dir).prepare()
+        self.saver = CheckpointSaver(model, optimizer, args=args, model_ema=model_ema, amp_scaler=loss_scaler,
+                                     checkpoint_dir=self.layout.checkpoint_dir, recovery_dir=self.layout.checkpoint_dir,
+                                     max_history=args.checkpoint_hist, decreasing=args.eval_metric == "loss")
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(out_dir):
-            saver.load_state_dict_from_checkpoint(args.resume)
+            self.saver.load_state_dict_from_checkpoint(args.resume)
         write_args(out_dir, args)
-        writer = layout.tensorboard_writer()
-        history = load_history(layout, start_epoch)
-    _logger.info("training epochs %d..%d (%d + %d cooldown), %d updates per epoch, output %s", start_epoch,
-                 num_epochs - 1, args.epochs, num_epochs - args.epochs, updates_per_epoch, out_dir)
+        self.writer = self.layout.tensorboard_writer()
+        self.history = load_history(self.layout, start_epoch)
 
-    num_updates = start_epoch * updates_per_epoch
+    def add_epoch(self, epoch: int, lr: float, train_metrics: dict, eval_metrics: dict, selected: float) -> None:
+        args = self.args
+        row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_metrics.items()},
+               **{f"eval_{k}": v for k, v in eval_metrics.items()}}
+        self.history.append(row)
+        for key, value in row.items():
+            if key != "epoch":
+                self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+        self.writer.flush()
+        best_metric, best_epoch = self.saver.save_checkpoint(epoch, metric=selected)
+        write_records(self.layout, self.history, {
+            "model": args.model, "best_epoch": best_epoch, f"best_{args.eval_metric}": best_metric,
+            "best_by": selected_metric(args), "num_classes": args.num_classes})
+        _logger.info("epoch %d: train loss %.4f (%.1f img/s)  val loss %.4f top1 %.2f top5 %.2f%s", epoch,
+                     train_metrics["loss"], train_metrics["img_per_s"], eval_metrics["loss"],
+                     eval_metrics["top1"], eval_metrics["top5"],
+                     f"  ema top1 {eval_metrics['ema_top1']:.2f}" if validates_ema(args) else "")
+
+    def close(self) -> None:
+        self.writer.close()
+        _logger.info("best %s %.2f at epoch %s; checkpoints in %s", selected_metric(self.args),
+                     self.saver.best_metric, self.saver.best_epoch, self.layout.root)
+
+
+def train(args: argparse.Namespace, device: torch.device) -> None:
+    out_dir = experiment_dir(args)
+    check_output_dir(out_dir)  # another run writing there is refused before any data is read
+    seed_everything(args.seed + args.rank)
+    dataset_train, dataset_val, class_names = create_datasets(args)
+    num_classes = args.num_classes or len(class_names)
+    if num_classes < len(class_names):
+        raise UserError(f"--num-classes {num_classes} is smaller than the {len(class_names)} class folders")
+    args.num_classes, args.class_names = num_classes, class_names
+
+    model = build_model(args, num_classes, device)
+    data_config = resolve_data_config(vars(args), model=model, verbose=args.rank == 0)
+    autocast, loss_scaler, args.amp = amp_policy(args.amp, args.amp_dtype, device)
+    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
+    start_epoch, model_ema = resume_run(args, model, optimizer, loss_scaler)
+    if args.distributed:
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                        **({"broadcast_buffers": False} if args.no_ddp_bb else {}))
+    if args.torchcompile:  # after DDP, as timm does; checkpoints keep the plain module's keys
+        model = compile_model(model, args.torchcompile, args.torchcompile_mode)
+
+    check_batches(args, len(dataset_train))
+    loader_train, loader_val = create_loaders(args, dataset_train, dataset_val, data_config, device)
+    mixup = create_mixup(args, num_classes)
+    loss_fn = train_loss_fn(args, mixup).to(device)
+    scheduler, num_epochs = create_schedule(args, optimizer, len(loader_train), start_epoch)
+    records = RunRecords(args, out_dir, model, optimizer, model_ema, loss_scaler, start_epoch) \
+        if args.rank == 0 else None
+    _logger.info("training epochs %d..%d (%d + %d cooldown), %d updates per epoch, output %s", start_epoch,
+                 num_epochs - 1, args.epochs, num_epochs - args.epochs, len(loader_train), out_dir)
+
+    num_updates = start_epoch * len(loader_train)
     for epoch in range(start_epoch, num_epochs):
         # Every random draw of an epoch follows from (seed, rank, epoch), so a resumed run repeats
         # the epochs of the uninterrupted one (loader workers are started afresh every epoch).
@@ -540,36 +524,19 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
             loader_train.sampler.set_epoch(epoch)
         train_metrics, num_updates = train_one_epoch(
             epoch, model, loader_train, optimizer, loss_fn, args, device, autocast, loss_scaler, scheduler,
-            num_updates, mixup=mixup, model_ema=model_ema, writer=writer)
-        eval_metrics = validate(model, loader_val, args, device, autocast, num_classes)
+            num_updates, mixup=mixup, model_ema=model_ema, writer=records.writer if records else None)
+        eval_metrics = validate(model, loader_val, args, device, autocast)
         if validates_ema(args):
-            ema_metrics = validate(model_ema.module, loader_val, args, device, autocast, num_classes, desc="val ema")
+            ema_metrics = validate(model_ema.module, loader_val, args, device, autocast, desc="val ema")
             eval_metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
         check_finite(eval_metrics, f"after epoch {epoch}")
         check_finite_weights(unwrap_model(model), f"after epoch {epoch}")
         selected = eval_metrics[selected_metric(args)]
         scheduler.step(epoch + 1, selected)
-        if args.rank == 0:
-            lr = optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train_metrics.items()},
-                   **{f"eval_{k}": v for k, v in eval_metrics.items()}}
-            history.append(row)
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-            writer.flush()
-            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=selected)
-            write_records(layout, history, {"model": args.model, "best_epoch": best_epoch,
-                                             f"best_{args.eval_metric}": best_metric, "best_by": selected_metric(args),
-                                             "num_classes": num_classes})
-            _logger.info("epoch %d: train loss %.4f (%.1f img/s)  val loss %.4f top1 %.2f top5 %.2f%s", epoch,
-                         train_metrics["loss"], train_metrics["img_per_s"], eval_metrics["loss"],
-                         eval_metrics["top1"], eval_metrics["top5"],
-                         f"  ema top1 {eval_metrics['ema_top1']:.2f}" if validates_ema(args) else "")
-    if writer is not None:
-        writer.close()
-        _logger.info("best %s %.2f at epoch %s; checkpoints in %s", selected_metric(args), saver.best_metric,
-                     saver.best_epoch, out_dir)
+        if records is not None:
+            records.add_epoch(epoch, optimizer.param_groups[0]["lr"], train_metrics, eval_metrics, selected)
+    if records is not None:
+        records.close()
 
 
 if __name__ == "__main__":

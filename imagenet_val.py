@@ -18,17 +18,16 @@ import csv
 import os
 import re
 import sys
-import time
-from typing import Callable, List, Tuple
+from typing import List, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import numpy as np
 import torch
 from timm.data import create_loader, resolve_data_config
 from timm.layers import set_fast_norm
-from timm.utils import accuracy
 
 from threedtrl.classification.cli import CliParser, ParseKwargs
+from threedtrl.classification.engine import evaluate
 from threedtrl.classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
                                            split_folder)
 from threedtrl.classification.models import build_classifier
@@ -37,7 +36,7 @@ from backbone.camera import CameraEstimator
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
 from threedtrl.visualization.geometry_eval import format_table, object_camera_scores, orbit_camera_rotations
-from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file, progress_bar,
+from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file,
                                resolve_device, run_cli, write_json_atomic)
 
 
@@ -205,7 +204,7 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
         lambda _module, _inputs, output: rotations.append(output[0].detach().float().cpu())) if truth else None
     if args.torchcompile:
         net = compile_model(net, args.torchcompile)
-    results = evaluate(net, loader, device, autocast, args, num_classes)
+    results = evaluate(net, loader, device, autocast, channels_last=args.channels_last, progress=not args.no_progress)
     if hook is not None:
         hook.remove()
         results["cameras"] = object_camera_scores(torch.cat(rotations).numpy(), *truth)
@@ -248,28 +247,6 @@ def true_cameras(path: str, dataset, split: str) -> Tuple[np.ndarray, List[str]]
         raise UserError(f"{path} has no {split} camera for {os.path.join(*missing[0])}")
     azimuth, elevation = np.array([angles[k] for k in keys]).T
     return orbit_camera_rotations(azimuth, elevation), [c for c, _ in keys]
-
-
-@torch.no_grad()
-def evaluate(net, loader, device, autocast: Callable, args, num_classes: int) -> dict:
-    """Top-1/top-5 accuracy (%) and mean cross-entropy over ``loader``."""
-    top_k = min(5, num_classes)
-    correct1 = correct_k = loss_sum = count = 0.0
-    start = time.perf_counter()
-    for images, targets in progress_bar(loader, "eval", enabled=not args.no_progress):
-        images, targets = images.to(device), targets.to(device)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = net(images).float()
-        acc1, acc_k = accuracy(logits, targets, topk=(1, top_k))
-        n = images.shape[0]
-        correct1 += acc1.item() * n / 100
-        correct_k += acc_k.item() * n / 100
-        loss_sum += torch.nn.functional.cross_entropy(logits, targets).item() * n
-        count += n
-    return {"top1": 100 * correct1 / count, "top5": 100 * correct_k / count, "loss": loss_sum / count,
-            "img_per_s": count / (time.perf_counter() - start)}
 
 
 if __name__ == "__main__":
