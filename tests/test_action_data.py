@@ -408,3 +408,28 @@ def test_relative_list_paths_are_also_found_where_the_release_ran(tmp_path, monk
         str(tmp_path / "ran_here" / "videos" / "a.mp4")
     assert find_video("videos/b.mp4", str(tmp_path / "data"), [str(tmp_path / "ran_here")]) == \
         str(tmp_path / "data" / "videos" / "b.mp4")  # not found anywhere: the error names the prefix's path
+
+
+def test_cross_view_experiment_summarises_finished_runs_without_rerunning_them(tmp_path):
+    """Runs with a results.json are read, not trained again; the summary has each model's mean and
+    sample spread over seeds and the paired 3DTRL - plain differences."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "test.csv").write_text("")
+    top1 = {"TimeSformer_demo_cpu": [30.0, 40.0, 35.0], "TimeSformer_3DTRL_demo_cpu": [34.0, 41.0, 42.0]}
+    for config, values in top1.items():
+        for seed, value in enumerate(values):
+            run = tmp_path / "out" / f"{config}_seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({"test": {"top1": value, "mean_class_acc": value - 1}}))
+    script = os.path.join(ACTION, "tools", "cross_view_experiment.py")
+    done = subprocess.run([sys.executable, script, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                           "--seeds", "0", "1", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.load(open(tmp_path / "out" / "summary.json"))
+    differences = summary["paired"]["top1"]
+    assert differences["differences"] == [4.0, 1.0, 7.0] and differences["mean_difference"] == 4.0
+    assert 0.05 < differences["p_value"] < 0.5
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "| TimeSformer | 35.0 ± 5.0 | 34.0 ± 5.0 | 3 |" in markdown
+    assert "| TimeSformer + 3DTRL | 39.0 ± 4.4 | 38.0 ± 4.4 | 3 |" in markdown
+    assert "3DTRL - plain, top1: +4.0 ± 3.0 over seeds [0, 1, 2]" in markdown

@@ -14,12 +14,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from threedtrl.runtime import UserError, run_cli, write_json_atomic
-from threedtrl.tools.seed_stats import paired
+from threedtrl.runtime import UserError, run_cli, write_json_atomic, write_text_atomic
+from threedtrl.tools.seed_stats import paired, summarise as summarise_seeds
 
 VARIANTS = {"TimeSformer": "TimeSformer_demo_cpu.yaml", "TimeSformer + 3DTRL": "TimeSformer_3DTRL_demo_cpu.yaml"}
 METRICS = ("top1", "mean_class_acc")
@@ -60,10 +58,8 @@ def paired_difference(table: dict, metric: str) -> dict:
 def summarise(table: dict) -> str:
     lines = ["| model | cross-view top-1 (%) | cross-view mean per-class acc. (%) | seeds |", "|---|---|---|---|"]
     for name, runs in table.items():
-        cells = []
-        for metric in METRICS:
-            values = np.array([r[metric] for r in runs.values()])
-            cells.append(f"{values.mean():.1f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.1f}")
+        stats = [summarise_seeds([r[metric] for r in runs.values()]) for metric in METRICS]
+        cells = [f"{s['mean']:.1f} ± {s['std']:.1f}" for s in stats]
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {len(runs)} |")
     if all(table.get(name) for name in VARIANTS):
         for metric in METRICS:
@@ -90,14 +86,11 @@ def main(argv=None) -> None:
 
 def write_summary(table: dict, args) -> None:
     """``summary.json`` and ``summary.md`` of the runs finished so far."""
-    paired = {m: paired_difference(table, m) for m in METRICS} if all(table.get(n) for n in VARIANTS) else None
+    differences = {m: paired_difference(table, m) for m in METRICS} if all(table.get(n) for n in VARIANTS) else None
     write_json_atomic({"epochs": args.epochs, "seeds": args.seeds, "options": args.opts, "runs": table,
-                       "paired": paired}, os.path.join(args.out, "summary.json"))
+                       "paired": differences}, os.path.join(args.out, "summary.json"))
     markdown = summarise({name: runs for name, runs in table.items() if runs})
-    path = os.path.join(args.out, "summary.md")
-    with open(path + ".part", "w") as f:
-        f.write(markdown)
-    os.replace(path + ".part", path)
+    write_text_atomic(markdown, os.path.join(args.out, "summary.md"))
     print(markdown, flush=True)
 
 
