@@ -8,7 +8,9 @@ what their two views are: the first-person view (``fpv``), the cameras trained o
 view_{K-1}``, K = ``--train_views``) and the unseen ones (``view_K ..``). It prints and writes
 (``OUT/view_pairs.json``, ``OUT/view_pairs.md``) each group's alignment error and Kendall's tau, and
 each view's error over its pairs: mean and standard deviation over the checkpoints (e.g. the seeds of
-one recipe).
+one recipe). A checkpoint is compared as it was trained to compare (its ``model_cfg``); a start point
+file records no recipe, so to see it as a recipe would, evaluate the ``best.pth`` of an ``--epochs 0``
+run of that recipe.
 
     python tools/view_pairs.py --data_root data/heldout/rolling --train_views 6 --out output/view_pairs/rolling \\
         RUN_DIR/seed0/best.pth RUN_DIR/seed1/best.pth ...
@@ -37,7 +39,10 @@ MEASURES = ("alignment_error", "kendalls_tau")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="alignment checkpoints (best.pth of runs, or a start point)")
+    p.add_argument("checkpoints", nargs="+",
+                   help="alignment checkpoints: best.pth of runs, or a start point as it is; a start point as a "
+                        "recipe compares videos (L2-normalised n-pairs embeddings, --center_in_time) is the "
+                        "best.pth of an --epochs 0 run of that recipe")
     p.add_argument("--data_root", required=True, help="FTPV root (the test split's trajectories are read)")
     p.add_argument("--data", default="panda", help="data set name, as multiview_video_alignment.py --data")
     p.add_argument("--train_views", type=int, required=True,
