@@ -34,6 +34,7 @@ history (train and held-out MSE in standard units). Progress on stdout, TensorBo
 beside the weights; ``--resume`` continues from ``OUT.last``.
 """
 import argparse
+import dataclasses
 import os
 import time
 from typing import Dict, List, Optional, Tuple
@@ -247,34 +248,107 @@ def init_regressor(model: StateRegressor, path: str) -> Dict:
     return report
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+@dataclasses.dataclass
+class StateData:
+    """The frames and standardised state targets of every loaded trajectory, the held-out ones last."""
+    frames: torch.Tensor       # (N, V, T, 3, S, S)
+    targets: torch.Tensor      # (N V T, D) standardised state, zero where the row's root lacks the entry
+    mask: torch.Tensor         # (N V T, D) 1 where the entry is the row's own root's state
+    mean: torch.Tensor         # (D,) state mean over the training rows
+    std: torch.Tensor          # (D,) state standard deviation over the training rows
+    train_trajectories: int    # the first ones are trained on
+    trajectories: List[Trajectory]
+
+    @property
+    def flat_frames(self) -> torch.Tensor:   # (N V T, 3, S, S), the rows of ``targets``
+        return self.frames.flatten(0, 2)
+
+    @property
+    def train_rows(self) -> int:
+        return self.train_trajectories * self.frames.shape[1] * self.frames.shape[2]
+
+
+def load_state_data(args: argparse.Namespace) -> StateData:
+    """Open ``--data_root``(s) and standardise each state entry over the training rows that have it."""
     frames, states, own, trajectories = open_frames(args)
     n, views, length = frames.shape[:3]
-    flat_frames = frames.flatten(0, 2)                                          # (N V T, 3, S, S)
     flat_states = torch.from_numpy(np.repeat(states[:, None], views, axis=1).reshape(n * views * length, -1))
     mask = torch.from_numpy(np.repeat(own, views * length, axis=0)).float()    # (N V T, D)
-    held_out_trajectories = args.held_out * len(args.data_root)
-    train_rows = (n - held_out_trajectories) * views * length
+    train_trajectories = n - args.held_out * len(args.data_root)
+    train_rows = train_trajectories * views * length
     train_mask, count = mask[:train_rows], mask[:train_rows].sum(0).clamp_min(1.0)
     mean = (flat_states[:train_rows] * train_mask).sum(0) / count
     std = ((((flat_states[:train_rows] - mean) ** 2) * train_mask).sum(0) / (count - 1).clamp_min(1.0)).sqrt()
     std = std.clamp_min(1e-6)
-    targets = (flat_states - mean) / std * mask
+    return StateData(frames, (flat_states - mean) / std * mask, mask, mean, std, train_trajectories, trajectories)
 
+
+def held_out_metrics(model: StateRegressor, data: StateData) -> Dict[str, float]:
+    rows = data.train_rows
+    return {"held_out_mse": mse(model, data.flat_frames[rows:], data.targets[rows:], data.mask[rows:], 256),
+            "held_out_alignment_error": held_out_alignment_error(model, data.frames[data.train_trajectories:])}
+
+
+def train_one_epoch(model: StateRegressor, data: StateData, optimizer, scheduler,
+                    token_targets: Optional[TokenTargets], args: argparse.Namespace, epoch: int) -> Dict[str, float]:
+    """Epoch ``epoch`` (from 1): state regression on shuffled training frames, and per step one draw of
+    clips for the n-pairs and geometry terms where asked; returns the epoch's mean training terms."""
+    generator = torch.Generator().manual_seed(args.seed * 1000 + epoch - 1)
+    train_rows, views = data.train_rows, data.frames.shape[1]
+    order = torch.randperm(train_rows, generator=generator)
+    flat_frames = data.flat_frames
+    use_clips = args.align_weight > 0 or bool(args.geometry_loss)
+    total, clip_totals = 0.0, {}
+    for i in progress_bar(range(0, train_rows, args.batch_size), desc=f"epoch {epoch}", enabled=not args.xpar):
+        rows = order[i:i + args.batch_size]
+        loss = masked_mse(model(flat_frames[rows]), data.targets[rows], data.mask[rows])
+        total += loss.item() * len(rows)
+        if use_clips:
+            clips, picked, times = sample_clips(data.frames, data.train_trajectories, args.align_clips,
+                                                args.align_frames, generator)
+            truth = clip_targets(token_targets, picked, times, views) if token_targets else None
+            for name, term in clip_losses(model, clips, truth, args).items():
+                clip_totals[name] = clip_totals.get(name, 0.0) + term.item() * len(rows)
+                loss = loss + (args.align_weight if name == "npairs" else args.geometry_weight) * term
+        check_finite_loss(loss, f"epoch {epoch}, step {i // args.batch_size + 1}", "lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    check_finite_weights(model, f"after epoch {epoch}")
+    return {"train_mse": total / train_rows, **{f"train_{name}": value / train_rows for name, value in clip_totals.items()}}
+
+
+def save_outputs(args: argparse.Namespace, model: StateRegressor, cfg: Dict, data: StateData, history: List[Dict],
+                 init_report: Optional[Dict]) -> None:
+    """The weights (``--out``: a checkpoint, or with ``.safetensors`` the backbone's tensors alone,
+    which ``--init`` loads) and ``--out.json`` with the history."""
+    if args.out.endswith(".safetensors"):
+        save_safetensors_atomic(model.embedder.net.state_dict(), {"model_cfg": cfg, "history": history,
+                                                                   "args": vars(args)}, args.out)
+    else:
+        save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
+                                "head": model.head.state_dict(), "state_mean": data.mean, "state_std": data.std,
+                                "history": history, "args": vars(args), "init": init_report}, args.out)
+    write_json_atomic({"history": history, "args": vars(args), "init": init_report}, args.out + ".json")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    data = load_state_data(args)
+    n, views, length = data.frames.shape[:3]
     cfg = dict(MODEL_DEFAULTS, model=args.model, img_size=args.img_size, patch_size=args.patch_size,
                depth=args.depth, trl_depth=args.trl_depth, global_pool=args.global_pool,
                trl_geometry=args.trl_geometry)
     seed_everything(args.seed)
-    model = StateRegressor(cfg, targets.shape[1])
-    token_targets = (TokenTargets(trajectories, model.embedder.net.patch_embed.grid_size)
+    model = StateRegressor(cfg, data.targets.shape[1])
+    token_targets = (TokenTargets(data.trajectories, model.embedder.net.patch_embed.grid_size)
                      if "oracle" in args.geometry_loss else None)
-    use_clips = args.align_weight > 0 or bool(args.geometry_loss)
     init_report = init_regressor(model, args.init) if args.init and not args.resume else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    steps_per_epoch = -(-train_rows // args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                    steps_per_epoch=steps_per_epoch, pct_start=0.1)
+                                                    steps_per_epoch=-(-data.train_rows // args.batch_size),
+                                                    pct_start=0.1)
     last = args.out + ".last"
     history, start = [], 0
     if args.resume:
@@ -285,61 +359,30 @@ def main(argv=None) -> None:
         history, start, init_report = state["history"], state["epoch"], state.get("init")
     layout = OutputLayout(os.path.dirname(os.path.abspath(args.out)), tensorboard=os.path.basename(args.out) + ".tb")
     writer = layout.prepare().tensorboard_writer()
-    print(f"{n} trajectories ({held_out_trajectories} held out) x {views} views x {length} frames; {args.model}, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
-    train_trajectories = n - held_out_trajectories
-
-    def held_out() -> Dict:
-        return {"held_out_mse": mse(model, flat_frames[train_rows:], targets[train_rows:], mask[train_rows:], 256),
-                "held_out_alignment_error": held_out_alignment_error(model, frames[train_trajectories:])}
+    print(f"{n} trajectories ({n - data.train_trajectories} held out) x {views} views x {length} frames; "
+          f"{args.model}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)
     if not history:
-        history.append({"epoch": 0, **held_out()})
+        history.append({"epoch": 0, **held_out_metrics(model, data)})
         print(f"epoch 0 (before training): held-out mse {history[0]['held_out_mse']:.4f}  alignment error "
               f"{history[0]['held_out_alignment_error']:.3f}", flush=True)
-    for epoch in range(start, args.epochs):
-        generator = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(train_rows, generator=generator)
-        tic, total, clip_totals = time.perf_counter(), 0.0, {}
-        for i in progress_bar(range(0, train_rows, args.batch_size), desc=f"epoch {epoch + 1}", enabled=not args.xpar):
-            rows = order[i:i + args.batch_size]
-            loss = masked_mse(model(flat_frames[rows]), targets[rows], mask[rows])
-            total += loss.item() * len(rows)
-            if use_clips:
-                clips, picked, times = sample_clips(frames, train_trajectories, args.align_clips, args.align_frames,
-                                                    generator)
-                truth = clip_targets(token_targets, picked, times, views) if token_targets else None
-                for name, term in clip_losses(model, clips, truth, args).items():
-                    clip_totals[name] = clip_totals.get(name, 0.0) + term.item() * len(rows)
-                    loss = loss + (args.align_weight if name == "npairs" else args.geometry_weight) * term
-            check_finite_loss(loss, f"epoch {epoch + 1}, step {i // args.batch_size + 1}", "lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-        check_finite_weights(model, f"after epoch {epoch + 1}")
-        record = {"epoch": epoch + 1, "train_mse": total / train_rows, **held_out(),
-                  "seconds": time.perf_counter() - tic}
-        record.update({f"train_{name}": value / train_rows for name, value in clip_totals.items()})
+    for epoch in range(start + 1, args.epochs + 1):
+        tic = time.perf_counter()
+        terms = train_one_epoch(model, data, optimizer, scheduler, token_targets, args, epoch)
+        record = {"epoch": epoch, "train_mse": terms["train_mse"], **held_out_metrics(model, data),
+                  "seconds": time.perf_counter() - tic, **terms}
         history.append(record)
         for key, value in record.items():
             if key.startswith(("train_", "held_out_")):
-                writer.add_scalar(key, value, epoch + 1)
-        print(f"epoch {epoch + 1}: train mse {record['train_mse']:.4f}"
-              + "".join(f"  {name} {record[f'train_{name}']:.3f}" for name in clip_totals)
+                writer.add_scalar(key, value, epoch)
+        print(f"epoch {epoch}: train mse {record['train_mse']:.4f}"
+              + "".join(f"  {key[6:]} {value:.3f}" for key, value in terms.items() if key != "train_mse")
               + f"  held-out mse {record['held_out_mse']:.4f}  alignment error "
               f"{record['held_out_alignment_error']:.3f}  [{record['seconds']:.0f}s]", flush=True)
         save_checkpoint_atomic({"regressor": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch + 1,
+                                "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
                                 "init": init_report}, last)
     writer.close()
-    if args.out.endswith(".safetensors"):  # the backbone alone (what --init loads), tensors only
-        save_safetensors_atomic(model.embedder.net.state_dict(), {"model_cfg": cfg, "history": history,
-                                                                   "args": vars(args)}, args.out)
-    else:
-        save_checkpoint_atomic({"model": model.embedder.net.state_dict(), "model_cfg": cfg,
-                                "head": model.head.state_dict(), "state_mean": mean, "state_std": std,
-                                "history": history, "args": vars(args), "init": init_report}, args.out)
-    write_json_atomic({"history": history, "args": vars(args), "init": init_report}, args.out + ".json")
+    save_outputs(args, model, cfg, data, history, init_report)
     os.remove(last)
     print(f"weights: {args.out}")
 
