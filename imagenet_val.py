@@ -18,7 +18,7 @@ import csv
 import os
 import re
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
 import numpy as np
@@ -154,50 +154,15 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
     name = args.model or trained.get("model")
     if not name:
         raise UserError(f"{path} does not name its model: pass --model")
-    if not os.path.isdir(args.data_dir):
-        raise UserError(f"data folder not found: {args.data_dir}")
-    folder = split_folder(args.data_dir, args.split)
-    folder = folder if os.path.isdir(folder) else args.data_dir  # DATA_DIR may be the split folder itself
-    classes = class_folders(folder)
-    trained_classes = trained.get("class_names")
-    if trained_classes and sorted(classes) != sorted(trained_classes):
-        raise UserError(f"class folders in {folder} differ from the {len(trained_classes)} classes "
-                        f"the checkpoint was trained on")
-    num_classes = args.num_classes or trained.get("num_classes") or len(classes)
-    if len(classes) > num_classes:
-        raise UserError(f"{folder} has {len(classes)} class folders but the model has {num_classes} outputs")
+    folder, num_classes = eval_folder(args, trained)
     same = trained if name == trained.get("model") else {}  # a run's settings apply to its own model only
-    model_kwargs = dict(args.model_kwargs if args.model_kwargs is not None else (same.get("model_kwargs") or {}))
-    if name.startswith("tnt_3dtrl") and "legacy" not in model_kwargs and checkpoint:
-        model_kwargs.update(tnt_layout_kwargs(checkpoint_state_dict(checkpoint)[0]))
-    net = build_classifier(
-        name, num_classes, img_size=args.img_size or same.get("img_size"),
-        trl_depth=args.trl_depth if args.trl_depth is not None else same.get("trl_depth"), cat=same.get("cat"),
-        model_kwargs=model_kwargs, global_pool=args.gp or same.get("gp"), pretrained=args.pretrained)
-    used_ema = load_checkpoint_weights(net, checkpoint, path, use_ema=args.use_ema, adapt_classifier=False) \
-        if path else False
-
+    net, used_ema = build_eval_model(args, name, num_classes, checkpoint, path, same)
     device = resolve_device("auto", local_rank=0)
     autocast, _, _ = amp_policy(args.amp, "bfloat16", device)
     net.to(device).eval()
     if args.channels_last:
         net.to(memory_format=torch.channels_last)
-    data_config = resolve_data_config(
-        dict(img_size=args.img_size or same.get("img_size"), input_size=args.input_size or same.get("input_size"),
-             crop_pct=args.crop_pct or same.get("crop_pct"), mean=args.mean or same.get("mean"),
-             std=args.std or same.get("std"), interpolation=args.interpolation or same.get("interpolation") or ""),
-        model=net)
-    dataset = StrictImageFolder(folder)
-    if trained_classes:
-        order = sorted(dataset.reader.class_to_idx, key=dataset.reader.class_to_idx.get)
-        if order != list(trained_classes):
-            raise UserError(f"class folders in {folder} are ordered differently from the checkpoint's classes")
-    if args.perturbed:
-        dataset = PerturbedImages(dataset, seed=args.perturb_seed, distortion=args.perturb_distortion)
-    loader = create_loader(dataset, input_size=data_config["input_size"], batch_size=args.batch_size,
-                           interpolation=data_config["interpolation"], mean=data_config["mean"],
-                           std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=args.workers,
-                           use_prefetcher=False, device=device, persistent_workers=False)
+    dataset, loader, data_config = eval_loader(args, net, folder, same, trained.get("class_names"), device)
     truth = true_cameras(args.cameras, dataset, args.split) if args.cameras else None
     rotations: List[torch.Tensor] = []
     hook = camera_estimator(net, name).register_forward_hook(
@@ -215,6 +180,63 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
                    perturb=dict(seed=args.perturb_seed, distortion=args.perturb_distortion) if args.perturbed else None)
     print(f"{path or name}: top1 {results['top1']:.3f} top5 {results['top5']:.3f} ({results['weights']} weights)")
     return results
+
+
+def eval_folder(args: argparse.Namespace, trained: dict) -> Tuple[str, int]:
+    """The split's class folder and the model's number of outputs, checked against the classes the
+    checkpoint was trained on."""
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f"data folder not found: {args.data_dir}")
+    folder = split_folder(args.data_dir, args.split)
+    folder = folder if os.path.isdir(folder) else args.data_dir  # DATA_DIR may be the split folder itself
+    classes = class_folders(folder)
+    trained_classes = trained.get("class_names")
+    if trained_classes and sorted(classes) != sorted(trained_classes):
+        raise UserError(f"class folders in {folder} differ from the {len(trained_classes)} classes "
+                        f"the checkpoint was trained on")
+    num_classes = args.num_classes or trained.get("num_classes") or len(classes)
+    if len(classes) > num_classes:
+        raise UserError(f"{folder} has {len(classes)} class folders but the model has {num_classes} outputs")
+    return folder, num_classes
+
+
+def build_eval_model(args: argparse.Namespace, name: str, num_classes: int, checkpoint: dict, path: str,
+                     same: dict) -> Tuple[torch.nn.Module, bool]:
+    """The model as trained (flags first, then the run's settings ``same``) with the checkpoint's
+    weights; also whether they were its EMA weights."""
+    model_kwargs = dict(args.model_kwargs if args.model_kwargs is not None else (same.get("model_kwargs") or {}))
+    if name.startswith("tnt_3dtrl") and "legacy" not in model_kwargs and checkpoint:
+        model_kwargs.update(tnt_layout_kwargs(checkpoint_state_dict(checkpoint)[0]))
+    net = build_classifier(
+        name, num_classes, img_size=args.img_size or same.get("img_size"),
+        trl_depth=args.trl_depth if args.trl_depth is not None else same.get("trl_depth"), cat=same.get("cat"),
+        model_kwargs=model_kwargs, global_pool=args.gp or same.get("gp"), pretrained=args.pretrained)
+    used_ema = load_checkpoint_weights(net, checkpoint, path, use_ema=args.use_ema, adapt_classifier=False) \
+        if path else False
+    return net, used_ema
+
+
+def eval_loader(args: argparse.Namespace, net: torch.nn.Module, folder: str, same: dict,
+                trained_classes: Optional[List[str]], device: torch.device):
+    """The dataset (perturbed with ``--perturbed``), its loader and timm's data config (preprocessing
+    from the flags, else the run's settings, else the model's)."""
+    data_config = resolve_data_config(
+        dict(img_size=args.img_size or same.get("img_size"), input_size=args.input_size or same.get("input_size"),
+             crop_pct=args.crop_pct or same.get("crop_pct"), mean=args.mean or same.get("mean"),
+             std=args.std or same.get("std"), interpolation=args.interpolation or same.get("interpolation") or ""),
+        model=net)
+    dataset = StrictImageFolder(folder)
+    if trained_classes:
+        order = sorted(dataset.reader.class_to_idx, key=dataset.reader.class_to_idx.get)
+        if order != list(trained_classes):
+            raise UserError(f"class folders in {folder} are ordered differently from the checkpoint's classes")
+    if args.perturbed:
+        dataset = PerturbedImages(dataset, seed=args.perturb_seed, distortion=args.perturb_distortion)
+    loader = create_loader(dataset, input_size=data_config["input_size"], batch_size=args.batch_size,
+                           interpolation=data_config["interpolation"], mean=data_config["mean"],
+                           std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=args.workers,
+                           use_prefetcher=False, device=device, persistent_workers=False)
+    return dataset, loader, data_config
 
 
 def camera_estimator(net: torch.nn.Module, name: str) -> torch.nn.Module:
