@@ -1,0 +1,142 @@
+"""Alignment against the number of training videos: ``tools/compare_heldout.py`` tables of one recipe,
+each run with ``--train_videos N --train_videos_everywhere`` for another N, gathered into one table.
+
+    python tools/data_size_table.py --table 2=output/data_size/quadruped/n2/table.json \\
+        --table 5=output/data_size/quadruped/n5/table.json --table 10=results/alignment_heldout.json \\
+        --out results/alignment_heldout_data_size.json
+
+A table run without ``--train_videos`` used every training video; give it as the N it had (10 for the
+held-out families). For every family all tables hold, per N and model: the unseen-view alignment error
+and Kendall's tau after fine-tuning (mean, sample standard deviation and per-seed values over the
+seeds all tables share) and the two-sided paired t-test of 3DTRL against the ViT; the start points'
+values, which do not depend on N, once. Writes ``--out`` (JSON) and the same path with ``.md``.
+"""
+import argparse
+import os
+import shlex
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
+from threedtrl.tools.seed_stats import paired, summarise
+
+MODELS = ("deit_tcn", "vit_3dtrl")
+MEASURES = (("alignment_error", "AE"), ("kendalls_tau", "tau"))
+SIZE_FLAGS = ("--train_videos", "--train_videos_everywhere")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--table", action="append", required=True, metavar="N=FILE",
+                   help="a compare_heldout.py table.json and the number of training videos of its runs")
+    p.add_argument("--out", required=True, help="JSON file to write (and the same name with .md)")
+    return p
+
+
+def parse_table_arg(text: str) -> Tuple[int, str]:
+    size, sep, path = text.partition("=")
+    if not sep or not size.isdigit() or int(size) < 1 or not path:
+        raise UserError(f"--table takes N=FILE with N the number of training videos, got {text!r}")
+    if not os.path.isfile(path):
+        raise UserError(f"no table file {path}")
+    return int(size), path
+
+
+def split_recipe(train_args: str) -> Tuple[Optional[int], List[str]]:
+    """``--train_videos``'s value (None when absent) and the recipe's other arguments."""
+    tokens, videos, rest = shlex.split(train_args), None, []
+    it = iter(tokens)
+    for token in it:
+        if token == "--train_videos":
+            videos = int(next(it, "0"))
+        elif token != "--train_videos_everywhere":
+            rest.append(token)
+    return videos, rest
+
+
+def read_tables(specs: Sequence[str]) -> Tuple[Dict[int, Dict], Dict[int, str]]:
+    """Each N's table and file, checked: one recipe and one pair of start points, and N as its runs
+    were given."""
+    tables, paths, recipe = {}, {}, None
+    for spec in specs:
+        size, path = parse_table_arg(spec)
+        table = read_json(path)
+        if not isinstance(table, dict) or not {"settings", "families"} <= set(table):
+            raise UserError(f"{path} is not a table.json of tools/compare_heldout.py")
+        videos, rest = split_recipe(table["settings"]["train_args"])
+        if videos is not None and videos != size:
+            raise UserError(f"{path} was run with --train_videos {videos}, not {size}")
+        this = (rest, sorted(table["settings"]["inits"]))
+        if recipe is not None and this != recipe:
+            raise UserError(f"{path} was run with another recipe or other start points than the first table "
+                            f"(besides {' and '.join(SIZE_FLAGS)})")
+        if size in tables:
+            raise UserError(f"two tables for {size} training videos")
+        recipe, tables[size], paths[size] = this, table, path
+    return dict(sorted(tables.items())), paths
+
+
+def shared_seeds(tables: Dict[int, Dict]) -> List[int]:
+    seeds = sorted(set.intersection(*(set(t["settings"]["seeds"]) for t in tables.values())))
+    if not seeds:
+        raise UserError("the tables share no seed")
+    return seeds
+
+
+def seed_values(table: Dict, family: str, model: str, metric: str, seeds: Sequence[int]) -> List[float]:
+    values = table["families"][family][model]["finetuned"][metric]["values"]
+    by_seed = dict(zip(table["settings"]["seeds"], values))
+    return [by_seed[s] for s in seeds]
+
+
+def size_table(tables: Dict[int, Dict]) -> Dict:
+    seeds = shared_seeds(tables)
+    families = [f for f in next(iter(tables.values()))["families"] if all(f in t["families"] for t in tables.values())]
+    if not families:
+        raise UserError("the tables share no family")
+    out = {}
+    for family in families:
+        first = next(iter(tables.values()))["families"][family]
+        sizes = {}
+        for size, table in tables.items():
+            sizes[size] = {}
+            for metric, _ in MEASURES:
+                base, trl = (seed_values(table, family, model, metric, seeds) for model in MODELS)
+                sizes[size][metric] = {"deit_tcn": summarise(base), "vit_3dtrl": summarise(trl),
+                                       "paired": paired(base, trl)}
+        out[family] = {"start": {model: {m: first[model]["start"][m]["mean"] for m, _ in MEASURES} for model in MODELS},
+                       "sizes": sizes}
+    return {"seeds": seeds, "families": out}
+
+
+def markdown(result: Dict) -> str:
+    lines = [f"Unseen cameras of the test split; mean ± standard deviation over seeds "
+             f"{', '.join(map(str, result['seeds']))}; p: two-sided paired t-test of 3DTRL against the ViT.", "",
+             "| family | training videos | AE ViT | AE 3DTRL | p (AE) | tau ViT | tau 3DTRL | p (tau) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for family, rows in result["families"].items():
+        start = rows["start"]
+        lines.append(f"| {family} | start point | {start['deit_tcn']['alignment_error']:.3f} | "
+                     f"{start['vit_3dtrl']['alignment_error']:.3f} | | {start['deit_tcn']['kendalls_tau']:.3f} | "
+                     f"{start['vit_3dtrl']['kendalls_tau']:.3f} | |")
+        for size, row in rows["sizes"].items():
+            cells = []
+            for metric, _ in MEASURES:
+                r = row[metric]
+                cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [f"{r['paired']['p_value']:.2f}"]
+            lines.append(f"| {family} | {size} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    tables, paths = read_tables(args.table)
+    result = dict(size_table(tables), tables=paths)
+    text = markdown(result)
+    write_json_atomic(result, args.out)
+    write_text_atomic(text, os.path.splitext(args.out)[0] + ".md")
+    print(text)
+
+
+if __name__ == "__main__":
+    run_cli(main)
