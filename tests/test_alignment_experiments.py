@@ -199,14 +199,14 @@ def test_view_pairs_groups_every_pair_and_recovers_the_unseen_view_metric(mc_roo
                          str(tmp_path / "missing.pth")])
 
 
-def _heldout_table(path, train_args, seeds, errors, taus=None):
+def _heldout_table(path, train_args, seeds, errors, family="quadruped"):
     """A table.json as tools/compare_heldout.py writes it (the entries data_size_table.py reads)."""
     def entry(values):
         return {"values": values, "mean": float(np.mean(values))}
-    families = {"quadruped": {model: {"start": {"alignment_error": entry([0.33]), "kendalls_tau": entry([-0.3])},
-                                      "finetuned": {"alignment_error": entry(errors[model]),
-                                                    "kendalls_tau": entry((taus or errors)[model])}}
-                              for model in ("deit_tcn", "vit_3dtrl")}}
+    families = {family: {model: {"start": {"alignment_error": entry([0.33]), "kendalls_tau": entry([-0.3])},
+                                 "finetuned": {"alignment_error": entry(errors[model]),
+                                               "kendalls_tau": entry([-e for e in errors[model]])}}
+                         for model in ("deit_tcn", "vit_3dtrl")}}
     path.write_text(json.dumps({"settings": {"train_args": train_args, "seeds": seeds,
                                              "inits": ["vit_3dtrl=a", "deit_tcn=b"]}, "families": families}))
     return str(path)
@@ -215,25 +215,38 @@ def _heldout_table(path, train_args, seeds, errors, taus=None):
 def test_data_size_table_pairs_the_seeds_of_each_size_and_checks_the_recipe(tmp_path):
     from threedtrl.tools import data_size_table
     recipe = "--lr 1e-3 --center_in_time"
-    two = _heldout_table(tmp_path / "n2.json", recipe + " --train_videos 2 --train_videos_everywhere", [0, 1, 2],
+    small = recipe + " --train_videos 2 --train_videos_everywhere"
+    two = _heldout_table(tmp_path / "n2.json", small, [0, 1, 2],
                          {"deit_tcn": [0.30, 0.31, 0.32], "vit_3dtrl": [0.29, 0.31, 0.30]})
-    # the full recipe had seeds 0-4: only the seeds every table has are paired
+    stacking_two = _heldout_table(tmp_path / "s2.json", small, [0, 1],
+                                  {"deit_tcn": [0.1, 0.2], "vit_3dtrl": [0.1, 0.1]}, family="stacking")
+    # the full recipe had seeds 0-4: only the seeds every table of a family has are paired
     ten = _heldout_table(tmp_path / "n10.json", recipe, [0, 1, 2, 3, 4],
                          {"deit_tcn": [0.28, 0.29, 0.27, 0.5, 0.5], "vit_3dtrl": [0.22, 0.24, 0.23, 0.1, 0.1]})
+    stacking_ten = _heldout_table(tmp_path / "s10.json", recipe, [0, 1, 2],
+                                  {"deit_tcn": [0.1, 0.1, 0.1], "vit_3dtrl": [0.05, 0.1, 0.1]}, family="stacking")
     out = tmp_path / "sizes.json"
-    data_size_table.main(["--table", f"10={ten}", "--table", f"2={two}", "--out", str(out)])
+    data_size_table.main(["--table", f"10={ten}", "--table", f"2={two}", "--table", f"2={stacking_two}",
+                          "--table", f"10={stacking_ten}", "--out", str(out)])
     result = json.loads(out.read_text())
-    assert result["seeds"] == [0, 1, 2] and list(result["families"]["quadruped"]["sizes"]) == ["2", "10"]
-    ten_ae = result["families"]["quadruped"]["sizes"]["10"]["alignment_error"]
+    quadruped, stacking = result["families"]["quadruped"], result["families"]["stacking"]
+    assert quadruped["seeds"] == [0, 1, 2] and stacking["seeds"] == [0, 1]
+    assert list(quadruped["sizes"]) == ["2", "10"]
+    ten_ae = quadruped["sizes"]["10"]["alignment_error"]
     assert ten_ae["vit_3dtrl"]["values"] == [0.22, 0.24, 0.23]
     assert ten_ae["paired"]["differences"] == pytest.approx([-0.06, -0.05, -0.04])
     assert 0.01 < ten_ae["paired"]["p_value"] < 0.02  # t = -8.7 with 2 degrees of freedom
-    assert "| quadruped | 2 | 0.310 ± 0.010 | 0.300 ± 0.010 | 0.23 |" in (tmp_path / "sizes.md").read_text()
+    assert quadruped["sizes"]["10"]["kendalls_tau"]["vit_3dtrl"]["mean"] == pytest.approx(-0.23)
+    assert stacking["sizes"]["10"]["alignment_error"]["vit_3dtrl"]["values"] == [0.05, 0.1]
+    text = (tmp_path / "sizes.md").read_text()
+    assert "| quadruped | 2 | 0.310 ± 0.010 | 0.300 ± 0.010 | 0.23 |" in text and "| stacking | 10 |" in text
 
-    other = _heldout_table(tmp_path / "other.json", "--lr 1e-4 --center_in_time", [0], {"deit_tcn": [0.3],
-                                                                                         "vit_3dtrl": [0.3]})
+    other = _heldout_table(tmp_path / "other.json", "--lr 1e-4 --center_in_time", [0],
+                           {"deit_tcn": [0.3], "vit_3dtrl": [0.3]})
     for tables, message in (([f"10={ten}", f"2={other}"], "another recipe"),
                             ([f"5={two}"], "run with --train_videos 2, not 5"),
+                            ([f"2={two}", f"2={two}"], "two tables for 2 training videos hold quadruped"),
+                            ([f"2={stacking_two}", f"10={ten}"], "no family is in a table of every size"),
                             ([f"two={two}"], "--table takes N=FILE"),
                             ([f"2={tmp_path / 'missing.json'}"], "no table file")):
         with pytest.raises(UserError, match=message):

@@ -6,10 +6,11 @@ each run with ``--train_videos N --train_videos_everywhere`` for another N, gath
         --out results/alignment_heldout_data_size.json
 
 A table run without ``--train_videos`` used every training video; give it as the N it had (10 for the
-held-out families). For every family all tables hold, per N and model: the unseen-view alignment error
-and Kendall's tau after fine-tuning (mean, sample standard deviation and per-seed values over the
-seeds all tables share) and the two-sided paired t-test of 3DTRL against the ViT; the start points'
-values, which do not depend on N, once. Writes ``--out`` (JSON) and the same path with ``.md``.
+held-out families). Tables of one N may hold different families. For every family in a table of each
+N given, per N and model: the unseen-view alignment error and Kendall's tau after fine-tuning (mean,
+sample standard deviation and per-seed values over the seeds the family's tables share) and the
+two-sided paired t-test of 3DTRL against the ViT; the start points' values, which do not depend on N,
+once. Writes ``--out`` (JSON) and the same path with ``.md``.
 """
 import argparse
 import os
@@ -54,10 +55,10 @@ def split_recipe(train_args: str) -> Tuple[Optional[int], List[str]]:
     return videos, rest
 
 
-def read_tables(specs: Sequence[str]) -> Tuple[Dict[int, Dict], Dict[int, str]]:
-    """Each N's table and file, checked: one recipe and one pair of start points, and N as its runs
+def read_tables(specs: Sequence[str]) -> List[Tuple[int, str, Dict]]:
+    """Each ``(N, file, table)``, checked: one recipe and one pair of start points, and N as its runs
     were given."""
-    tables, paths, recipe = {}, {}, None
+    tables, recipe = [], None
     for spec in specs:
         size, path = parse_table_arg(spec)
         table = read_json(path)
@@ -70,17 +71,24 @@ def read_tables(specs: Sequence[str]) -> Tuple[Dict[int, Dict], Dict[int, str]]:
         if recipe is not None and this != recipe:
             raise UserError(f"{path} was run with another recipe or other start points than the first table "
                             f"(besides {' and '.join(SIZE_FLAGS)})")
-        if size in tables:
-            raise UserError(f"two tables for {size} training videos")
-        recipe, tables[size], paths[size] = this, table, path
-    return dict(sorted(tables.items())), paths
+        recipe = this
+        tables.append((size, path, table))
+    return tables
 
 
-def shared_seeds(tables: Dict[int, Dict]) -> List[int]:
-    seeds = sorted(set.intersection(*(set(t["settings"]["seeds"]) for t in tables.values())))
-    if not seeds:
-        raise UserError("the tables share no seed")
-    return seeds
+def tables_by_family(tables: Sequence[Tuple[int, str, Dict]]) -> Dict[str, Dict[int, Dict]]:
+    """Per family that every N given has: N -> the table holding it (one per N)."""
+    sizes = sorted({size for size, _, _ in tables})
+    families: Dict[str, Dict[int, Dict]] = {}
+    for size, path, table in sorted(tables, key=lambda t: t[0]):
+        for family in table["families"]:
+            if size in families.setdefault(family, {}):
+                raise UserError(f"two tables for {size} training videos hold {family} ({path} is the second)")
+            families[family][size] = table
+    complete = {family: by_size for family, by_size in families.items() if list(by_size) == sizes}
+    if not complete:
+        raise UserError(f"no family is in a table of every size given ({', '.join(map(str, sizes))})")
+    return complete
 
 
 def seed_values(table: Dict, family: str, model: str, metric: str, seeds: Sequence[int]) -> List[float]:
@@ -89,50 +97,49 @@ def seed_values(table: Dict, family: str, model: str, metric: str, seeds: Sequen
     return [by_seed[s] for s in seeds]
 
 
-def size_table(tables: Dict[int, Dict]) -> Dict:
-    seeds = shared_seeds(tables)
-    families = [f for f in next(iter(tables.values()))["families"] if all(f in t["families"] for t in tables.values())]
-    if not families:
-        raise UserError("the tables share no family")
-    out = {}
-    for family in families:
-        first = next(iter(tables.values()))["families"][family]
-        sizes = {}
-        for size, table in tables.items():
-            sizes[size] = {}
-            for metric, _ in MEASURES:
-                base, trl = (seed_values(table, family, model, metric, seeds) for model in MODELS)
-                sizes[size][metric] = {"deit_tcn": summarise(base), "vit_3dtrl": summarise(trl),
-                                       "paired": paired(base, trl)}
-        out[family] = {"start": {model: {m: first[model]["start"][m]["mean"] for m, _ in MEASURES} for model in MODELS},
-                       "sizes": sizes}
-    return {"seeds": seeds, "families": out}
+def family_rows(family: str, by_size: Dict[int, Dict]) -> Dict:
+    """The start points' values and, per N, each model's and the paired test's, over the seeds every
+    N's table has."""
+    seeds = sorted(set.intersection(*(set(t["settings"]["seeds"]) for t in by_size.values())))
+    if not seeds:
+        raise UserError(f"the tables of {family} share no seed")
+    sizes = {}
+    for size, table in by_size.items():
+        sizes[size] = {}
+        for metric, _ in MEASURES:
+            base, trl = (seed_values(table, family, model, metric, seeds) for model in MODELS)
+            sizes[size][metric] = {"deit_tcn": summarise(base), "vit_3dtrl": summarise(trl),
+                                   "paired": paired(base, trl)}
+    first = next(iter(by_size.values()))["families"][family]
+    return {"seeds": seeds, "sizes": sizes,
+            "start": {model: {m: first[model]["start"][m]["mean"] for m, _ in MEASURES} for model in MODELS}}
 
 
-def markdown(result: Dict) -> str:
-    lines = [f"Unseen cameras of the test split; mean ± standard deviation over seeds "
-             f"{', '.join(map(str, result['seeds']))}; p: two-sided paired t-test of 3DTRL against the ViT.", "",
-             "| family | training videos | AE ViT | AE 3DTRL | p (AE) | tau ViT | tau 3DTRL | p (tau) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for family, rows in result["families"].items():
+def markdown(families: Dict) -> str:
+    lines = ["Unseen cameras of the test split; mean ± standard deviation over the seeds; p: two-sided paired "
+             "t-test of 3DTRL against the ViT.", "",
+             "| family | training videos | AE ViT | AE 3DTRL | p (AE) | tau ViT | tau 3DTRL | p (tau) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for family, rows in families.items():
         start = rows["start"]
         lines.append(f"| {family} | start point | {start['deit_tcn']['alignment_error']:.3f} | "
                      f"{start['vit_3dtrl']['alignment_error']:.3f} | | {start['deit_tcn']['kendalls_tau']:.3f} | "
-                     f"{start['vit_3dtrl']['kendalls_tau']:.3f} | |")
+                     f"{start['vit_3dtrl']['kendalls_tau']:.3f} | | |")
         for size, row in rows["sizes"].items():
             cells = []
             for metric, _ in MEASURES:
                 r = row[metric]
                 cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [f"{r['paired']['p_value']:.2f}"]
-            lines.append(f"| {family} | {size} | {' | '.join(cells)} |")
+            lines.append(f"| {family} | {size} | {' | '.join(cells)} | {', '.join(map(str, rows['seeds']))} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
-    tables, paths = read_tables(args.table)
-    result = dict(size_table(tables), tables=paths)
-    text = markdown(result)
+    tables = read_tables(args.table)
+    families = {family: family_rows(family, by_size) for family, by_size in tables_by_family(tables).items()}
+    result = {"families": families, "tables": [{"training_videos": size, "file": path} for size, path, _ in tables]}
+    text = markdown(families)
     write_json_atomic(result, args.out)
     write_text_atomic(text, os.path.splitext(args.out)[0] + ".md")
     print(text)
