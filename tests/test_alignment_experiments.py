@@ -243,7 +243,9 @@ def test_data_size_table_pairs_the_seeds_of_each_size_and_checks_the_recipe(tmp_
 
     other = _heldout_table(tmp_path / "other.json", "--lr 1e-4 --center_in_time", [0],
                            {"deit_tcn": [0.3], "vit_3dtrl": [0.3]})
+    (tmp_path / "empty.json").write_text(json.dumps({"settings": {}, "families": {}}))
     for tables, message in (([f"10={ten}", f"2={other}"], "another recipe"),
+                            ([f"2={tmp_path / 'empty.json'}"], "is not a table.json of tools/compare_heldout.py"),
                             ([f"5={two}"], "run with --train_videos 2, not 5"),
                             ([f"2={two}", f"2={two}"], "two tables for 2 training videos hold quadruped"),
                             ([f"2={stacking_two}", f"10={ten}"], "no family is in a table of every size"),

@@ -49,10 +49,44 @@ def split_recipe(train_args: str) -> Tuple[Optional[int], List[str]]:
     it = iter(tokens)
     for token in it:
         if token == "--train_videos":
-            videos = int(next(it, "0"))
+            value = next(it, "")
+            if not value.isdigit():
+                raise UserError(f"--train_videos {value!r} in the recipe {train_args!r} is not a number of videos")
+            videos = int(value)
         elif token != "--train_videos_everywhere":
             rest.append(token)
     return videos, rest
+
+
+def _entry(obj, *keys):
+    """``obj[k1][k2]...``, or None where a level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _numbers(values, count: int) -> bool:
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+
+
+def check_table(table, path: str) -> None:
+    """Refuse, naming the file, anything but a table.json of compare_heldout.py with both models'
+    start and per-seed fine-tuned values."""
+    seeds = _entry(table, "settings", "seeds")
+    fine = (isinstance(_entry(table, "settings", "train_args"), str) and isinstance(_entry(table, "settings", "inits"), list)
+            and isinstance(seeds, list) and isinstance(_entry(table, "families"), dict))
+    for family in (table["families"] if fine else {}):
+        for model in MODELS:
+            for metric, _ in MEASURES:
+                fine = fine and isinstance(_entry(table, "families", family, model, "start", metric, "mean"), (int, float))
+                fine = fine and _numbers(_entry(table, "families", family, model, "finetuned", metric, "values"),
+                                         len(seeds))
+    if not fine:
+        raise UserError(f"{path} is not a table.json of tools/compare_heldout.py (settings, and both models' "
+                        f"start and fine-tuned values per family)")
 
 
 def read_tables(specs: Sequence[str]) -> List[Tuple[int, str, Dict]]:
@@ -62,8 +96,7 @@ def read_tables(specs: Sequence[str]) -> List[Tuple[int, str, Dict]]:
     for spec in specs:
         size, path = parse_table_arg(spec)
         table = read_json(path)
-        if not isinstance(table, dict) or not {"settings", "families"} <= set(table):
-            raise UserError(f"{path} is not a table.json of tools/compare_heldout.py")
+        check_table(table, path)
         videos, rest = split_recipe(table["settings"]["train_args"])
         if videos is not None and videos != size:
             raise UserError(f"{path} was run with --train_videos {videos}, not {size}")
