@@ -21,7 +21,7 @@ from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, 
 from threedtrl.tools.seed_stats import paired, summarise
 
 MODELS = ("deit_tcn", "vit_3dtrl")
-MEASURES = (("alignment_error", "AE"), ("kendalls_tau", "tau"))
+MEASURES = ("alignment_error", "kendalls_tau")
 SIZE_FLAGS = ("--train_videos", "--train_videos_everywhere")
 
 
@@ -45,8 +45,11 @@ def parse_table_arg(text: str) -> Tuple[int, str]:
 
 def split_recipe(train_args: str) -> Tuple[Optional[int], List[str]]:
     """``--train_videos``'s value (None when absent) and the recipe's other arguments."""
-    tokens, videos, rest = shlex.split(train_args), None, []
-    it = iter(tokens)
+    try:
+        tokens = shlex.split(train_args)
+    except ValueError as err:
+        raise UserError(f"the recipe {train_args!r} of a table does not parse: {err}") from None
+    videos, rest, it = None, [], iter(tokens)
     for token in it:
         if token == "--train_videos":
             value = next(it, "")
@@ -80,7 +83,7 @@ def check_table(table, path: str) -> None:
             and isinstance(seeds, list) and isinstance(_entry(table, "families"), dict))
     for family in (table["families"] if fine else {}):
         for model in MODELS:
-            for metric, _ in MEASURES:
+            for metric in MEASURES:
                 fine = fine and isinstance(_entry(table, "families", family, model, "start", metric, "mean"), (int, float))
                 fine = fine and _numbers(_entry(table, "families", family, model, "finetuned", metric, "values"),
                                          len(seeds))
@@ -139,13 +142,13 @@ def family_rows(family: str, by_size: Dict[int, Dict]) -> Dict:
     sizes = {}
     for size, table in by_size.items():
         sizes[size] = {}
-        for metric, _ in MEASURES:
+        for metric in MEASURES:
             base, trl = (seed_values(table, family, model, metric, seeds) for model in MODELS)
             sizes[size][metric] = {"deit_tcn": summarise(base), "vit_3dtrl": summarise(trl),
                                    "paired": paired(base, trl)}
     first = next(iter(by_size.values()))["families"][family]
     return {"seeds": seeds, "sizes": sizes,
-            "start": {model: {m: first[model]["start"][m]["mean"] for m, _ in MEASURES} for model in MODELS}}
+            "start": {model: {m: first[model]["start"][m]["mean"] for m in MEASURES} for model in MODELS}}
 
 
 def markdown(families: Dict) -> str:
@@ -160,7 +163,7 @@ def markdown(families: Dict) -> str:
                      f"{start['vit_3dtrl']['kendalls_tau']:.3f} | | |")
         for size, row in rows["sizes"].items():
             cells = []
-            for metric, _ in MEASURES:
+            for metric in MEASURES:
                 r = row[metric]
                 cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [f"{r['paired']['p_value']:.2f}"]
             lines.append(f"| {family} | {size} | {' | '.join(cells)} | {', '.join(map(str, rows['seeds']))} |")
