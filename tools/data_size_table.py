@@ -79,15 +79,13 @@ def check_table(table, path: str) -> None:
     """Refuse, naming the file, anything but a table.json of compare_heldout.py with both models'
     start and per-seed fine-tuned values."""
     seeds = _entry(table, "settings", "seeds")
-    fine = (isinstance(_entry(table, "settings", "train_args"), str) and isinstance(_entry(table, "settings", "inits"), list)
-            and isinstance(seeds, list) and isinstance(_entry(table, "families"), dict))
-    for family in (table["families"] if fine else {}):
-        for model in MODELS:
-            for metric in MEASURES:
-                fine = fine and isinstance(_entry(table, "families", family, model, "start", metric, "mean"), (int, float))
-                fine = fine and _numbers(_entry(table, "families", family, model, "finetuned", metric, "values"),
-                                         len(seeds))
-    if not fine:
+    settings_ok = (isinstance(_entry(table, "settings", "train_args"), str)
+                   and isinstance(_entry(table, "settings", "inits"), list)
+                   and isinstance(seeds, list) and isinstance(_entry(table, "families"), dict))
+    if not settings_ok or not all(
+            isinstance(_entry(rows, model, "start", metric, "mean"), (int, float))
+            and _numbers(_entry(rows, model, "finetuned", metric, "values"), len(seeds))
+            for rows in table["families"].values() for model in MODELS for metric in MEASURES):
         raise UserError(f"{path} is not a table.json of tools/compare_heldout.py (settings, and both models' "
                         f"start and fine-tuned values per family)")
 
