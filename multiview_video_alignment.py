@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 
 import model  # noqa: F401  (registers the 3DTRL models with timm)
 from model import load_weights
-from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, checkpoint_model_cfg, create_embedder,
-                                          freeze_first_groups, init_from_file, load_checkpoint,
+from threedtrl.alignment.embedder import (MODEL_ALIASES, MODEL_DEFAULTS, check_model_name, checkpoint_model_cfg,
+                                          create_embedder, freeze_first_groups, init_from_file, load_checkpoint,
                                           recorded_normalisation)
 from threedtrl.alignment.engine import WeightEnsemble, train_one_epoch
 from threedtrl.alignment.geometry_objectives import GEOMETRY_LOSSES, add_geometry_arguments, check_geometry_args
@@ -178,6 +178,8 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if args.distributed:
         raise UserError(f"--distributed is launched with torchrun here: {torchrun_hint(args, argv)}")
     args.model = MODEL_ALIASES.get(args.model, args.model)
+    if args.test is None:
+        check_model_name(args.model)  # before minutes of decoding
     data_key = resolve_dataset(args.data)[0]
     if args.train_videos > 0 and data_key != "pouring" and not args.train_videos_everywhere:
         print(f"--train_videos {args.train_videos}: no effect on {args.data}, as in the release (it cuts Pouring "

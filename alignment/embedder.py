@@ -60,6 +60,11 @@ class Embedder(nn.Module):
         return center_in_time(z, self.unit) if self.center else z
 
 
+def check_model_name(name: str) -> None:
+    if not timm.is_model(name):
+        raise UserError(f"unknown model {name!r}: not a timm or 3DTRL model name")
+
+
 def create_embedder(cfg: Dict) -> Embedder:
     """Build ``cfg["model"]`` (any timm name) without a classifier at ``cfg["img_size"]``, with the
     patch size, depth and 3DTRL position of ``cfg`` where they are set (non-zero)."""
@@ -73,8 +78,7 @@ def create_embedder(cfg: Dict) -> Embedder:
             kwargs["trl_depth"] = cfg["trl_depth"]
         if cfg.get("trl_geometry"):  # the layer's geometry options (backbone.PointEstimator)
             kwargs["trl_geometry"] = dict(cfg["trl_geometry"])
-    if not timm.is_model(cfg["model"]):
-        raise UserError(f"unknown model {cfg['model']!r}: not a timm or 3DTRL model name")
+    check_model_name(cfg["model"])
     try:
         net = timm.create_model(cfg["model"], pretrained=cfg.get("pretrained", False), **kwargs)
     except (OSError, RuntimeError) as err:

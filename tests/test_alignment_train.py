@@ -505,6 +505,12 @@ def test_centring_in_time_needs_the_npairs_loss(mc_root, tmp_path):
                   "--output_dir", str(tmp_path / "o")])
 
 
+def test_an_unknown_model_is_refused_before_the_data_is_read(tmp_path):
+    with pytest.raises(UserError, match="unknown model 'vit_nope'"):  # the data root does not exist either
+        mva.main(["--data_root", str(tmp_path / "missing"), "--model", "vit_nope", "--output_dir", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_script_loads_without_the_plotting_and_statistics_libraries():
     # matplotlib and scipy cost over a second to import; a refused command must not wait for them
     code = ("import sys, multiview_video_alignment\n"
