@@ -2,6 +2,7 @@
 from typing import Tuple
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -70,7 +71,7 @@ def draw_layer(ax) -> None:
     ax.text(78, 2.6, "e_3D: (B, N, D); e_cls: learned", fontsize=6.5, color="0.35", ha="center")
 
 
-def layer_diagram() -> "np.ndarray":  # noqa: F821
+def layer_diagram() -> np.ndarray:
     """``(H, W, 3)`` uint8 image of the diagram."""
     fig = plt.figure(figsize=(11, 4.8), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
