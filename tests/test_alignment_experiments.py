@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import multiview_video_alignment as mva
 from threedtrl.alignment.embedder import MODEL_DEFAULTS, create_embedder, init_from_file
@@ -240,6 +241,10 @@ def test_data_size_table_pairs_the_seeds_of_each_size_and_checks_the_recipe(tmp_
     assert stacking["sizes"]["10"]["alignment_error"]["vit_3dtrl"]["values"] == [0.05, 0.1]
     text = (tmp_path / "sizes.md").read_text()
     assert "| quadruped | 2 | 0.310 ± 0.010 | 0.300 ± 0.010 | 0.23 |" in text and "| stacking | 10 |" in text
+    chart = np.asarray(Image.open(tmp_path / "sizes.png"))
+    for panel in (chart[:, :340], chart[:, 340:]):  # one per family, each with both models' lines
+        colours = {tuple(c) for c in panel.reshape(-1, 3)}
+        assert {(31, 119, 180), (255, 127, 14)} <= colours  # matplotlib's first two tab10 colours
 
     other = _heldout_table(tmp_path / "other.json", "--lr 1e-4 --center_in_time", [0],
                            {"deit_tcn": [0.3], "vit_3dtrl": [0.3]})

@@ -10,17 +10,22 @@ held-out families). Tables of one N may hold different families. For every famil
 N given, per N and model: the unseen-view alignment error and Kendall's tau after fine-tuning (mean,
 sample standard deviation and per-seed values over the seeds the family's tables share) and the
 two-sided paired t-test of 3DTRL against the ViT; the start points' values, which do not depend on N,
-once. Writes ``--out`` (JSON) and the same path with ``.md``.
+once. Writes ``--out`` (JSON), the same path with ``.md`` and, as a chart of the alignment error
+against N, with ``.png``.
 """
 import argparse
 import os
 import shlex
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
 from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.visualization.plots import metric_by_size_plot, save_png
 
 MODELS = ("deit_tcn", "vit_3dtrl")
+LABELS = {"deit_tcn": "ViT (DeiT+TCN)", "vit_3dtrl": "ViT + 3DTRL"}
 MEASURES = ("alignment_error", "kendalls_tau")
 SIZE_FLAGS = ("--train_videos", "--train_videos_everywhere")
 
@@ -168,6 +173,16 @@ def markdown(families: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def error_plot(families: Dict) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the alignment error against the number of training videos, per family."""
+    panels = {family: {LABELS[model]: {size: (row["alignment_error"][model]["mean"], row["alignment_error"][model]["std"])
+                                       for size, row in rows["sizes"].items()} for model in MODELS}
+              for family, rows in families.items()}
+    starts = {family: {LABELS[model]: rows["start"][model]["alignment_error"] for model in MODELS}
+              for family, rows in families.items()}
+    return metric_by_size_plot(panels, starts, "alignment error (unseen cameras)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     tables = read_tables(args.table)
@@ -175,7 +190,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     result = {"families": families, "tables": [{"training_videos": size, "file": path} for size, path, _ in tables]}
     text = markdown(families)
     write_json_atomic(result, args.out)
-    write_text_atomic(text, os.path.splitext(args.out)[0] + ".md")
+    stem = os.path.splitext(args.out)[0]
+    write_text_atomic(text, stem + ".md")
+    save_png(error_plot(families), stem + ".png")
     print(text)
 
 

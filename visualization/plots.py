@@ -259,3 +259,31 @@ def alignment_plot(nearest: Dict[Tuple[str, str], Dict[str, np.ndarray]],
     fig.tight_layout(pad=0.4)
     return figure_to_array(fig)
 
+
+
+def metric_by_size_plot(panels: Dict[str, Dict[str, Dict[int, Tuple[float, float]]]],
+                        starts: Dict[str, Dict[str, float]], ylabel: str) -> np.ndarray:
+    """A metric against the training-set size: one panel per family, one line per model with the
+    seeds' mean and standard deviation as error bars, each model's start point as a dashed level.
+
+    Args:
+        panels: ``panels[family][model][size]`` = ``(mean, std)``; starts: ``starts[family][model]``.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), dpi=DPI, squeeze=False)
+    for ax, (family, models) in zip(axes.flat, panels.items()):
+        sizes = sorted(next(iter(models.values())))
+        for m, (name, by_size) in enumerate(models.items()):
+            mean, std = (np.array([by_size[s][i] for s in sizes]) for i in (0, 1))
+            colour = VIEW_COLOURS[m]
+            ax.errorbar(sizes, mean, yerr=std, marker="os^"[m % 3], ms=4, lw=1.2, capsize=3, color=colour, label=name)
+            ax.axhline(starts[family][name], color=colour, lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+        ax.set_title(family, fontsize=9)
+        ax.set_xlabel("training videos", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, title="dashed: start point", title_fontsize=6)
+    fig.tight_layout(pad=0.4)
+    return figure_to_array(fig)
