@@ -28,6 +28,8 @@ FOREIGN_FLAGS = {"--nproc_per_node", "--distributed", "--gpus", "--address", "--
                  "--no-deps", "--no-build-isolation"}  # the last two: pip's
 LINK = re.compile(r"\[[^\]]*\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.-]*\.(?:py|sh|yaml|md|json|csv|png|pth|txt|toml))`")
+ANCHORED = re.compile(r"\[[^\]]*\]\(([^)#\s]*\.md|)#([^)\s]+)\)")
+HEADING = re.compile(r"^#+ +(.+?) *$", re.M)
 MAKE = re.compile(r"`make ([a-z][\w-]*)")
 FLAG = re.compile(r"(?<![\w-])(--[a-zA-Z][\w-]*)")
 
@@ -56,6 +58,22 @@ def test_relative_links_and_named_files_exist(doc):
     missing += [p for p in PATH.findall(text) if not p.startswith(("output/", "data/", "../"))
                 and not any(os.path.exists(os.path.join(base, p)) for base in bases) and not _placeholder(p)]
     assert not missing, f"{_rel(doc)} names what does not exist: {missing}"
+
+
+def heading_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file: lower case, punctuation dropped,
+    spaces as hyphens (code blocks skipped)."""
+    text = re.sub(r"^```.*?^```", "", _text(path), flags=re.M | re.S)
+    text = re.sub(r"^    .*$", "", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in HEADING.findall(text)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_rel)
+def test_links_to_sections_name_a_heading(doc):
+    broken = [f"{target}#{anchor}" for target, anchor in ANCHORED.findall(_text(doc))
+              if anchor not in heading_anchors(os.path.normpath(os.path.join(os.path.dirname(doc), target))
+                                               if target else doc)]
+    assert not broken, f"{_rel(doc)} links to sections that are not there: {broken}"
 
 
 def test_make_targets_exist():
