@@ -258,3 +258,13 @@ def test_data_size_table_pairs_the_seeds_of_each_size_and_checks_the_recipe(tmp_
                             ([f"2={tmp_path / 'missing.json'}"], "no table file")):
         with pytest.raises(UserError, match=message):
             data_size_table.main([arg for table in tables for arg in ("--table", table)] + ["--out", str(out)])
+
+
+def test_seed_statistics_pair_the_seeds_and_print_small_p_values_as_a_bound():
+    from threedtrl.tools.seed_stats import format_p, paired, summarise
+    assert summarise([0.2, 0.4])["std"] == pytest.approx(0.1414, abs=1e-4) and summarise([0.3])["std"] == 0.0
+    same_shift = paired([0.30, 0.31, 0.29, 0.35], [0.20, 0.21, 0.19, 0.25])
+    assert same_shift["mean_difference"] == pytest.approx(-0.1) and same_shift["p_value"] == 1.0  # no spread
+    shifted = paired([0.30, 0.31, 0.29, 0.35], [0.20, 0.22, 0.19, 0.24])
+    assert shifted["p_value"] < 0.005 and format_p(shifted["p_value"]) == "< 0.01"
+    assert format_p(0.0049) == "< 0.01" and format_p(0.05) == "0.05" and format_p(0.714) == "0.71"

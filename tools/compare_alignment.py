@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from threedtrl.alignment.embedder import MODEL_ALIASES
 from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
-from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.tools.seed_stats import format_p, paired, summarise
 
 METRICS = (("alignment_error", "alignment error ↓"), ("cycle_error", "cycle error ↓"),
            ("kendalls_tau", "Kendall's tau ↑"), ("kendalls_tau_b", "tau-b ↑"))
@@ -151,7 +151,7 @@ def markdown_table(table: Dict, models: List[str], seeds: List[int]) -> str:
                 for m, _ in METRICS:
                     cell = f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
                     if "paired" in row:
-                        cell += f" (p {row['paired'][m]['p_value']:.2f})"
+                        cell += f" (p {format_p(row['paired'][m]['p_value'])})"
                     cells.append(cell)
                 label = "seen" if views == "test_seen_views" or setting == "seen" else "unseen"
                 lines.append(f"| {setting} | {label} | {model} | " + " | ".join(cells)

@@ -27,7 +27,7 @@ import torch
 
 from threedtrl.runtime import UserError, read_json, run_cli
 from threedtrl.tools.compare_alignment import run_comparison, write_comparison_table
-from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.tools.seed_stats import format_p, paired, summarise
 from threedtrl.visualization import cli as visualize_cli
 
 MODEL = "vit_3dtrl_tiny_patch16_224"
@@ -138,7 +138,7 @@ def markdown(rows: Dict, references: Dict, seeds: Sequence[int], data_root: str)
         for _, key, _ in measures:
             cell = f"{row[key]['mean']:.3f} ± {row[key]['std']:.3f}" if key in row else "—"
             if key in row.get("paired", {}):
-                cell += f" (p {row['paired'][key]['p_value']:.2f})"
+                cell += f" (p {format_p(row['paired'][key]['p_value'])})"
             cells.append(cell)
             start.append(f"{row['start'][key]:.3f}" if key in row["start"] else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(row['seconds']) / len(row['seconds']):.0f} |")

@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence
 import threedtrl.runtime.compat  # noqa: F401  (the torchvision remedy, before the first timm/torchvision import)
 from threedtrl.runtime import UserError, run_cli
 from threedtrl.tools.compare_alignment import METRICS, model_name, run_comparison, write_comparison_table
-from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.tools.seed_stats import format_p, paired, summarise
 
 MODELS = ("deit_tcn", "vit_3dtrl")
 # the recipe `make demo FTPV_ROOT=DIR` runs (Makefile: DEMO_COMMON and TRANSFER_RECIPE), here without its
@@ -93,7 +93,7 @@ def markdown(families: Dict, pool: Dict, seeds: Sequence[int], scratch_seeds: Se
     for family, rows in families.items():
         for model in MODELS:
             r = rows[model]
-            p = (f"{r['paired']['alignment_error']['p_value']:.2f}, {r['paired']['kendalls_tau']['p_value']:.2f}"
+            p = (f"{format_p(r['paired']['alignment_error']['p_value'])}, {format_p(r['paired']['kendalls_tau']['p_value'])}"
                  if r["paired"] else "")
             lines.append(f"| {family} | {model} | {cell(r['start'], 'alignment_error')} | "
                          f"{cell(r['finetuned'], 'alignment_error')} | {cell(r.get('scratch'), 'alignment_error')} | "
@@ -101,7 +101,7 @@ def markdown(families: Dict, pool: Dict, seeds: Sequence[int], scratch_seeds: Se
                          f"{cell(r.get('scratch'), 'kendalls_tau')} | {p} | {sum(r['seconds']) / len(r['seconds']):.0f} |")
     lines += ["", "All families, every (family, seed) pair: "
               + "; ".join(f"{label} ViT {pool[m]['deit_tcn']['mean']:.3f}, 3DTRL {pool[m]['vit_3dtrl']['mean']:.3f} "
-                          f"(p {pool[m]['p_value']:.2f})" for m, label in METRICS)]
+                          f"(p {format_p(pool[m]['p_value'])})" for m, label in METRICS)]
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from threedtrl.runtime import UserError, read_json, run_cli, write_json_atomic, write_text_atomic
-from threedtrl.tools.seed_stats import paired, summarise
+from threedtrl.tools.seed_stats import format_p, paired, summarise
 from threedtrl.visualization.plots import metric_by_size_plot, save_png
 
 MODELS = ("deit_tcn", "vit_3dtrl")
@@ -168,7 +168,7 @@ def markdown(families: Dict) -> str:
             cells = []
             for metric in MEASURES:
                 r = row[metric]
-                cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [f"{r['paired']['p_value']:.2f}"]
+                cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [format_p(r['paired']['p_value'])]
             lines.append(f"| {family} | {size} | {' | '.join(cells)} | {', '.join(map(str, rows['seeds']))} |")
     return "\n".join(lines) + "\n"
 
