@@ -93,8 +93,8 @@ def markdown(families: Dict, pool: Dict, seeds: Sequence[int], scratch_seeds: Se
     for family, rows in families.items():
         for model in MODELS:
             r = rows[model]
-            p = (f"{format_p(r['paired']['alignment_error']['p_value'])}, {format_p(r['paired']['kendalls_tau']['p_value'])}"
-                 if r["paired"] else "")
+            p = ", ".join(format_p(r["paired"][m]["p_value"]) for m in ("alignment_error", "kendalls_tau")) \
+                if r["paired"] else ""
             lines.append(f"| {family} | {model} | {cell(r['start'], 'alignment_error')} | "
                          f"{cell(r['finetuned'], 'alignment_error')} | {cell(r.get('scratch'), 'alignment_error')} | "
                          f"{cell(r['start'], 'kendalls_tau')} | {cell(r['finetuned'], 'kendalls_tau')} | "

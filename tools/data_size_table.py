@@ -168,16 +168,19 @@ def markdown(families: Dict) -> str:
             cells = []
             for metric in MEASURES:
                 r = row[metric]
-                cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS] + [format_p(r['paired']['p_value'])]
+                cells += [f"{r[m]['mean']:.3f} ± {r[m]['std']:.3f}" for m in MODELS]
+                cells.append(format_p(r["paired"]["p_value"]))
             lines.append(f"| {family} | {size} | {' | '.join(cells)} | {', '.join(map(str, rows['seeds']))} |")
     return "\n".join(lines) + "\n"
 
 
 def error_plot(families: Dict) -> np.ndarray:
     """``(H, W, 3)`` uint8: the alignment error against the number of training videos, per family."""
-    panels = {family: {LABELS[model]: {size: (row["alignment_error"][model]["mean"], row["alignment_error"][model]["std"])
-                                       for size, row in rows["sizes"].items()} for model in MODELS}
-              for family, rows in families.items()}
+    def mean_std(entry: Dict) -> Tuple[float, float]:
+        return entry["mean"], entry["std"]
+    panels = {family: {LABELS[model]: {size: mean_std(row["alignment_error"][model])
+                                       for size, row in rows["sizes"].items()}
+                       for model in MODELS} for family, rows in families.items()}
     starts = {family: {LABELS[model]: rows["start"][model]["alignment_error"] for model in MODELS}
               for family, rows in families.items()}
     return metric_by_size_plot(panels, starts, "alignment error (unseen cameras)")
