@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--table", action="append", required=True, metavar="N=FILE",
                    help="a compare_heldout.py table.json and the number of training videos of its runs")
-    p.add_argument("--out", required=True, help="JSON file to write (and the same name with .md)")
+    p.add_argument("--out", required=True, help="JSON file to write (and the same name with .md and .png)")
     return p
 
 

@@ -260,7 +260,6 @@ def alignment_plot(nearest: Dict[Tuple[str, str], Dict[str, np.ndarray]],
     return figure_to_array(fig)
 
 
-
 def metric_by_size_plot(panels: Dict[str, Dict[str, Dict[int, Tuple[float, float]]]],
                         starts: Dict[str, Dict[str, float]], ylabel: str) -> np.ndarray:
     """A metric against the training-set size: one panel per family, one line per model with the
