@@ -3,6 +3,7 @@ renderer), data sets, splits, views and frames.
 
     <data_root>/<folder>/<trajectory>/fpv/000000.jpg ...              first-person view
     <data_root>/<folder>/<trajectory>/tpv/view_0000/000000.jpg ...    third-person views
+    <data_root>/<folder>/splits.json                                   optional: the trajectories of each split
 
 A trajectory's views are ordered first-person first, then ``view_0000``, ``view_0001``, ...
 Every problem with the files is raised as :class:`runtime.UserError` naming the file or folder.
@@ -17,9 +18,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from threedtrl.runtime import UserError, load_plain_pickle
+from threedtrl.runtime import UserError, load_plain_pickle, read_json
 
 SPLITS = ("train", "val", "test")
+# A data set folder holding this file takes its splits from it instead of the release's (its own sets
+# have none): {"train": [trajectory folder names], "val": [...], "test": [...]}.
+SPLIT_FILE = "splits.json"
 FPV = "fpv"
 TPV = "tpv"
 
@@ -119,17 +123,48 @@ def _pouring_names(dataset_dir: str, pickle_name: str) -> List[str]:
     return list(dict.fromkeys(names))
 
 
+def read_split_file(dataset_dir: str) -> Optional[Dict[str, List[str]]]:
+    """The trajectory names per split that ``dataset_dir/splits.json`` lists, or None without the file.
+    Each split must be a list of folder names of that data set, and no name may be in two splits."""
+    path = os.path.join(dataset_dir, SPLIT_FILE)
+    if not os.path.isfile(path):
+        return None
+    listed = read_json(path)
+    if not isinstance(listed, dict) or sorted(listed) != sorted(SPLITS):
+        raise UserError(f"{path} must be a JSON object with exactly the keys train, val and test")
+    seen: Dict[str, str] = {}
+    for split in SPLITS:
+        names = listed[split]
+        if not isinstance(names, list):
+            raise UserError(f"{path}: {split} must be a list of trajectory folder names")
+        for name in names:
+            if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or "/" in name:
+                raise UserError(f"{path}: {split} lists {name!r}, which is not a folder name of the data set")
+            if name in seen:
+                raise UserError(f"{path}: {name} is in both {seen[name]} and {split}")
+            seen[name] = split
+    return {split: list(listed[split]) for split in SPLITS}
+
+
 def split_names(dataset: str, dataset_dir: str, split: str, train_videos: int = -1,
                 release_pouring_val: bool = False) -> List[str]:
     """Trajectory folder names of ``split``; ``train_videos > 0`` keeps the first n training videos.
 
-    Pouring validates on the last 10 trajectories of ``train.pkl``, which training leaves out. The
-    release validated on the 10 before them (it took them after dropping the last 10), which it also
-    trained on: ``release_pouring_val`` does that, to reproduce its numbers."""
+    The data set folder's ``splits.json`` (:data:`SPLIT_FILE`), where there is one, names them;
+    otherwise the release's splits do. Pouring validates on the last 10 trajectories of ``train.pkl``,
+    which training leaves out. The release validated on the 10 before them (it took them after
+    dropping the last 10), which it also trained on: ``release_pouring_val`` does that, to reproduce
+    its numbers."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
     spec = resolve_dataset(dataset)[1]
-    if spec.ranges is None:
+    listed = read_split_file(dataset_dir)
+    if listed is not None:
+        if release_pouring_val:
+            raise UserError(f"--release_pouring_val picks Pouring's validation videos from train.pkl, but "
+                            f"{os.path.join(dataset_dir, SPLIT_FILE)} names the splits")
+        names = listed[split]
+    elif spec.ranges is None:
         listed = _pouring_names(dataset_dir, "train.pkl")
         held = POURING_VAL_TRAJECTORIES
         needed = held * (2 if release_pouring_val else 1)

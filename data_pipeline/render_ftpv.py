@@ -11,6 +11,7 @@ alignment task reads:
     OUT/Pandav1_Train_Frame/tr_0000/fpv/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/tpv/view_0000/000000.jpg ...
     OUT/Pandav1_Train_Frame/tr_0000/ground_truth.npz       (true cameras, depth, arm state; readers ignore it)
+    OUT/Pandav1_Train_Frame/splits.json                    (only with --extra_train_videos)
 
 ``ground_truth.npz`` holds, for the views in the order fpv, view_0000, view_0001, ...:
 ``intrinsics (3, 3)`` in pixels of the written frames (pixel (c, r) covers [c, c+1) x [r, r+1));
@@ -39,13 +40,14 @@ import cv2
 import numpy as np
 
 from threedtrl import simulation
-from data_pipeline.ftpv import TPV, frame_name, trajectory_name, trajectory_view_dirs, view_folder_names
+from data_pipeline.ftpv import (SPLIT_FILE, SPLITS, TPV, frame_name, resolve_dataset, trajectory_name,
+                                trajectory_view_dirs, view_folder_names)
 from threedtrl.runtime import UserError, progress_bar, run_cli, write_json_atomic
 from threedtrl.simulation import FINGER_OPEN, HAND_LINK, REST_POSE, PandaScene
 
 MANIFEST = "render.json"
 # what folders rendered before an option existed were rendered with
-MANIFEST_DEFAULTS = {"random_cameras": False, "pacing": "eased", "family": "panda"}
+MANIFEST_DEFAULTS = {"random_cameras": False, "pacing": "eased", "family": "panda", "extra_train_videos": 0}
 SCENE_VERSION = 2  # 2: cameras at about 1 m, plain floor, optional shadows, ground truth (1: the first scene)
 _WORKSPACE_TARGET = (0.35, 0.0, 0.25)
 _FLOOR_RGBA = (0.55, 0.55, 0.5, 1.0)
@@ -67,6 +69,13 @@ class Preset:
     random_cameras: bool = False   # third-person cameras drawn anew for every trajectory (pretraining data)
     pacing: str = "even"           # how the key poses are spread over the frames (PACINGS)
     family: str = "panda"          # panda (the pick task) or a family of simulation.families
+    # trajectories rendered after the preset's and added to its training split (splits.json), so that
+    # validation and test stay the Pick set's
+    extra_train_videos: int = 0
+
+    @property
+    def total_trajectories(self) -> int:
+        return self.trajectories + self.extra_train_videos
 
 
 PRESETS = {
@@ -362,7 +371,7 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
     dataset_dir = os.path.join(out, preset.folder)
     manifest = dict(asdict(preset), seed=seed, scene=SCENE_VERSION)
     manifest_path = simulation.claim_folder(dataset_dir, MANIFEST, manifest, defaults=MANIFEST_DEFAULTS)
-    jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.trajectories)]
+    jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.total_trajectories)]
     todo = [job for job in jobs if not is_complete(job[3], preset)]
     for job in todo:
         foreign = foreign_files(job[3], preset)
@@ -375,7 +384,17 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
                       desc=f"render {preset.folder}", enabled=progress) as bar:
         for done in simulation.run_jobs(render_job, todo, workers):
             bar.update(done)
+    if preset.extra_train_videos:
+        write_json_atomic(splits_with_extra_training(preset), os.path.join(dataset_dir, SPLIT_FILE))
     return dataset_dir
+
+
+def splits_with_extra_training(preset: Preset) -> dict:
+    """The Pick set's splits of the preset's trajectories, with the extra ones appended to training."""
+    ranges = resolve_dataset(preset.folder)[1].ranges
+    splits = {split: [trajectory_name(i) for i in range(*ranges[k])] for k, split in enumerate(SPLITS)}
+    splits["train"] += [trajectory_name(i) for i in range(preset.trajectories, preset.total_trajectories)]
+    return splits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=None, help="frames per trajectory (default: the preset's)")
     parser.add_argument("--views", type=int, default=None, help="third-person views (default: the preset's)")
     parser.add_argument("--trajectories", type=int, default=None, help="trajectories (default: the preset's)")
+    parser.add_argument("--extra_train_videos", type=int, default=0,
+                        help="render this many more trajectories and add them to the training split (written to "
+                             "splits.json); validation and test stay the preset's")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random_cameras", action="store_true",
@@ -411,7 +433,15 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
             raise UserError(f"--{key} must be positive, got {value}")
     if overrides.get("size", preset.size) < 16:
         raise UserError("--size must be at least 16 pixels")
-    return replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family)
+    preset = replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family,
+                     extra_train_videos=args.extra_train_videos)
+    if args.extra_train_videos < 0:
+        raise UserError(f"--extra_train_videos must be 0 or more, got {args.extra_train_videos}")
+    needed = resolve_dataset(preset.folder)[1].ranges[-1][1]
+    if args.extra_train_videos and preset.trajectories < needed:
+        raise UserError(f"--extra_train_videos keeps the preset's validation and test trajectories, so it needs "
+                        f"its {needed} trajectories (--trajectories {preset.trajectories})")
+    return preset
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -420,7 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     preset = preset_from_args(args)
     dataset_dir = render_dataset(args.out, preset, args.seed, args.workers, progress=not args.xpar)
-    print(f"{dataset_dir}: {preset.trajectories} trajectories, 1 first-person + {preset.views} third-person "
+    print(f"{dataset_dir}: {preset.total_trajectories} trajectories, 1 first-person + {preset.views} third-person "
           f"views, {preset.frames} frames of {preset.size}x{preset.size}")
 
 

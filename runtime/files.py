@@ -86,7 +86,7 @@ def read_json(path: str) -> Any:
     with open(path) as f:
         try:
             return json.load(f)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise UserError(f"{path} is not valid JSON") from None
 
 

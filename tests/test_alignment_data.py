@@ -3,6 +3,7 @@ import itertools
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,50 @@ def test_splits_of_every_dataset(tmp_path):
     assert split_names("pouring", str(tmp_path), "val") == [f"pour_{i:02d}" for i in range(5, 15)]
     assert split_names("pouring", str(tmp_path), "test") == ["pour_99"]
     assert split_names("pouring", str(tmp_path), "train", train_videos=2) == ["pour_00", "pour_01"]
+
+
+def test_split_file_names_the_splits(root):
+    folder = os.path.join(root, MC)
+    listed = {"train": [f"tr_{i:04d}" for i in (5, 0, 1, 2, 3)], "val": ["tr_0004"], "test": ["tr_0006", "tr_0007"]}
+    with open(os.path.join(folder, "splits.json"), "w") as f:
+        json.dump(listed, f)
+    for split in listed:
+        trajectories, _ = open_split(root, "mc", split)
+        assert [t.name for t in trajectories] == listed[split]
+    assert split_names("mc", folder, "train", train_videos=2) == ["tr_0005", "tr_0000"]
+    with pytest.raises(UserError, match="--release_pouring_val picks"):
+        split_names("mc", folder, "val", release_pouring_val=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"train": [], "val": []}', "exactly the keys train, val and test"),
+    ('["tr_0000"]', "exactly the keys train, val and test"),
+    ('{"train": "tr_0000", "val": [], "test": []}', "train must be a list"),
+    ('{"train": ["../tr_0000"], "val": [], "test": []}', "lists '../tr_0000', which is not a folder name"),
+    ('{"train": ["tr_0000"], "val": ["tr_0000"], "test": []}', "tr_0000 is in both train and val"),
+    ('{"train": ', "is not valid JSON"),
+    (b"\xff\xfe{", "is not valid JSON"),
+])
+def test_bad_split_file_is_one_line(tmp_path, content, message):
+    (tmp_path / "splits.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(UserError, match=re.escape(message)):
+        split_names("panda", str(tmp_path), "train")
+
+
+def test_render_extra_training_videos_keeps_the_other_splits(tmp_path):
+    """--extra_train_videos renders trajectories after the preset's (which stay as they are) and adds
+    them to the training split only."""
+    base = Preset("Pandav1_Train_Frame", trajectories=20, views=1, frames=2, size=16)
+    plain = render_dataset(str(tmp_path / "plain"), base, seed=4, progress=False)
+    more = render_dataset(str(tmp_path / "more"), Preset(**{**base.__dict__, "extra_train_videos": 2}), seed=4,
+                          progress=False)
+    assert not os.path.exists(os.path.join(plain, "splits.json"))
+    for split in ("val", "test"):
+        assert split_names("panda", more, split) == split_names("panda", plain, split)
+    assert split_names("panda", more, "train") == split_names("panda", plain, "train") + ["tr_0020", "tr_0021"]
+    for rel in _listing(os.path.join(plain, "tr_0019")):
+        with open(os.path.join(plain, "tr_0019", rel), "rb") as a, open(os.path.join(more, "tr_0019", rel), "rb") as b:
+            assert a.read() == b.read()
 
 
 def test_view_settings():
