@@ -427,16 +427,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preset_from_args(args: argparse.Namespace) -> Preset:
     preset = PRESETS[args.preset]
-    overrides = {k: getattr(args, k) for k in ("size", "frames", "views", "trajectories") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("size", "frames", "views", "trajectories")
+                 if getattr(args, k) is not None}
     for key, value in overrides.items():
         if value < 1:
             raise UserError(f"--{key} must be positive, got {value}")
     if overrides.get("size", preset.size) < 16:
         raise UserError("--size must be at least 16 pixels")
-    preset = replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family,
-                     extra_train_videos=args.extra_train_videos)
     if args.extra_train_videos < 0:
         raise UserError(f"--extra_train_videos must be 0 or more, got {args.extra_train_videos}")
+    preset = replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family,
+                     extra_train_videos=args.extra_train_videos)
     needed = resolve_dataset(preset.folder)[1].ranges[-1][1]
     if args.extra_train_videos and preset.trajectories < needed:
         raise UserError(f"--extra_train_videos keeps the preset's validation and test trajectories, so it needs "

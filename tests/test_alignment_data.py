@@ -319,10 +319,16 @@ def test_missing_folder_exits_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_render_cli_bad_flag(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "data_pipeline.render_ftpv", "--out", str(tmp_path),
-                           "--size", "4", "--xpar"], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: --size must be at least 16 pixels"
+@pytest.mark.parametrize("flags, message", [
+    (["--size", "4"], "--size must be at least 16 pixels"),
+    (["--trajectories", "12", "--extra_train_videos", "5"],
+     "--extra_train_videos keeps the preset's validation and test trajectories, so it needs its 20 trajectories "
+     "(--trajectories 12)"),
+])
+def test_render_cli_bad_flag(tmp_path, flags, message):
+    proc = subprocess.run([sys.executable, "-m", "data_pipeline.render_ftpv", "--out", str(tmp_path), *flags,
+                           "--xpar"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {message}"
     assert os.listdir(tmp_path) == []
 
 
