@@ -369,6 +369,7 @@ def render_job(job: Tuple[Preset, int, int, str]) -> int:
 def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, progress: bool = True) -> str:
     """Render (or complete) ``preset`` under ``out``; returns the data set folder."""
     dataset_dir = os.path.join(out, preset.folder)
+    splits = splits_with_extra_training(preset) if preset.extra_train_videos else None
     manifest = dict(asdict(preset), seed=seed, scene=SCENE_VERSION)
     manifest_path = simulation.claim_folder(dataset_dir, MANIFEST, manifest, defaults=MANIFEST_DEFAULTS)
     jobs = [(preset, seed, i, os.path.join(dataset_dir, trajectory_name(i))) for i in range(preset.total_trajectories)]
@@ -384,14 +385,19 @@ def render_dataset(out: str, preset: Preset, seed: int = 0, workers: int = 1, pr
                       desc=f"render {preset.folder}", enabled=progress) as bar:
         for done in simulation.run_jobs(render_job, todo, workers):
             bar.update(done)
-    if preset.extra_train_videos:
-        write_json_atomic(splits_with_extra_training(preset), os.path.join(dataset_dir, SPLIT_FILE))
+    if splits is not None:
+        write_json_atomic(splits, os.path.join(dataset_dir, SPLIT_FILE))
     return dataset_dir
 
 
 def splits_with_extra_training(preset: Preset) -> dict:
-    """The Pick set's splits of the preset's trajectories, with the extra ones appended to training."""
+    """The Pick set's splits of the preset's trajectories, with the extra ones appended to training;
+    the preset must have every trajectory those splits name."""
     ranges = resolve_dataset(preset.folder)[1].ranges
+    needed = ranges[-1][1]
+    if preset.trajectories < needed:
+        raise UserError(f"--extra_train_videos keeps the preset's validation and test trajectories, so it needs "
+                        f"its {needed} trajectories (--trajectories {preset.trajectories})")
     splits = {split: [trajectory_name(i) for i in range(*ranges[k])] for k, split in enumerate(SPLITS)}
     splits["train"] += [trajectory_name(i) for i in range(preset.trajectories, preset.total_trajectories)]
     return splits
@@ -436,13 +442,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         raise UserError("--size must be at least 16 pixels")
     if args.extra_train_videos < 0:
         raise UserError(f"--extra_train_videos must be 0 or more, got {args.extra_train_videos}")
-    preset = replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family,
-                     extra_train_videos=args.extra_train_videos)
-    needed = resolve_dataset(preset.folder)[1].ranges[-1][1]
-    if args.extra_train_videos and preset.trajectories < needed:
-        raise UserError(f"--extra_train_videos keeps the preset's validation and test trajectories, so it needs "
-                        f"its {needed} trajectories (--trajectories {preset.trajectories})")
-    return preset
+    return replace(preset, **overrides, random_cameras=args.random_cameras, pacing=args.pacing, family=args.family,
+                   extra_train_videos=args.extra_train_videos)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -182,6 +182,10 @@ def test_render_extra_training_videos_keeps_the_other_splits(tmp_path):
     for rel in _listing(os.path.join(plain, "tr_0019")):
         with open(os.path.join(plain, "tr_0019", rel), "rb") as a, open(os.path.join(more, "tr_0019", rel), "rb") as b:
             assert a.read() == b.read()
+    short = Preset(**{**base.__dict__, "trajectories": 8, "extra_train_videos": 2})
+    with pytest.raises(UserError, match="needs its 20 trajectories"):
+        render_dataset(str(tmp_path / "short"), short, seed=4, progress=False)
+    assert not (tmp_path / "short").exists()
 
 
 def test_view_settings():
