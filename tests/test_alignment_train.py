@@ -517,3 +517,23 @@ def test_the_script_loads_without_the_plotting_and_statistics_libraries():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy'}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def _demo_command(*make_vars):
+    """The alignment command ``make demo`` would run with these variables, parsed by the script's own parser."""
+    proc = subprocess.run(["make", "-n", "-s", "demo", *make_vars, "VENV=.venv"], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    lines = proc.stdout.replace("\\\n", " ").splitlines()
+    command = next(line for line in lines if "multiview_video_alignment.py" in line).split()
+    return mva.build_parser().parse_args(command[command.index("multiview_video_alignment.py") + 1:])
+
+
+def test_demo_args_override_the_recipe_and_the_command():
+    """``DEMO_ARGS`` comes last, so a flag given there wins over the recipe's (``--triplets_per_epoch``) and the
+    command's own (``--device``); without it the held-out recipe is the one documented."""
+    plain = _demo_command("FTPV_ROOT=data/mine")
+    assert (plain.data_root, plain.triplets_per_epoch, plain.lr, plain.center_in_time, plain.device) == \
+        ("data/mine", 32, 1e-3, True, "cpu")
+    assert plain.init == "weights/transfer_vit_3dtrl.safetensors"
+    more = _demo_command("FTPV_ROOT=data/mine", "DEMO_ARGS=--triplets_per_epoch 96 --device cuda")
+    assert (more.triplets_per_epoch, more.device, more.lr) == (96, "cuda", 1e-3)
