@@ -3,6 +3,7 @@
 #
 #   bash i1k.sh NUM_PROC DATA_DIR [imagenet_train.py flags...]
 #   bash i1k.sh 8 /data/imagenet -c i1k_configs/vit_3dtrl_1k_scratch.yaml
+#   bash i1k.sh 8 -c i1k_configs/vit_3dtrl_1k_scratch.yaml /data/imagenet   (the data folder anywhere, as timm's)
 #
 # One process per GPU (NCCL); without GPUs the processes share the CPU (gloo).
 # Several nodes: run the same command on every node with these variables set
@@ -17,10 +18,13 @@ die() { echo "error: $*" >&2; exit 2; }
 
 [ $# -ge 2 ] || die "usage: bash i1k.sh NUM_PROC DATA_DIR [imagenet_train.py flags...]"
 NUM_PROC=$1
-DATA_DIR=$2
-shift 2
+shift
 [[ "$NUM_PROC" =~ ^[1-9][0-9]*$ ]] || die "NUM_PROC must be a positive integer, got '$NUM_PROC'"
-[ -d "$DATA_DIR" ] || die "data folder not found: $DATA_DIR"
+# Everything after NUM_PROC goes to imagenet_train.py, as with the release's launcher, so the data folder
+# may also follow the flags (bash i1k.sh 8 -c CONFIG DATA_DIR) or come from a config's data_dir.
+if [[ "$1" != -* ]]; then
+    [ -d "$1" ] || die "data folder not found: $1"
+fi
 # The split folders (--train-split, --val-split, with timm 0.6's synonyms: validation finds val/) are
 # checked by imagenet_train.py --check-only below.
 
@@ -48,7 +52,7 @@ INSTALLED="import importlib.util, sys; sys.exit(not all(importlib.util.find_spec
 # Flags, config, data and model are checked once here, so a mistake gives one line, not one per process.
 # The check prints the run's output folder; torchrun keeps its logs there (not in /tmp, where an
 # interrupted run would leave them behind).
-CHECK=$(WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$DATA_DIR" "$@" --check-only)
+CHECK=$(WORLD_SIZE=$((NNODES * NUM_PROC)) "$PYTHON" "$ROOT/imagenet_train.py" "$@" --check-only)
 OUT_DIR=$(printf '%s\n' "$CHECK" | sed -n 's/^output: //p' | tail -n 1)
 
 if [ "$NNODES" -eq 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
@@ -64,4 +68,4 @@ s.bind(('', int(sys.argv[1])))"
 fi
 # torchrun, reporting Ctrl-C, SIGTERM and failures in one line (runtime/torchrun.py)
 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m threedtrl.runtime.torchrun "${RDZV[@]}" --nproc_per_node "$NUM_PROC" --log-dir "$OUT_DIR/torchrun_logs" \
-    "$ROOT/imagenet_train.py" "$DATA_DIR" "$@"
+    "$ROOT/imagenet_train.py" "$@"

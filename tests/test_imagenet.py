@@ -249,6 +249,9 @@ def test_bad_input_through_i1k_sh(case, tmp_path):
 def test_i1k_sh_argument_checks(tmp_path):
     assert "usage" in run_script("bash", "i1k.sh", "2").stderr
     assert "NUM_PROC" in run_script("bash", "i1k.sh", "zero", str(tmp_path)).stderr
+    late = run_script("bash", "i1k.sh", "2", "--output", str(tmp_path / "out"), str(tmp_path / "nope"))
+    assert late.returncode == 2 and late.stderr.strip().splitlines() == [f"error: data folder not found: {tmp_path / 'nope'}"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_val_bad_input(objects, tmp_path):
@@ -291,12 +294,13 @@ def test_val_compares_the_layers_cameras_with_the_rendered_ones(objects, tmp_pat
 # ----------------------------------------------------------------------------- two processes
 
 def test_i1k_sh_two_processes_then_val(objects, tmp_path, capsys):
-    """A 2-process gloo run through i1k.sh with a release config; imagenet_val.py evaluates its checkpoint."""
+    """A 2-process gloo run through i1k.sh with a release config, the data folder after the flags (the
+    release's launcher passed every argument to timm's parser); imagenet_val.py evaluates its checkpoint."""
     config = os.path.join(ROOT, "i1k_configs", "vit_3dtrl_1k_scratch.yaml")
     elastic_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "torchelastic_*")))
     result = subprocess.run(
-        ["bash", "i1k.sh", "2", objects, "-c", config, "--epochs", "1", *SMALL_MODEL, *QUICK,
-         "--output", str(tmp_path), "--experiment", "ddp"],
+        ["bash", "i1k.sh", "2", "-c", config, "--epochs", "1", *SMALL_MODEL, *QUICK,
+         "--output", str(tmp_path), "--experiment", "ddp", objects],
         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes on cpu" in result.stdout and "AMP is off" in result.stdout
