@@ -31,7 +31,8 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.utils import CheckpointSaver, ModelEmaV3, unwrap_model
 from torch.nn.parallel import DistributedDataParallel
 
-from threedtrl.classification.cli import CliParser, ParseKwargs, float_pair, parse_with_config
+from threedtrl.classification.cli import (CliParser, ParseKwargs, check_timm_settings, check_training_values, float_pair,
+                                         parse_with_config)
 from threedtrl.classification.release_args import CONFIG_ONLY, INERT_TRAIN, add_inert_flags, check_inert, given_flags, log_notes
 from threedtrl.classification.engine import evaluate, train_one_epoch
 from threedtrl.classification.data import StrictImageFolder, check_image_folder, patch_randaugment_posterize, split_folder
@@ -39,8 +40,8 @@ from threedtrl.classification.models import build_classifier
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
 from threedtrl.runtime import (OutputLayout, Runtime, UserError, amp_policy, atomic_write, check_compile_options,
-                               check_finite, check_finite_weights, check_output_dir, compile_model, epoch_seed,
-                               init_runtime, load_checkpoint_file, run_cli, seed_everything, setup_logging)
+                               check_finite, check_finite_weights, check_output_dir, check_range, compile_model,
+                               epoch_seed, init_runtime, load_checkpoint_file, run_cli, seed_everything, setup_logging)
 
 _logger = logging.getLogger("train")
 patch_randaugment_posterize()
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--color-jitter", type=float, default=0.4)
     group.add_argument("--aa", default=None, help="auto augment policy, e.g. rand-m9-mstd0.5-inc1")
     group.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
-    group.add_argument("--remode", default="pixel")
+    group.add_argument("--remode", default="pixel", choices=("pixel", "rand", "const"), help="random erasing fill")
     group.add_argument("--recount", type=int, default=1)
     group.add_argument("--mixup", type=float, default=0.0, help="mixup alpha")
     group.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha")
@@ -192,9 +193,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError(f"--trl-depth {args.trl_depth} and --npl-depth {args.npl_depth} disagree") from None
     args.scale, args.ratio = float_pair(args.scale, "--scale"), float_pair(args.ratio, "--ratio")
     args.cutmix_minmax = float_pair(args.cutmix_minmax, "--cutmix-minmax")
-    for flag in ("batch_size", "epochs"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    check_range("--epochs", args.epochs, 1)
+    check_training_values(args)
+    check_timm_settings(args, training=True)
     if args.torchcompile:
         check_compile_options(args.torchcompile, args.torchcompile_mode)
     for flag, path in (("--resume", args.resume), ("--initial-checkpoint", args.initial_checkpoint)):

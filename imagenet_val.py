@@ -26,7 +26,7 @@ import torch
 from timm.data import create_loader, resolve_data_config
 from timm.layers import set_fast_norm
 
-from threedtrl.classification.cli import CliParser, ParseKwargs
+from threedtrl.classification.cli import DATA_RANGES, CliParser, ParseKwargs, check_timm_settings
 from threedtrl.classification.engine import evaluate
 from threedtrl.classification.data import (PERTURB_DISTORTION, PERTURB_SEED, PerturbedImages, StrictImageFolder, class_folders,
                                            split_folder)
@@ -36,8 +36,8 @@ from backbone.camera import CameraEstimator
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
 from threedtrl.visualization.geometry_eval import format_table, object_camera_scores, orbit_camera_rotations
-from threedtrl.runtime import (UserError, amp_policy, check_output_dir, compile_model, load_checkpoint_file,
-                               resolve_device, run_cli, write_json_atomic)
+from threedtrl.runtime import (UserError, amp_policy, check_flag_ranges, check_output_dir, check_range, compile_model,
+                               load_checkpoint_file, resolve_device, run_cli, write_json_atomic)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -101,8 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError(f"--cameras file not found: {args.cameras}")
     if args.cameras and args.perturbed:
         raise UserError("--cameras compares the cameras the images were rendered from: not with --perturbed")
-    if not 0 <= args.perturb_distortion < 1:
-        raise UserError(f"--perturb-distortion must be in [0, 1), got {args.perturb_distortion}")
+    check_range("--perturb-distortion", args.perturb_distortion, 0, 1, open_high=True)
+    check_flag_ranges(args, DATA_RANGES)
+    check_timm_settings(args, training=False)
     return args
 
 

@@ -37,8 +37,9 @@ from threedtrl.alignment.losses import LOSSES
 from threedtrl.alignment.sampler import EpochSampler
 from data_pipeline import (FPV, FRAME_RESIZE, IMAGENET_MEAN, IMAGENET_STD, ClipDataset, TrajectoryDataset,
                            TripletDataset, count_dataset_views, open_split, resolve_dataset)
-from threedtrl.runtime import (OutputLayout, Runtime, UserError, check_compile_options, check_finite_weights,
-                               check_output_dir, compile_model, init_runtime, run_cli, save_checkpoint_atomic,
+from threedtrl.runtime import (COUNT, FINITE, NOT_NEGATIVE, POSITIVE, PROBABILITY, OutputLayout, Runtime, UserError,
+                               check_compile_options, check_finite_weights, check_flag_ranges, check_output_dir,
+                               check_range, compile_model, init_runtime, run_cli, save_checkpoint_atomic,
                                seed_everything, write_json_atomic)
 from threedtrl.visualization.alignment_report import geometry_stats, plot_alignment
 from data_pipeline.datasets import VIEW_DISTORTION
@@ -46,6 +47,17 @@ from data_pipeline.ground_truth import TokenTargets
 
 
 # ----------------------------------------------------------------------------- command line
+
+# The values a run can work with, by kind of range (see runtime.check_range); flags without their dashes.
+VALUE_RANGES = (
+    (COUNT, ("batch_size", "img_size", "eval_batch_size")),
+    (NOT_NEGATIVE, ("epochs", "patience", "num_workers", "triplets_per_epoch", "patch_size", "depth", "trl_depth",
+                    "clip_frames", "views_per_clip", "freeze_groups", "label_sigma")),
+    (POSITIVE, ("lr", "temperature", "std")),
+    (PROBABILITY, ("wise_alpha",)),
+    (FINITE, ("mean",)),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Multi-view video alignment on FTPV data (3DTRL or plain ViT).",
@@ -190,30 +202,15 @@ def check_args(args: argparse.Namespace, argv: Sequence[str]) -> None:
         args.mean, args.std = init_normalisation(args)
     if args.train_views > 0 and args.test is None:
         seen_if_all_views(args)
-    for name in ("batch_size", "img_size", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ("epochs", "patience", "num_workers", "triplets_per_epoch", "patch_size", "depth", "trl_depth",
-                 "clip_frames", "views_per_clip"):
-        if getattr(args, name) < 0:
-            raise UserError(f"--{name} must not be negative, got {getattr(args, name)}")
-    for name in ("lr", "temperature"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.freeze_groups < 0:
-        raise UserError(f"--freeze_groups must not be negative, got {args.freeze_groups}")
-    if not 0.0 <= args.wise_alpha <= 1.0:
-        raise UserError(f"--wise_alpha must lie in [0, 1], got {args.wise_alpha}")
-    if args.label_sigma < 0:
-        raise UserError(f"--label_sigma must not be negative, got {args.label_sigma}")
+    check_flag_ranges(args, VALUE_RANGES, separator="_")
     if args.release_loss and args.loss != "triplet":
         raise UserError("--release_loss is a variant of --loss triplet")
     if args.augment_distortion is None:
         args.augment_distortion = VIEW_DISTORTION
     elif not args.augment_views:
         raise UserError("--augment_distortion sets the warp of --augment_views: give both")
-    elif not 0.0 < args.augment_distortion < 1.0:
-        raise UserError(f"--augment_distortion must lie between 0 and 1, got {args.augment_distortion}")
+    else:
+        check_range("--augment_distortion", args.augment_distortion, 0, 1, open_low=True, open_high=True)
     for flag in ("center_in_time", "augment_views", "geometry_loss"):
         if getattr(args, flag) and args.loss != "npairs":
             raise UserError(f"--{flag} works on the clips of the n-pairs loss: use it with --loss npairs")

@@ -1,11 +1,17 @@
 """Command-line parsing with YAML configs whose keys are the flag names (timm's convention)."""
 import argparse
 import math
+import warnings
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+import threedtrl.runtime.compat  # noqa: F401  (must precede the first timm/torchvision import)
+import torch
 import yaml
+from timm.data import create_transform
+from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
-from threedtrl.runtime import UserError
+from threedtrl.runtime import COUNT, FINITE, FRACTION, NOT_NEGATIVE, POSITIVE, PROBABILITY, UserError, check_flag_ranges
 from threedtrl.runtime.config import load_yaml, load_yaml_mapping, short_repr
 
 
@@ -112,3 +118,65 @@ def float_pair(values: Optional[List[float]], flag: str) -> Optional[Tuple[float
     if len(values) != 2:
         raise UserError(f"{flag} takes two numbers, got {values}")
     return float(values[0]), float(values[1])
+
+
+# The values a run can work with, by kind of range (see runtime.check_range); flags without their dashes.
+DATA_RANGES = (
+    (COUNT, ("img_size", "input_size", "batch_size", "num_classes")),
+    (NOT_NEGATIVE, ("workers",)),
+    (POSITIVE, ("crop_pct", "std")),
+    (FINITE, ("mean",)),
+)
+TRAINING_RANGES = (
+    (COUNT, ("validation_batch_size", "recount", "lr_cycle_limit", "log_interval", "checkpoint_hist")),
+    (NOT_NEGATIVE, ("lr", "warmup_lr", "min_lr", "weight_decay", "color_jitter", "mixup", "cutmix", "aug_repeats",
+                    "warmup_epochs", "cooldown_epochs", "patience_epochs", "mixup_off_epoch", "start_epoch", "opt_eps")),
+    (POSITIVE, ("clip_grad", "layer_decay", "decay_epochs", "decay_rate", "lr_cycle_mul", "scale", "ratio")),
+    (FRACTION, ("smoothing", "drop", "drop_path", "opt_betas")),
+    (PROBABILITY, ("reprob", "hflip", "vflip", "mixup_prob", "mixup_switch_prob", "momentum", "model_ema_decay")),
+)
+
+
+def check_training_values(args: argparse.Namespace) -> None:
+    """Range checks of the training flags (a value torch or timm would stop on with a traceback, such
+    as a negative size, fails before anything starts); the names timm looks up (``--opt``, ``--sched``, ``--aa``, interpolations)
+    are checked by :func:`check_timm_settings`."""
+    check_flag_ranges(args, DATA_RANGES + TRAINING_RANGES)
+    for flag in ("scale", "ratio"):
+        pair = getattr(args, flag)
+        if pair is not None and pair[0] > pair[1]:
+            raise UserError(f"--{flag} must be (low, high) with low <= high, got {list(pair)}")
+
+
+def check_timm_settings(args: argparse.Namespace, training: bool) -> None:
+    """Build timm's transform (and, for training, its optimizer and schedule on a stand-in
+    parameter) once, so that a name or value timm refuses is one line before any data or process."""
+    size = args.input_size or (3, args.img_size or 224, args.img_size or 224)
+    common = dict(mean=args.mean or (0.5,) * 3, std=args.std or (0.5,) * 3)
+    steps = [("the validation transform (--interpolation, --crop-pct)", lambda: create_transform(
+        size, is_training=False, interpolation=args.interpolation or "bilinear", crop_pct=args.crop_pct, **common))]
+    if training:
+        steps += [
+            ("the training augmentation (--aa, --train-interpolation, --scale, --ratio, --color-jitter, --remode)",
+             lambda: create_transform(size, is_training=True, no_aug=args.no_aug, scale=args.scale, ratio=args.ratio,
+                                      hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
+                                      auto_augment=args.aa, interpolation=args.train_interpolation or "random",
+                                      re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, **common)),
+            ("the optimizer (--opt and its settings)", lambda: stand_in_optimizer(args)),
+            ("the schedule (--sched and its settings)", lambda: create_scheduler_v2(
+                stand_in_optimizer(args), **scheduler_kwargs(args), updates_per_epoch=1))]
+    for what, build in steps:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                build()
+        except (AssertionError, KeyError, TypeError, ValueError) as err:
+            why = f"unknown name {err}" if isinstance(err, KeyError) else (str(err).splitlines() or ["refused"])[0]
+            raise UserError(f"timm cannot build {what}: {why}") from None
+
+
+def stand_in_optimizer(args: argparse.Namespace) -> torch.optim.Optimizer:
+    """timm's optimizer for ``args`` on one parameter (layer decay left out: it needs the model)."""
+    kwargs = optimizer_kwargs(cfg=args)
+    kwargs.pop("layer_decay", None)
+    return create_optimizer_v2([torch.nn.Parameter(torch.zeros(1))], **kwargs)

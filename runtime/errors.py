@@ -1,4 +1,5 @@
 """User errors: one line on stderr, exit status 2, no traceback; Ctrl-C and SIGTERM: one line."""
+import math
 import os
 import signal
 import sys
@@ -17,6 +18,46 @@ def _raise_terminated(signum, frame) -> None:
 
 class UserError(Exception):
     """A problem with the user's input (files, flags, config): reported in one line, no traceback."""
+
+
+# The ranges most flags and config keys take, as keyword arguments of check_range.
+COUNT = dict(low=1)
+NOT_NEGATIVE = dict(low=0)
+POSITIVE = dict(low=0, open_low=True)
+FRACTION = dict(low=0, high=1, open_high=True)
+PROBABILITY = dict(low=0, high=1)
+FINITE = dict()
+
+
+def check_range(name: str, value, low=None, high=None, *, open_low: bool = False, open_high: bool = False) -> None:
+    """One-line error unless ``low <= value <= high`` (``open_low``/``open_high`` exclude the bound);
+    ``value`` may be a number, a list of numbers (each is checked) or None (an unset flag: accepted).
+    Without bounds it checks only that the numbers are finite."""
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if item is None:
+            continue
+        if not math.isfinite(item):
+            raise UserError(f"{name} must be a finite number, got {value}")
+        above = low is None or (item > low if open_low else item >= low)
+        below = high is None or (item < high if open_high else item <= high)
+        if not (above and below):
+            raise UserError(f"{name} must be {_range_words(low, high, open_low, open_high)}, got {value}")
+
+
+def check_flag_ranges(args, ranges, separator: str = "-") -> None:
+    """:func:`check_range` for every flag of ``ranges`` (``((kind, (dest, ...)), ...)``, a kind being
+    one of the ranges above); the flag is named ``--dest`` with ``_`` written as ``separator``."""
+    for kind, flags in ranges:
+        for flag in flags:
+            check_range("--" + flag.replace("_", separator), getattr(args, flag), **kind)
+
+
+def _range_words(low, high, open_low: bool, open_high: bool) -> str:
+    if high is None:
+        return "positive" if (low, open_low) == (0, True) else f"{'above' if open_low else 'at least'} {low}"
+    if low is None:
+        return f"{'below' if open_high else 'at most'} {high}"
+    return f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
 
 
 def user_message(err: BaseException) -> str:

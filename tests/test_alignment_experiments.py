@@ -71,7 +71,7 @@ def test_view_augmentation_is_one_change_per_view_and_reproducible(mc_root):
     assert (stronger.float() - a.float()).abs().mean() > (b.float() - a.float()).abs().mean()
     parser = mva.build_parser()
     for extra, message in ((["--augment_distortion", "0.5"], "give both"),
-                           (["--augment_views", "--augment_distortion", "1"], "between 0 and 1")):
+                           (["--augment_views", "--augment_distortion", "1"], r"must be in \(0, 1\)")):
         argv = ["--data", "mc", "--data_root", str(mc_root), "--loss", "npairs", *extra]
         with pytest.raises(UserError, match=message):
             mva.check_args(parser.parse_args(argv), argv)

@@ -146,7 +146,7 @@ def test_wise_alpha_validates_keeps_and_tests_the_ensemble(mc_root, tmp_path):
     assert tested["test"] == pytest.approx(resumed["test"], rel=1e-5)
     with pytest.raises(UserError, match="--wise_alpha 0.5, not 1.0"):
         train_alignment(mc_root, tmp_path / "resumed", "--epochs", "3", "--num_workers", "0", "--resume")
-    with pytest.raises(UserError, match="lie in"):
+    with pytest.raises(UserError, match="must be in"):
         train_alignment(mc_root, tmp_path / "bad", "--wise_alpha", "2")
 
 

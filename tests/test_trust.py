@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+import imagenet_train
+import imagenet_val
 import multiview_video_alignment as mva
 from conftest import render_ftpv_root
 from data_pipeline.ftpv import split_names
@@ -141,6 +143,12 @@ def test_finished_alignment_run_is_not_overwritten(root, tmp_path):
     ("TRL.ENABLE", "maybe", "TRL.ENABLE must be true or false"),
     ("SOLVER.MAX_EPOCH", "-1", "SOLVER.MAX_EPOCH must be at least 1"),
     ("SOLVER.BASE_LR", "0", "SOLVER.BASE_LR must be positive"),
+    ("DATA.STD", "[0.0, 0.0, 0.0]", r"DATA.STD must be positive, got \[0.0, 0.0, 0.0\]"),
+    ("DATA.TRAIN_CROP_SIZE", "0", "DATA.TRAIN_CROP_SIZE must be at least 1"),
+    ("TIMESFORMER.NUM_HEADS", "0", "TIMESFORMER.NUM_HEADS must be at least 1"),  # before EMBED_DIM % NUM_HEADS
+    ("MODEL.DROPOUT_RATE", "1.5", r"MODEL.DROPOUT_RATE must be in \[0, 1\)"),
+    ("SOLVER.WEIGHT_DECAY", "-1.0", "SOLVER.WEIGHT_DECAY must be at least 0"),
+    ("LOG.PERIOD", "0", "LOG.PERIOD must be at least 1"),
     ("SOLVER.BASE_LR", "!!python/object/apply:os.system ['true']", "not a plain YAML value"),
 ])
 def test_action_config_values_are_typed(key, value, message):
@@ -165,6 +173,47 @@ def test_pretrained_model_matching_nothing_is_refused():
 
 
 # ----------------------------------------------------------------------------- 7. one line, nothing half-made
+
+@pytest.mark.parametrize("flags, message", [
+    (["--img-size", "-3"], "--img-size must be at least 1, got -3"),
+    (["--input-size", "3", "-5", "32"], r"--input-size must be at least 1, got \[3, -5, 32\]"),
+    (["--std", "0", "0", "0"], "--std must be positive"),
+    (["--mean", "0.5", "nan", "0.5"], "--mean must be a finite number"),
+    (["--crop-pct", "0"], "--crop-pct must be positive"),
+    (["--lr", "-1"], "--lr must be at least 0"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--smoothing", "1"], r"--smoothing must be in \[0, 1\)"),
+    (["--drop-path", "1.5"], r"--drop-path must be in \[0, 1\)"),
+    (["--reprob", "2"], r"--reprob must be in \[0, 1\]"),
+    (["--warmup-epochs", "-2"], "--warmup-epochs must be at least 0"),
+    (["--scale", "0.9", "0.1"], "--scale must be"),
+    (["--opt", "nosuchopt"], "optimizer .*nosuchopt"),
+    (["--sched", "nosuch"], "schedule .*nosuch"),
+    (["--aa", "garbage"], "training augmentation .*garbage"),
+    (["--train-interpolation", "xx"], "training augmentation .*'xx'"),
+    (["--interpolation", "yy"], "validation transform .*'yy'"),
+])
+def test_imagenet_values_torch_or_timm_would_stop_on_are_one_line(flags, message, tmp_path):
+    """Each of these stopped with a traceback inside torch or timm after the run had started."""
+    with pytest.raises(UserError, match=message):
+        imagenet_train.parse_args([str(tmp_path), *flags])
+    if flags[0] in ("--img-size", "--std", "--mean", "--crop-pct", "--interpolation"):
+        checkpoint = tmp_path / "model.pth"
+        torch.save({"state_dict": {}}, checkpoint)
+        with pytest.raises(UserError, match=message):
+            imagenet_val.parse_args([str(tmp_path), "--checkpoint", str(checkpoint), *flags])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--std", "0", "0", "0"], "--std must be positive"),
+    (["--mean", "1", "nan", "1"], "--mean must be a finite number"),
+    (["--wise_alpha", "2"], r"--wise_alpha must be in \[0, 1\]"),
+])
+def test_alignment_values_are_checked(root, tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        _align(root, tmp_path / "run", *flags)
+    assert not (tmp_path / "run").exists()
+
 
 def test_alignment_bad_inputs_are_one_line(root, tmp_path):
     other = str(tmp_path / "other.pth")

@@ -11,7 +11,8 @@ from typing import Any, Iterable, List, Optional
 
 import yaml
 
-from threedtrl.runtime import UserError, check_compile_options
+from threedtrl.runtime import (COUNT, FINITE, FRACTION, NOT_NEGATIVE, POSITIVE, PROBABILITY, UserError,
+                               check_compile_options, check_range)
 from threedtrl.runtime.config import Config, check_number_list, load_yaml, short_repr
 
 from .release_keys import NO_EFFECT_KEYS, NO_EFFECT_SECTIONS, RELEASE_ONLY_DEFAULTS
@@ -250,8 +251,33 @@ def model_depth(cfg: Config) -> int:
     return int(depth) if depth is not None else (16 if cfg.TRL.ENABLE else 12)
 
 
+# The values a run can work with, by kind of range (see runtime.check_range).
+VALUE_RANGES = (
+    (COUNT, ("MODEL.NUM_CLASSES", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE",
+             "TIMESFORMER.EMBED_DIM", "TIMESFORMER.NUM_HEADS", "TIMESFORMER.DEPTH", "TIMESFORMER.PATCH_SIZE",
+             "SOLVER.MAX_EPOCH", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TRAIN.CHECKPOINT_PERIOD",
+             "TEST.NUM_ENSEMBLE_VIEWS", "LOG.PERIOD")),
+    (NOT_NEGATIVE, ("SOLVER.WEIGHT_DECAY", "SOLVER.WARMUP_EPOCHS", "SOLVER.WARMUP_START_LR", "SOLVER.COSINE_END_LR",
+                    "TRAIN.EVAL_PERIOD", "DATA_LOADER.NUM_WORKERS", "NUM_GPUS")),
+    (POSITIVE, ("SOLVER.BASE_LR", "DATA.STD", "DATA.TARGET_FPS", "TIMESFORMER.MLP_RATIO", "SOLVER.CLIP_GRAD_NORM")),
+    (FRACTION, ("TIMESFORMER.DROP_PATH_RATE", "MODEL.DROPOUT_RATE")),
+    (PROBABILITY, ("SOLVER.MOMENTUM", "SOLVER.DAMPENING")),
+    (FINITE, ("DATA.MEAN",)),
+)
+
+
+def dotted_value(cfg: Config, key: str) -> Any:
+    """``cfg.SOLVER.BASE_LR`` for ``key`` ``"SOLVER.BASE_LR"``."""
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def check_config(cfg: Config) -> None:
     """Reject values that cannot work, with a message naming the key."""
+    for kind, keys in VALUE_RANGES:
+        for key in keys:
+            check_range(key, dotted_value(cfg, key), **kind)
     if cfg.TIMESFORMER.ATTENTION_TYPE not in ATTENTION_TYPES:
         raise UserError(f"TIMESFORMER.ATTENTION_TYPE must be one of {', '.join(ATTENTION_TYPES)}, "
                         f"got {cfg.TIMESFORMER.ATTENTION_TYPE!r}")
@@ -290,14 +316,6 @@ def check_config(cfg: Config) -> None:
         raise UserError("only MODEL.ARCH vit and DATA.DECODING_BACKEND opencv are supported")
     if cfg.MODEL.LOSS_FUNC not in ("cross_entropy",):
         raise UserError(f"MODEL.LOSS_FUNC must be cross_entropy, got {cfg.MODEL.LOSS_FUNC!r}")
-    if cfg.MODEL.NUM_CLASSES < 1 or cfg.DATA.NUM_FRAMES < 1 or cfg.DATA.SAMPLING_RATE < 1:
-        raise UserError("MODEL.NUM_CLASSES, DATA.NUM_FRAMES and DATA.SAMPLING_RATE must be positive")
-    for key in ("SOLVER.MAX_EPOCH", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TRAIN.CHECKPOINT_PERIOD"):
-        section, name = key.split(".")
-        if cfg[section][name] < 1:
-            raise UserError(f"{key} must be at least 1, got {cfg[section][name]}")
-    if cfg.SOLVER.BASE_LR <= 0:
-        raise UserError(f"SOLVER.BASE_LR must be positive, got {cfg.SOLVER.BASE_LR}")
     if cfg.MODEL.COMPILE:
         check_compile_options(cfg.MODEL.COMPILE_BACKEND)
     for key, allowed in (("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")), ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
@@ -305,7 +323,5 @@ def check_config(cfg: Config) -> None:
         section, name = key.split(".")
         if cfg[section][name] not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}, got {cfg[section][name]!r}")
-    if cfg.DATA.TARGET_FPS <= 0:
-        raise UserError(f"DATA.TARGET_FPS must be positive, got {cfg.DATA.TARGET_FPS}")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")
