@@ -35,8 +35,10 @@ def build_classifier(name: str, num_classes: int, img_size: Optional[int] = None
     except OSError as err:  # pretrained weights neither cached nor reachable (huggingface_hub's errors are OSErrors)
         raise UserError(f"pretrained weights of '{name}' are not available here: "
                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    except (TypeError, ValueError, AssertionError) as err:
-        raise UserError(f"cannot build '{name}' with {kwargs}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    except (TypeError, ValueError, AssertionError, ArithmeticError, RuntimeError) as err:
+        # user-given model arguments reach timm's and torch's constructors (negative widths: RuntimeError)
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"cannot build '{name}' with {kwargs}: {why}") from None
     try:
         check_input_size(net, net.pretrained_cfg.get("input_size", (3, 224, 224))[-1] if img_size is None else img_size)
     except ValueError as err:

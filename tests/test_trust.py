@@ -204,6 +204,13 @@ def test_imagenet_values_torch_or_timm_would_stop_on_are_one_line(flags, message
             imagenet_val.parse_args([str(tmp_path), "--checkpoint", str(checkpoint), *flags])
 
 
+@pytest.mark.parametrize("model_kwargs", [{"embed_dim": -1}, {"patch_size": 0}, {"num_heads": 0}])
+def test_model_arguments_torch_stops_on_are_one_line(model_kwargs):
+    from threedtrl.classification.models import build_classifier
+    with pytest.raises(UserError, match="cannot build 'vit_3dtrl_tiny_patch16_224'"):
+        build_classifier("vit_3dtrl_tiny_patch16_224", 10, img_size=32, model_kwargs=model_kwargs)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--std", "0", "0", "0"], "--std must be positive"),
     (["--mean", "1", "nan", "1"], "--mean must be a finite number"),
