@@ -260,6 +260,58 @@ def test_data_size_table_pairs_the_seeds_of_each_size_and_checks_the_recipe(tmp_
             data_size_table.main([arg for table in tables for arg in ("--table", table)] + ["--out", str(out)])
 
 
+def _alignment_table(path, seeds, errors, seconds=100.0):
+    """A table.json as tools/compare_alignment.py writes it in the unseen setting (what compare_arms.py reads);
+    ``errors[model]``: the unseen-view alignment errors per seed, the training views' are 0.1 lower."""
+    def row(model, shift):
+        values = [e - shift for e in errors[model]]
+        return {"alignment_error": {"values": values}, "kendalls_tau": {"values": [1 - 2 * v for v in values]},
+                "seconds": [seconds] * len(seeds)}
+    models = ("vit_plain_tiny_patch16_224", "vit_3dtrl_tiny_patch16_224")
+    table = {"unseen": {"test": {m: row(m, 0.0) for m in models}, "test_seen_views": {m: row(m, 0.1) for m in models}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": {"seeds": seeds, "train_args": f"--lr 1e-3 --seconds {seconds}"},
+                                "table": table}))
+
+
+def test_compare_arms_pairs_each_seed_of_the_two_arms(tmp_path):
+    from threedtrl.tools import compare_arms
+    plain, trl = "vit_plain_tiny_patch16_224", "vit_3dtrl_tiny_patch16_224"
+    # the long arm's table lists its seeds in another order and holds one more: pairing goes by seed
+    _alignment_table(tmp_path / "short" / "quadruped" / "table.json", [0, 1, 2],
+                     {plain: [0.30, 0.32, 0.31], trl: [0.25, 0.27, 0.26]})
+    _alignment_table(tmp_path / "long" / "quadruped" / "table.json", [2, 0, 1, 3],
+                     {plain: [0.28, 0.26, 0.29, 0.9], trl: [0.20, 0.22, 0.24, 0.9]}, seconds=300.0)
+    out = tmp_path / "arms.json"
+    compare_arms.main(["--arm", f"short={tmp_path}/short/{{family}}/table.json", "--arm",
+                       f"long={tmp_path}/long/{{family}}/table.json", "--families", "quadruped", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["settings"]["seeds"] == [0, 1, 2] and result["settings"]["baseline"] == "short"
+    vit = result["families"]["quadruped"][""]["deit_tcn"]["unseen"]["alignment_error"]
+    assert vit["long"]["values"] == [0.26, 0.29, 0.28]
+    assert vit["paired"]["differences"] == pytest.approx([-0.04, -0.03, -0.03])
+    assert 0.005 < vit["paired"]["p_value"] < 0.05  # t = -11.3 with 2 degrees of freedom
+    training = result["families"]["quadruped"][""]["vit_3dtrl"]["training"]
+    assert training["alignment_error"]["short"]["values"] == pytest.approx([0.15, 0.17, 0.16])
+    assert training["seconds"] == {"short": [100.0] * 3, "long": [300.0] * 3}
+    versus = result["families"]["quadruped"][""]["3dtrl_vs_vit"]["unseen"]["alignment_error"]
+    assert versus["short"]["differences"] == pytest.approx([-0.05] * 3) and versus["short"]["p_value"] == 1.0
+    assert "| quadruped |  | ViT | unseen | 0.310 ± 0.010 | 0.277 ± 0.015 |" in (tmp_path / "arms.md").read_text()
+    arms = ["--arm", f"short={tmp_path}/short/{{family}}/table.json", "--arm", f"long={tmp_path}/long/{{family}}/table.json"]
+    for extra, message in ((["--families", "stacking"], "no table file"),
+                           (["--families", "quadruped", "--seeds", "0", "3"], r"holds no run of seed\(s\) \[3\]"),
+                           (["--families", "quadruped", "--arm", "x=y"], "give two --arm")):
+        with pytest.raises(UserError, match=message):
+            compare_arms.main(arms + extra + ["--out", str(tmp_path / "bad.json")])
+    with pytest.raises(UserError, match=r"only \{family\} and \{group\}"):
+        compare_arms.main(["--arm", "a={family}/{seed}", "--arm", "b={family}", "--families", "q",
+                           "--out", str(tmp_path / "bad.json")])
+    (tmp_path / "short" / "quadruped" / "table.json").write_text(json.dumps({"settings": {}, "table": {}}))
+    with pytest.raises(UserError, match="is not a table.json of tools/compare_alignment.py"):
+        compare_arms.main(arms + ["--families", "quadruped", "--out", str(tmp_path / "bad.json")])
+    assert not (tmp_path / "bad.json").exists()
+
+
 def test_seed_statistics_pair_the_seeds_and_print_small_p_values_as_a_bound():
     from threedtrl.tools.seed_stats import format_p, paired, summarise
     assert summarise([0.2, 0.4])["std"] == pytest.approx(0.1414, abs=1e-4) and summarise([0.3])["std"] == 0.0
