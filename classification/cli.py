@@ -138,9 +138,9 @@ TRAINING_RANGES = (
 
 
 def check_training_values(args: argparse.Namespace) -> None:
-    """Range checks of the training flags (a value torch or timm would stop on with a traceback, such
-    as a negative size, fails before anything starts); the names timm looks up (``--opt``, ``--sched``, ``--aa``, interpolations)
-    are checked by :func:`check_timm_settings`."""
+    """Range checks of the training flags: a value torch or timm would stop on with a traceback (a
+    negative size, a zero std) fails before anything starts. The names timm looks up (``--opt``,
+    ``--sched``, ``--aa``, interpolations) are checked by :func:`check_timm_settings`."""
     check_flag_ranges(args, DATA_RANGES + TRAINING_RANGES)
     for flag in ("scale", "ratio"):
         pair = getattr(args, flag)
@@ -157,7 +157,7 @@ def check_timm_settings(args: argparse.Namespace, training: bool) -> None:
         size, is_training=False, interpolation=args.interpolation or "bilinear", crop_pct=args.crop_pct, **common))]
     if training:
         steps += [
-            ("the training augmentation (--aa, --train-interpolation, --scale, --ratio, --color-jitter, --remode)",
+            ("the training augmentation (--aa, --train-interpolation, --scale, --ratio, --color-jitter)",
              lambda: create_transform(size, is_training=True, no_aug=args.no_aug, scale=args.scale, ratio=args.ratio,
                                       hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
                                       auto_augment=args.aa, interpolation=args.train_interpolation or "random",
