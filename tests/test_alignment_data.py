@@ -338,13 +338,12 @@ def test_render_cli_bad_flag(tmp_path, flags, message):
 
 def test_train_videos_cuts_pouring_only_as_the_release(tmp_path, capsys):
     import multiview_video_alignment as mva
-    from threedtrl.alignment.run import videos_to_keep
     args = mva.build_parser().parse_args(["--data", "panda", "--train_videos", "3"])
-    assert videos_to_keep(args) == -1
+    assert mva.videos_to_keep(args) == -1
     args = mva.build_parser().parse_args(["--data", "panda", "--train_videos", "3", "--train_videos_everywhere"])
-    assert videos_to_keep(args) == 3
+    assert mva.videos_to_keep(args) == 3
     args = mva.build_parser().parse_args(["--data", "Pouring", "--train_videos", "3"])
-    assert videos_to_keep(args) == 3
+    assert mva.videos_to_keep(args) == 3
 
 
 def test_clips_longer_than_a_training_trajectory_are_refused(root):
