@@ -423,7 +423,7 @@ def test_cross_view_experiment_summarises_finished_runs_without_rerunning_them(t
             (run / "results.json").write_text(json.dumps({"test": {"top1": value, "mean_class_acc": value - 1}}))
     script = os.path.join(ACTION, "tools", "cross_view_experiment.py")
     done = subprocess.run([sys.executable, script, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
-                           "--seeds", "0", "1", "2"], capture_output=True, text=True, timeout=120)
+                           "--seeds", "0", "1", "2", "--jobs", "2"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.load(open(tmp_path / "out" / "summary.json"))
     differences = summary["paired"]["top1"]
@@ -433,3 +433,8 @@ def test_cross_view_experiment_summarises_finished_runs_without_rerunning_them(t
     assert "| TimeSformer | 35.0 ± 5.0 | 34.0 ± 5.0 | 3 |" in markdown
     assert "| TimeSformer + 3DTRL | 39.0 ± 4.4 | 38.0 ± 4.4 | 3 |" in markdown
     assert "3DTRL - plain, top1: +4.0 ± 3.0 over seeds [0, 1, 2]" in markdown
+    assert list(summary["runs"]["TimeSformer"]) == ["0", "1", "2"] and summary["inits"] == {}
+    missing = subprocess.run([sys.executable, script, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                              "--init_3dtrl", str(tmp_path / "none.safetensors")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("none.safetensors")
