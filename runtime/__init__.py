@@ -21,8 +21,9 @@ from .seeding import epoch_seed, seed_everything
 __all__ = ["amp_policy", "CHECKPOINT_SAFE_GLOBALS", "check_finite", "check_finite_loss", "check_finite_weights",
            "load_checkpoint_file", "load_safetensors", "save_safetensors_atomic", "load_plain_pickle",
            "save_checkpoint_atomic", "COMPILE_MODES", "check_compile_options", "compile_model", "Runtime",
-           "all_reduce_sum", "init_runtime", "resolve_device", "stop_with_launcher", "UserError", "check_flag_ranges", "check_range",
-           "COUNT", "FINITE", "FRACTION", "NOT_NEGATIVE", "POSITIVE", "PROBABILITY", "run_cli", "user_message",
+           "all_reduce_sum", "init_runtime", "resolve_device", "stop_with_launcher", "UserError", "run_cli",
+           "user_message", "check_flag_ranges", "check_range", "COUNT", "FINITE", "FRACTION", "NOT_NEGATIVE",
+           "POSITIVE", "PROBABILITY",
            "atomic_write", "check_output_dir", "hold_output_dir", "prepare_output_dir", "read_json", "refuse_foreign_folder",
            "remove_stale_temporaries", "write_json_atomic", "write_text_atomic", "progress_bar", "setup_logging", "OutputLayout",
            "epoch_seed", "seed_everything"]
