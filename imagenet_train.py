@@ -38,7 +38,7 @@ from threedtrl.classification.records import RunRecords, selected_metric, valida
 from model import load_weights
 from model.three_d_trl import resolve_trl_depth
 from threedtrl.runtime import (Runtime, UserError, amp_policy, check_compile_options, check_finite,
-                               check_finite_weights, check_output_dir, check_range, compile_model, epoch_seed,
+                               check_finite_weights, check_output_dir, compile_model, epoch_seed,
                                init_runtime, load_checkpoint_file, run_cli, seed_everything, setup_logging)
 
 _logger = logging.getLogger("train")
@@ -191,7 +191,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError(f"--trl-depth {args.trl_depth} and --npl-depth {args.npl_depth} disagree") from None
     args.scale, args.ratio = float_pair(args.scale, "--scale"), float_pair(args.ratio, "--ratio")
     args.cutmix_minmax = float_pair(args.cutmix_minmax, "--cutmix-minmax")
-    check_range("--epochs", args.epochs, 1)
     check_training_values(args)
     check_timm_settings(args, training=True)
     if args.torchcompile:

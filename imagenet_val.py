@@ -36,7 +36,7 @@ from backbone.camera import CameraEstimator
 from model import checkpoint_state_dict, load_checkpoint_weights
 from model.tnt_3dtrl import tnt_layout_kwargs
 from threedtrl.visualization.geometry_eval import format_table, object_camera_scores, orbit_camera_rotations
-from threedtrl.runtime import (UserError, amp_policy, check_flag_ranges, check_output_dir, check_range, compile_model,
+from threedtrl.runtime import (FRACTION, UserError, amp_policy, check_flag_ranges, check_output_dir, compile_model,
                                load_checkpoint_file, resolve_device, run_cli, write_json_atomic)
 
 
@@ -101,8 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UserError(f"--cameras file not found: {args.cameras}")
     if args.cameras and args.perturbed:
         raise UserError("--cameras compares the cameras the images were rendered from: not with --perturbed")
-    check_range("--perturb-distortion", args.perturb_distortion, 0, 1, open_high=True)
-    check_flag_ranges(args, DATA_RANGES)
+    check_flag_ranges(args, DATA_RANGES + ((FRACTION, ("perturb_distortion",)),))
     check_timm_settings(args, training=False)
     return args
 

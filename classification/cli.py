@@ -128,7 +128,7 @@ DATA_RANGES = (
     (FINITE, ("mean",)),
 )
 TRAINING_RANGES = (
-    (COUNT, ("validation_batch_size", "recount", "lr_cycle_limit", "log_interval", "checkpoint_hist")),
+    (COUNT, ("epochs", "validation_batch_size", "recount", "lr_cycle_limit", "log_interval", "checkpoint_hist")),
     (NOT_NEGATIVE, ("lr", "warmup_lr", "min_lr", "weight_decay", "color_jitter", "mixup", "cutmix", "aug_repeats",
                     "warmup_epochs", "cooldown_epochs", "patience_epochs", "mixup_off_epoch", "start_epoch", "opt_eps")),
     (POSITIVE, ("clip_grad", "layer_decay", "decay_epochs", "decay_rate", "lr_cycle_mul", "scale", "ratio")),
@@ -162,8 +162,7 @@ def check_timm_settings(args: argparse.Namespace, training: bool) -> None:
                                       hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
                                       auto_augment=args.aa, interpolation=args.train_interpolation or "random",
                                       re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, **common)),
-            ("the optimizer (--opt and its settings)", lambda: stand_in_optimizer(args)),
-            ("the schedule (--sched and its settings)", lambda: create_scheduler_v2(
+            ("the optimizer and schedule (--opt, --sched and their settings)", lambda: create_scheduler_v2(
                 stand_in_optimizer(args), **scheduler_kwargs(args), updates_per_epoch=1))]
     for what, build in steps:
         try:

@@ -320,8 +320,7 @@ def check_config(cfg: Config) -> None:
         check_compile_options(cfg.MODEL.COMPILE_BACKEND)
     for key, allowed in (("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")), ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
                          ("TRL.INIT", ("release", "project"))):
-        section, name = key.split(".")
-        if cfg[section][name] not in allowed:
-            raise UserError(f"{key} must be one of {', '.join(allowed)}, got {cfg[section][name]!r}")
+        if dotted_value(cfg, key) not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(allowed)}, got {dotted_value(cfg, key)!r}")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")
