@@ -117,10 +117,13 @@ def _pouring_names(dataset_dir: str, pickle_name: str) -> List[str]:
         raise UserError(f"missing split file: {path}")
     records = load_plain_pickle(path)
     try:
-        names = [str(r["name"]).split("_real_")[0] for r in records]
+        names = [r["name"] for r in records]
     except (TypeError, KeyError, IndexError) as err:  # a foreign pickle: report it as bad input
         raise UserError(f"cannot read split file {path}: {type(err).__name__}: {err}") from None
-    return list(dict.fromkeys(names))
+    if not all(isinstance(name, str) for name in names):
+        raise UserError(f"split file {path}: every record's 'name' must be a string (the trajectory's "
+                        f"folder, then '_real_' and anything)")
+    return list(dict.fromkeys(name.split("_real_")[0] for name in names))
 
 
 def read_split_file(dataset_dir: str) -> Optional[Dict[str, List[str]]]:

@@ -124,27 +124,58 @@ def _unsafe_globals(path: str) -> list:
         return []
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles only builtin containers, strings and numbers: any class or function is refused
-    (sets and frozensets, which older pickle protocols build by name, excepted)."""
+class Unread:
+    """What :func:`load_plain_pickle` puts where a pickle would build an object of some class or call
+    a function: nothing of the file's is constructed or called, and the object's data is dropped."""
 
-    _BUILTIN_CONTAINERS = {(module, name) for module in ("builtins", "__builtin__") for name in ("set", "frozenset")}
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def __repr__(self):
+        return "<object not read>"
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds builtin containers, strings and numbers (and, by name, the harmless builtins that older
+    pickle protocols need for sets and bytes, and ``OrderedDict``); every other class or function the
+    pickle names becomes :class:`Unread`, which runs nothing."""
+
+    _HARMLESS = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
+                 ("__builtin__", "frozenset"), ("_codecs", "encode"), ("collections", "OrderedDict")}
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self._BUILTIN_CONTAINERS:
+        if (module, name) in self._HARMLESS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
+        return Unread
+
+    def persistent_load(self, pid):
+        return Unread()
 
 
 def load_plain_pickle(path: str) -> Any:
-    """Read a pickle that may hold only lists, dicts, tuples, sets, strings, bytes, numbers, booleans
-    and None; anything else is a :class:`UserError` (and is never constructed)."""
+    """Read a pickle's lists, dicts, tuples, sets, strings, bytes, numbers, booleans and None; any
+    other object in it (a tensor, an array, an instance of some class) is an :class:`Unread` and is
+    never constructed, so reading the file runs none of its code. Split files of other projects keep
+    such objects beside the fields read here (CARL's Pouring ``train.pkl`` holds each video's frame
+    labels as a tensor)."""
     with open(path, "rb") as f:
         data = f.read()
     try:
         return _PlainUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path} holds more than lists, dicts, strings and numbers ({err}); "
-                        f"refused, since loading it could run code") from None
     except Exception as err:  # noqa: BLE001  (truncated or not a pickle)
         raise UserError(f"cannot read {path}: {type(err).__name__}") from None

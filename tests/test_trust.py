@@ -104,21 +104,34 @@ def test_own_and_public_checkpoint_contents_still_load(tmp_path):
     assert torch.equal(loaded["state_dict"]["w"], torch.ones(2))
 
 
-def test_pouring_split_pickle_with_payload_is_refused(tmp_path):
+def test_pouring_split_pickle_objects_are_never_built(tmp_path):
+    """Split files keep their names readable whatever else they hold (CARL's Pouring pickles carry
+    tensors of frame labels), and nothing in them runs."""
     marker = tmp_path / "code_ran"
     dataset = tmp_path / "pouring"
     os.makedirs(dataset)
     with open(dataset / "val.pkl", "wb") as f:
         pickle.dump([{"name": "pour_99_real_0"}], f)
+    records = [{"id": i, "name": f"pour_{i}_real_0", "x": Payload(marker), "frame_label": torch.arange(5),
+                "labels": np.arange(3), "seq_len": 5, "video_file": f"videos/pour_{i}_real_0.mp4"} for i in range(12)]
     with open(dataset / "train.pkl", "wb") as f:
-        pickle.dump([{"name": f"pour_{i}_real_0", "x": Payload(marker)} for i in range(12)], f)
-    with pytest.raises(UserError, match="could run code"):
+        pickle.dump(records, f)
+    assert split_names("pouring", str(dataset), "train") == ["pour_0", "pour_1"]
+    assert not marker.exists()
+    first = load_plain_pickle(str(dataset / "train.pkl"))[0]
+    assert first["seq_len"] == 5 and first["video_file"] == "videos/pour_0_real_0.mp4"
+    assert all(type(first[key]).__name__ == "Unread" for key in ("x", "frame_label", "labels"))
+    with open(dataset / "train.pkl", "wb") as f:  # plain data reads as it is, old protocols' sets included
+        pickle.dump([{"name": f"pour_{i}_real_0", "n": 1.5, "t": (1, 2), "s": {3}, "b": b"\x00"} for i in range(12)],
+                    f, protocol=2)
+    assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
+    loaded = load_plain_pickle(str(dataset / "train.pkl"))[0]
+    assert loaded["t"] == (1, 2) and loaded["s"] == {3} and loaded["b"] == b"\x00"
+    with open(dataset / "train.pkl", "wb") as f:  # a name that is an object: one line
+        pickle.dump([{"name": Payload(marker)} for _ in range(12)], f)
+    with pytest.raises(UserError, match="'name' must be a string"):
         split_names("pouring", str(dataset), "train")
     assert not marker.exists()
-    with open(dataset / "train.pkl", "wb") as f:  # plain data still reads, old protocols' sets included
-        pickle.dump([{"name": f"pour_{i}_real_0", "n": 1.5, "t": (1, 2), "s": {3}} for i in range(12)], f, protocol=2)
-    assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
-    assert load_plain_pickle(str(dataset / "train.pkl"))[0]["t"] == (1, 2)
 
 
 # ----------------------------------------------------------------------------- 5. finished runs are kept
