@@ -128,9 +128,6 @@ class Unread:
     """What :func:`load_plain_pickle` puts where a pickle would build an object of some class or call
     a function: nothing of the file's is constructed or called, and the object's data is dropped."""
 
-    def __new__(cls, *args, **kwargs):
-        return super().__new__(cls)
-
     def __init__(self, *args, **kwargs):
         pass
 

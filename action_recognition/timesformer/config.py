@@ -265,6 +265,19 @@ VALUE_RANGES = (
     (FINITE, ("DATA.MEAN",)),
 )
 
+# Keys that take one of a few values: what the model, data pipeline and solver implement.
+ALLOWED_VALUES = (
+    ("TIMESFORMER.ATTENTION_TYPE", ATTENTION_TYPES),
+    ("TRL.PRED_CAMPOS_FROM", ("both-sep", "both-avg", "cls")),
+    ("TRL.INIT", ("release", "project")),
+    ("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")),
+    ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
+    ("TEST.NUM_SPATIAL_CROPS", (1, 3)),
+    ("SOLVER.LR_POLICY", ("steps_with_relative_lrs", "cosine")),
+    ("SOLVER.OPTIMIZING_METHOD", ("sgd", "adamw")),
+    ("MODEL.LOSS_FUNC", ("cross_entropy",)),
+)
+
 
 def dotted_value(cfg: Config, key: str) -> Any:
     """``cfg.SOLVER.BASE_LR`` for ``key`` ``"SOLVER.BASE_LR"``."""
@@ -278,16 +291,15 @@ def check_config(cfg: Config) -> None:
     for kind, keys in VALUE_RANGES:
         for key in keys:
             check_range(key, dotted_value(cfg, key), **kind)
-    if cfg.TIMESFORMER.ATTENTION_TYPE not in ATTENTION_TYPES:
-        raise UserError(f"TIMESFORMER.ATTENTION_TYPE must be one of {', '.join(ATTENTION_TYPES)}, "
-                        f"got {cfg.TIMESFORMER.ATTENTION_TYPE!r}")
+    for key, allowed in ALLOWED_VALUES:
+        value = dotted_value(cfg, key)
+        if value not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
     if cfg.TIMESFORMER.EMBED_DIM % cfg.TIMESFORMER.NUM_HEADS:
         raise UserError("TIMESFORMER.EMBED_DIM must be divisible by TIMESFORMER.NUM_HEADS")
     depth = model_depth(cfg)
     if cfg.TRL.ENABLE and not 0 <= cfg.TRL.LOC < depth:
         raise UserError(f"TRL.LOC must lie in [0, {depth - 1}] for a {depth}-block model, got {cfg.TRL.LOC}")
-    if cfg.TRL.PRED_CAMPOS_FROM not in ("both-sep", "both-avg", "cls"):
-        raise UserError(f"TRL.PRED_CAMPOS_FROM must be both-sep, both-avg or cls, got {cfg.TRL.PRED_CAMPOS_FROM!r}")
     for key in ("MEAN", "STD"):
         if len(cfg.DATA[key]) != cfg.DATA.INPUT_CHANNEL_NUM[0]:
             raise UserError(f"DATA.{key} needs one value per input channel ({cfg.DATA.INPUT_CHANNEL_NUM[0]}), "
@@ -300,27 +312,15 @@ def check_config(cfg: Config) -> None:
     for key in ("TRAIN_CROP_SIZE", "TEST_CROP_SIZE"):
         if cfg.DATA[key] % cfg.TIMESFORMER.PATCH_SIZE:
             raise UserError(f"DATA.{key} must be a multiple of TIMESFORMER.PATCH_SIZE")
-    if cfg.TEST.NUM_SPATIAL_CROPS not in (1, 3):
-        raise UserError("TEST.NUM_SPATIAL_CROPS must be 1 or 3")
-    if cfg.SOLVER.LR_POLICY not in ("steps_with_relative_lrs", "cosine"):
-        raise UserError(f"SOLVER.LR_POLICY must be steps_with_relative_lrs or cosine, got {cfg.SOLVER.LR_POLICY!r}")
     for key in ("STEPS", "LRS"):  # their default is empty, so Config's type check cannot see numbers
         check_number_list(f"SOLVER.{key}", cfg.SOLVER[key])
     if cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs" and (
             not cfg.SOLVER.STEPS or len(cfg.SOLVER.STEPS) != len(cfg.SOLVER.LRS)):
         raise UserError("SOLVER.LR_POLICY steps_with_relative_lrs needs SOLVER.STEPS and SOLVER.LRS of the same, "
                         "non-zero length")
-    if cfg.SOLVER.OPTIMIZING_METHOD not in ("sgd", "adamw"):
-        raise UserError(f"SOLVER.OPTIMIZING_METHOD must be sgd or adamw, got {cfg.SOLVER.OPTIMIZING_METHOD!r}")
     if cfg.MODEL.ARCH != "vit" or cfg.DATA.DECODING_BACKEND != "opencv":
         raise UserError("only MODEL.ARCH vit and DATA.DECODING_BACKEND opencv are supported")
-    if cfg.MODEL.LOSS_FUNC not in ("cross_entropy",):
-        raise UserError(f"MODEL.LOSS_FUNC must be cross_entropy, got {cfg.MODEL.LOSS_FUNC!r}")
     if cfg.MODEL.COMPILE:
         check_compile_options(cfg.MODEL.COMPILE_BACKEND)
-    for key, allowed in (("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")), ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
-                         ("TRL.INIT", ("release", "project"))):
-        if dotted_value(cfg, key) not in allowed:
-            raise UserError(f"{key} must be one of {', '.join(allowed)}, got {dotted_value(cfg, key)!r}")
     if cfg.NUM_SHARDS < 1 or not 0 <= cfg.SHARD_ID < cfg.NUM_SHARDS:
         raise UserError("NUM_SHARDS must be >= 1 and SHARD_ID in [0, NUM_SHARDS)")
