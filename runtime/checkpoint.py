@@ -143,6 +143,9 @@ class Unread:
     def __setitem__(self, key, value):
         pass
 
+    def __call__(self, *args, **kwargs):  # a placeholder a pickle calls (protocols 2-3 keyword constructors)
+        return Unread()
+
     def __repr__(self):
         return "<object not read>"
 

@@ -36,6 +36,16 @@ TINY = Preset("Pandav1_Train_Frame", trajectories=8, views=3, frames=8, size=32)
 MC = "MineRLReachGoalGroundStatic-v0_Frame"
 
 
+class KeywordBuilt:
+    """Pickled with keyword arguments to ``__new__`` (a call of a built placeholder at protocols 2-3)."""
+
+    def __new__(cls, a, b=0):
+        return super().__new__(cls)
+
+    def __getnewargs_ex__(self):
+        return (1,), {"b": 2}
+
+
 class Payload:
     """Unpickling this runs ``touch MARKER``: the attack a checkpoint file can carry."""
 
@@ -127,6 +137,9 @@ def test_pouring_split_pickle_objects_are_never_built(tmp_path):
     assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
     loaded = load_plain_pickle(str(dataset / "train.pkl"))[0]
     assert loaded["t"] == (1, 2) and loaded["s"] == {3} and loaded["b"] == b"\x00"
+    with open(dataset / "train.pkl", "wb") as f:  # an object built with keyword arguments, at protocol 2
+        pickle.dump([{"name": f"pour_{i}_real_0", "k": KeywordBuilt(1)} for i in range(12)], f, protocol=2)
+    assert split_names("pouring", str(dataset), "train") == [f"pour_{i}" for i in range(2)]
     with open(dataset / "train.pkl", "wb") as f:  # a name that is an object: one line
         pickle.dump([{"name": Payload(marker)} for _ in range(12)], f)
     with pytest.raises(UserError, match="'name' must be a string"):
