@@ -192,6 +192,36 @@ def test_timesformer_checkpoint_round_trip_and_resizing(tmp_path):
     assert torch.equal(sd["model.blocks.2.mlp.fc1.weight"], net.state_dict()["model.blocks.2.mlp.fc1.weight"])
 
 
+RELEASE_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "release_timesformer_3dtrl.pyth")
+
+
+@pytest.mark.parametrize("attention", ["divided_space_time", "joint_space_time"])
+def test_release_timesformer_checkpoint_gives_the_release_logits(attention):
+    """The fixture was written by the release's own TimeSformer + 3DTRL (elicassion/3DTRL at 2865620,
+    ``action_recognition/timesformer/models/vit.py``: its fixed depth 16, 3DTRL before block 12, 224 px,
+    here 24 wide with 2 frames and 5 classes), weights moved away from their initialisation, saved as its
+    ``save_checkpoint`` does (``model_state`` with ``model.`` keys, ``cfg`` as YAML text), with the logits
+    it gives for one seeded clip; the joint model's logits come from the same file, whose temporal
+    weights it does not have. Every documented way in (``PRETRAINED_MODEL``, ``TRAIN.CHECKPOINT_FILE_PATH``
+    and ``TEST.CHECKPOINT_FILE_PATH``) gives them."""
+    expected = torch.load(RELEASE_CHECKPOINT.replace(".pyth", "_logits.pth"), weights_only=True)
+    expected = expected["logits" if attention == "divided_space_time" else "logits_joint"]
+    clip = torch.randn(1, 3, 2, 224, 224, generator=torch.Generator().manual_seed(1))
+    net = TimeSformer(img_size=224, patch_size=16, num_classes=5, embed_dim=24, depth=16, num_heads=2,
+                      num_frames=2, trl_loc=12, attention_type=attention)
+    missing, unexpected = load_pretrained(net, RELEASE_CHECKPOINT)
+    assert missing == [] and all(".temporal_" in key for key in unexpected)
+    assert (unexpected == []) == (attention == "divided_space_time")
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(clip), expected, atol=1e-5, rtol=1e-5)
+        if attention == "divided_space_time":
+            assert cu.resume(RELEASE_CHECKPOINT, net, None) == 3
+            torch.testing.assert_close(net(clip), expected, atol=1e-5, rtol=1e-5)
+            # the release's layer ran one clip per GPU only (its configs: BATCH_SIZE = NUM_GPUS); any batch here
+            torch.testing.assert_close(net(clip.expand(3, -1, -1, -1, -1)), expected.expand(3, -1),
+                                       atol=1e-5, rtol=1e-5)
+
+
 def test_bad_checkpoint_files(tmp_path):
     net = tiny_model()
     with pytest.raises(UserError, match="checkpoint not found"):
