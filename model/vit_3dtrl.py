@@ -26,20 +26,23 @@ class ViT_3DTRL(VisionTransformer):
 
     Args:
         trl_depth: index of the block 3DTRL is inserted before.
-        pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`.
+        pred_depth, pred_campos_from, cat, x2d: see :class:`model.ThreeDTRL`; ``pred_campos_from``
+            defaults to ``both-sep`` (the release's), or to ``tok`` for a model built without a CLS token.
         trl_geometry: the layer's geometry options (``depth_activation``, ``focal``, ``principal_point``,
             ``learn_focal``; see :class:`model.ThreeDTRL`), none by default.
         **kwargs: timm ``VisionTransformer`` arguments; ``global_pool`` may also be the release's
             boolean (False: the CLS token, True: the mean of the patch tokens).
     """
 
-    def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: str = "both-sep",
+    def __init__(self, *args, trl_depth: int = 4, pred_depth: bool = True, pred_campos_from: Optional[str] = None,
                  cat: bool = False, x2d: bool = False, trl_geometry: Optional[dict] = None, **kwargs):
         if isinstance(kwargs.get("global_pool"), bool):  # the release's: False = CLS token, True = token mean
             kwargs["global_pool"] = "avg" if kwargs["global_pool"] else "token"
         super().__init__(*args, **kwargs)
         if self.reg_token is not None or not isinstance(self.patch_drop, nn.Identity):
             raise ValueError("3DTRL needs the full token grid: register tokens and patch dropout are not supported")
+        if pred_campos_from is None:
+            pred_campos_from = "both-sep" if self.cls_token is not None else "tok"
         attach_three_d_trl(self, trl_depth, [(self.embed_dim, self.patch_embed.grid_size)] * len(self.blocks),
                            "blocks", has_cls=self.cls_token is not None, pred_depth=pred_depth,
                            pred_campos_from=pred_campos_from, cat=cat, x2d=x2d, **(trl_geometry or {}))

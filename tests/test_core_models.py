@@ -129,6 +129,15 @@ def test_npl_depth_alias_and_constructor_arguments():
         timm.create_model("vit_3dtrl_tiny_patch16_224", trl_depth=3, npl_depth=4)
     with pytest.raises(ValueError, match="out of range"):
         timm.create_model("vit_3dtrl_tiny_patch16_224", trl_depth=12)
+    assert timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=64).three_d_trl.estimator.camera_props.mode \
+        == "both-sep"
+    # without a CLS token the camera comes from the tokens, as in Swin; asking for the CLS token is an error
+    no_cls = timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=64, class_token=False, global_pool="avg")
+    assert no_cls.three_d_trl.estimator.camera_props.mode == "tok" and not no_cls.three_d_trl.has_cls
+    assert no_cls(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+    with pytest.raises(ValueError, match="needs a CLS token"):
+        timm.create_model("vit_3dtrl_tiny_patch16_224", img_size=64, class_token=False, global_pool="avg",
+                          pred_campos_from="both-sep")
 
 
 SMALL = {"img_size": 64}
