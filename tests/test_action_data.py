@@ -204,6 +204,7 @@ def copy_lists(tiny_set, tmp_path):
     ("missing list", "video list not found"),
     ("missing video", "video not found"),
     ("label out of range", "label 6 out of range"),
+    ("comma-separated list", r"separated by ' ' \(DATA.PATH_LABEL_SEPARATOR\)"),
     ("unknown key", "unknown config key: SOLVER.LEARNING_RATE"),
 ])
 def test_bad_input_is_one_line_error(tiny_set, tmp_path, problem, message):
@@ -217,6 +218,10 @@ def test_bad_input_is_one_line_error(tiny_set, tmp_path, problem, message):
     elif problem == "label out of range":
         with open(os.path.join(data, "test.csv"), "a") as f:
             f.write(open(os.path.join(data, "test.csv")).readline().split()[0] + " 6\n")
+    elif problem == "comma-separated list":
+        lines = open(os.path.join(data, "val.csv")).read().splitlines()
+        with open(os.path.join(data, "val.csv"), "w") as f:
+            f.writelines(line.replace(" ", ",") + "\n" for line in lines)
     else:
         extra = ["SOLVER.LEARNING_RATE", "0.1"]
     out = str(tmp_path / "out")

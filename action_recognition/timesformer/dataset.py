@@ -51,7 +51,8 @@ def read_video_list(path: str, prefix: str, num_classes: int, separator: str = "
                 continue
             parts = line.rsplit(separator, 1) if separator != " " else line.rsplit(None, 1)
             if len(parts) != 2:
-                raise UserError(f"{path}:{line_no}: expected 'path label', got {line!r}")
+                raise UserError(f"{path}:{line_no}: expected a video path and a label separated by "
+                                f"{separator!r} (DATA.PATH_LABEL_SEPARATOR), got {line!r}")
             video, label = parts[0].strip(), parts[1]
             try:
                 label = int(label)
