@@ -5,6 +5,8 @@ renderer), data sets, splits, views and frames.
     <data_root>/<folder>/<trajectory>/tpv/view_0000/000000.jpg ...    third-person views
     <data_root>/<folder>/splits.json                                   optional: the trajectories of each split
 
+Frames are JPEG files as in the release, or PNG files (``000000.png`` ...), one kind per view folder.
+
 A trajectory's views are ordered first-person first, then ``view_0000``, ``view_0001``, ...
 Every problem with the files is raised as :class:`runtime.UserError` naming the file or folder.
 """
@@ -44,9 +46,13 @@ def numbered_trajectories(dataset_dir: str) -> List[str]:
                   if re.fullmatch(r"tr_\d{4,}", d) and os.path.isdir(os.path.join(dataset_dir, d)))
 
 
-def frame_name(t: int) -> str:
-    """File name of frame ``t``: ``000007.jpg``."""
-    return f"{t:06d}.jpg"
+# The release's frames are JPEG files; PNG frames (lossless, as many renderers write them) read as well.
+FRAME_EXTENSIONS = (".jpg", ".png")
+
+
+def frame_name(t: int, ext: str = ".jpg") -> str:
+    """File name of frame ``t``: ``000007.jpg`` (or with ``ext``, ``000007.png``)."""
+    return f"{t:06d}{ext}"
 
 
 def trajectory_view_dirs(traj_dir: str, views: Sequence[int]) -> List[str]:
@@ -99,14 +105,16 @@ def resolve_dataset(name: str) -> Tuple[str, DatasetSpec]:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """One trajectory on disk: its folder, selected view folders (first-person first) and length."""
+    """One trajectory on disk: its folder, selected view folders (first-person first), length and the
+    extension of each view's frames (``.jpg`` or ``.png``)."""
     name: str
     path: str
     view_dirs: Tuple[str, ...]
     num_frames: int
+    frame_exts: Tuple[str, ...]
 
     def frame_path(self, view: int, t: int) -> str:
-        return os.path.join(self.view_dirs[view], frame_name(t))
+        return os.path.join(self.view_dirs[view], frame_name(t, self.frame_exts[view]))
 
 
 # ----------------------------------------------------------------------------- splits and views
@@ -238,17 +246,22 @@ def view_selection(num_views: int, train_views: int) -> Dict[str, List[int]]:
 
 # ----------------------------------------------------------------------------- trajectories
 
-def _count_frames(view_dir: str) -> int:
+def _count_frames(view_dir: str) -> Tuple[int, str]:
+    """Number of frames in ``view_dir`` and their extension: its JPEG frames, else its PNG frames."""
     if not os.path.isdir(view_dir):
         raise UserError(f"missing view folder: {view_dir}")
-    files = sorted(f for f in os.listdir(view_dir) if f.endswith(".jpg"))
-    if not files:
-        raise UserError(f"no frames in {view_dir}")
+    names = os.listdir(view_dir)
+    for ext in FRAME_EXTENSIONS:
+        files = sorted(f for f in names if f.endswith(ext))
+        if files:
+            break
+    else:
+        raise UserError(f"no frames (000000.jpg.. or 000000.png..) in {view_dir}")
     for t, name in enumerate(files):
-        if name != frame_name(t):
-            raise UserError(f"frames of {view_dir} are not numbered 000000.jpg.. contiguously: "
-                            f"expected {frame_name(t)}, found {name}")
-    return len(files)
+        if name != frame_name(t, ext):
+            raise UserError(f"frames of {view_dir} are not numbered {frame_name(0, ext)}.. contiguously: "
+                            f"expected {frame_name(t, ext)}, found {name}")
+    return len(files), ext
 
 
 def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajectory:
@@ -257,13 +270,13 @@ def open_trajectory(dataset_dir: str, name: str, views: Sequence[int]) -> Trajec
     if not os.path.isdir(path):
         raise UserError(f"missing trajectory folder: {path}")
     view_dirs = trajectory_view_dirs(path, views)
-    counts = [_count_frames(d) for d in view_dirs]
+    counts, exts = zip(*(_count_frames(d) for d in view_dirs))
     # The first-person view sets the length, as in the release: frames a third-person view has beyond
     # it are not read; a view with fewer frames is an error.
     for d, n in zip(view_dirs[1:], counts[1:]):
         if n < counts[0]:
             raise UserError(f"unequal frame counts: {d} has {n} frames, {view_dirs[0]} has {counts[0]}")
-    return Trajectory(name, path, tuple(view_dirs), counts[0])
+    return Trajectory(name, path, tuple(view_dirs), counts[0], exts)
 
 
 def open_split(data_root: str, dataset: str, split: str, train_views: int = -1,

@@ -232,6 +232,29 @@ def test_open_split_and_trajectory_tensors(root):
     assert torch.equal(cached.frames(0, [1], [5]), cached[0][1:2, 5:6])
 
 
+def test_png_frames_read_as_the_same_pixels(root):
+    """A view folder of PNG frames (here the rendered JPEGs' decoded pixels, stored losslessly) gives the
+    tensors its JPEG frames give; a folder of PNG frames with a gap is refused like one of JPEGs."""
+    from PIL import Image
+    jpeg, _ = open_split(root, "mc", "test", train_views=2)
+    expected = TrajectoryDataset(jpeg, img_size=24, cache=False)[0]
+    view = os.path.join(root, MC, "tr_0006", "tpv", "view_0002")
+    for name in sorted(os.listdir(view)):
+        Image.open(os.path.join(view, name)).save(os.path.join(view, name.replace(".jpg", ".png")))
+        os.remove(os.path.join(view, name))
+    png, _ = open_split(root, "mc", "test", train_views=2)
+    assert png[0].frame_path(1, 3).endswith(os.path.join("view_0002", "000003.png"))
+    assert png[0].frame_path(0, 3).endswith(os.path.join("fpv", "000003.jpg"))
+    assert torch.equal(TrajectoryDataset(png, img_size=24, cache=False)[0], expected)
+    os.remove(os.path.join(view, "000002.png"))
+    with pytest.raises(UserError, match="not numbered 000000.png.. contiguously: expected 000002.png"):
+        open_split(root, "mc", "test", train_views=2)
+    for name in os.listdir(view):
+        os.remove(os.path.join(view, name))
+    with pytest.raises(UserError, match="no frames"):
+        open_split(root, "mc", "test", train_views=2)
+
+
 def test_triplet_sampling_invariants(root):
     trajectories, _ = open_split(root, "mc", "train", train_views=-1)
     data = TrajectoryDataset(trajectories, img_size=16, progress=False)
