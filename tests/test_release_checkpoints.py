@@ -52,6 +52,19 @@ def test_release_checkpoint_gives_the_release_logits(family):
     torch.testing.assert_close(_logits(net), expected["logits_raw"], atol=1e-4, rtol=1e-4)
 
 
+def test_release_concatenation_variant_gives_the_release_logits():
+    """The release has the concatenation layer (``ThreeDTRLCat``) but its ViT never builds it: its
+    ``vit_3dtrlcat_*`` configs' ``cat: True`` is read by no code. The fixture is its ViT (24 wide, 2 blocks,
+    3DTRL before block 1) with ``ThreeDTRLCat`` put in place of the layer and called as its ViT calls the
+    layer, written under timm 0.6.12 with the logits it gives; ``cat=True`` here gives them."""
+    checkpoint = os.path.join(FIXTURES, "release_vit_3dtrlcat.pth.tar")
+    expected = torch.load(os.path.join(FIXTURES, "release_vit_3dtrlcat_logits.pth"), weights_only=True)
+    net = timm.create_model("vit_3dtrl_tiny_patch16_224", num_classes=10, trl_depth=1, cat=True, embed_dim=24,
+                            depth=2, num_heads=2)
+    assert load_weights(net, checkpoint) is False  # raw weights: the file has no EMA
+    torch.testing.assert_close(_logits(net), expected["logits"], atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("family", sorted(OURS))
 def test_timm_pretrained_file_path_loads_every_key(family):
     checkpoint, expected = _fixture(family)
