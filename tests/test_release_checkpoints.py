@@ -5,7 +5,9 @@ The fixtures were made by the release's own model files (elicassion/3DTRL at 286
 Swin + 3DTRL classes, small widths and depths, the release's fixed 224 px geometry) under timm 0.6.12,
 the timm it was written for: weights perturbed from their initialisation, saved as timm 0.6's
 ``CheckpointSaver`` does (``state_dict`` and a different ``state_dict_ema``), with the logits of both on
-one seeded image (``torch.randn(1, 3, 224, 224)`` from a generator seeded with 1).
+one seeded image (``torch.randn(1, 3, 224, 224)`` from a generator seeded with 1). Two more come from
+the same files: the concatenation layer in the release's ViT, and the release's layer alone with each of
+its options.
 """
 import os
 
@@ -14,7 +16,7 @@ import timm
 import torch
 
 import imagenet_val
-from model import load_weights
+from model import ThreeDTRL, load_weights
 from threedtrl.runtime import UserError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -63,6 +65,27 @@ def test_release_concatenation_variant_gives_the_release_logits():
                             depth=2, num_heads=2)
     assert load_weights(net, checkpoint) is False  # raw weights: the file has no EMA
     torch.testing.assert_close(_logits(net), expected["logits"], atol=1e-4, rtol=1e-4)
+
+
+LAYER_MODES = torch.load(os.path.join(FIXTURES, "release_layer_modes.pth"), weights_only=True)
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_MODES))
+def test_every_layer_option_gives_the_release_layers_output(case):
+    """The release's image layer (its ``model/three_d_trl.py``, 24 wide, 224 px: a 14 x 14 grid) for every
+    camera mode, with a depth or a camera-frame point per token (``pred_depth``), with and without a CLS
+    token: weights moved from their initialisation, and the first 8 channels of its output for seeded
+    tokens and 2D position embedding."""
+    mode, target, prefix = case.split("/")
+    has_cls = prefix == "cls"
+    layer = ThreeDTRL(24, (14, 14), has_cls=has_cls, pred_depth=target == "depth", pred_campos_from=mode)
+    layer.load_state_dict(LAYER_MODES[case]["state"], strict=False)
+    assert set(layer.state_dict()) - set(LAYER_MODES[case]["state"]) == {"estimator.u", "estimator.v"}
+    tokens = torch.randn(2, 196 + has_cls, 24, generator=torch.Generator().manual_seed(1))
+    pe2d = torch.randn(1, 196 + has_cls, 24, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = layer(tokens, (14, 14), pe2d)
+    torch.testing.assert_close(out[..., :8], LAYER_MODES[case]["out"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", sorted(OURS))
