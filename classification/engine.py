@@ -40,7 +40,9 @@ def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device,
             optimizer.step()
         num_updates += 1
         if model_ema is not None:
-            model_ema.update(unwrap_model(model), step=num_updates)
+            # Without warm-up the update is timm 0.6's ModelEmaV2 (the release's): a step would make
+            # ModelEmaV3 copy the weights at the first updates instead of averaging from the initial ones.
+            model_ema.update(unwrap_model(model), step=num_updates if args.model_ema_warmup else None)
         scheduler.step_update(num_updates=num_updates, metric=loss_meter.avg)
         loss_meter.update(loss.item(), images.shape[0])
         if batch_idx == 0:

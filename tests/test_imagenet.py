@@ -525,6 +525,31 @@ def test_ema_weights_pick_the_best_checkpoint_as_in_the_release(objects, tmp_pat
     assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["best_by"] == "top1"
 
 
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_averages_from_the_initial_weights_as_timm_06(warmup):
+    """timm 0.6's ModelEmaV2 (the release's EMA) averages every update with the weights it started from;
+    with ``--model-ema-warmup`` the decay ramps up from 0, so the first update copies the weights."""
+    import argparse
+    import contextlib
+    from timm.utils import ModelEmaV3
+    from threedtrl.classification.engine import train_one_epoch
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    initial = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = ModelEmaV3(net, decay=0.5, use_warmup=warmup)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    args = argparse.Namespace(mixup_off_epoch=0, no_progress=True, rank=0, channels_last=False, clip_grad=None,
+                              clip_mode="norm", model_ema_warmup=warmup, log_interval=50)
+    loader = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))]
+    scheduler = type("NoSchedule", (), {"step_update": lambda self, **kwargs: None})()
+    train_one_epoch(0, net, loader, optimizer, torch.nn.CrossEntropyLoss(), args, torch.device("cpu"),
+                    contextlib.nullcontext, None, scheduler, 0, model_ema=ema)
+    for key, value in net.state_dict().items():
+        expected = value if warmup else 0.5 * initial[key] + 0.5 * value
+        torch.testing.assert_close(ema.module.state_dict()[key], expected)
+    assert not torch.equal(net.weight, initial["weight"])
+
+
 def test_val_takes_a_folder_of_checkpoints(objects, tmp_path):
     ckpt = train_quick(objects, tmp_path, "folder")
     out = tmp_path / "all.json"
