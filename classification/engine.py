@@ -4,6 +4,7 @@ import time
 from typing import Callable, Dict
 
 import torch
+from timm.models import model_parameters
 from timm.utils import accuracy, dispatch_clip_grad, unwrap_model
 
 from threedtrl.runtime import all_reduce_sum, check_finite_loss, progress_bar
@@ -30,13 +31,14 @@ def train_one_epoch(epoch: int, model, loader, optimizer, loss_fn, args, device,
             loss = loss_fn(model(images), targets)
         check_finite_loss(loss, f"epoch {epoch}, batch {batch_idx}", "lower --lr or set --clip-grad")
         optimizer.zero_grad(set_to_none=True)
+        # adaptive clipping (agc) leaves the classifier out, as timm's train script does
+        clipped = model_parameters(model, exclude_head="agc" in args.clip_mode)
         if loss_scaler is not None:
-            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
-                        parameters=model.parameters())
+            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode, parameters=clipped)
         else:
             loss.backward()
             if args.clip_grad is not None:
-                dispatch_clip_grad(model.parameters(), value=args.clip_grad, mode=args.clip_mode)
+                dispatch_clip_grad(clipped, value=args.clip_grad, mode=args.clip_mode)
             optimizer.step()
         num_updates += 1
         if model_ema is not None:
