@@ -248,6 +248,12 @@ def test_release_recipe_no_head_dropout_and_every_parameter_decays():
     assert build_model(cfg).model.head_drop.p == 0.5
     decay, no_decay = build_optimizer(build_model(cfg), cfg).param_groups
     assert no_decay["weight_decay"] == 0 and len(no_decay["params"]) > 0
+    # the release's three optimizers: SGD with its Nesterov and dampening settings, Adam (L2 decay), AdamW
+    for method, kind, extra in [("sgd", torch.optim.SGD, {"nesterov": True}), ("adam", torch.optim.Adam, {}),
+                                ("adamw", torch.optim.AdamW, {})]:
+        cfg.merge_list(["SOLVER.OPTIMIZING_METHOD", method])
+        optimizer = build_optimizer(build_model(cfg), cfg)
+        assert type(optimizer) is kind and all(optimizer.defaults[k] == v for k, v in extra.items())
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -87,7 +87,7 @@ _DEFAULTS = {
         "WEIGHT_DECAY": 1e-4,            # L2 weight decay (see ZERO_WD_1D_PARAM)
         "WARMUP_EPOCHS": 0.0,            # linear warm-up from WARMUP_START_LR over this many epochs
         "WARMUP_START_LR": 0.01,         # the rate warm-up starts at
-        "OPTIMIZING_METHOD": "sgd",      # sgd or adamw
+        "OPTIMIZING_METHOD": "sgd",      # sgd, adam or adamw
         "CLIP_GRAD_NORM": None,          # clip the gradients' total norm to this (None: no clipping)
         # True: no weight decay on 1-D parameters and on the position, class and time embeddings;
         # False: every parameter decays, as in the release (it exempts only names containing "bn")
@@ -274,7 +274,7 @@ ALLOWED_VALUES = (
     ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
     ("TEST.NUM_SPATIAL_CROPS", (1, 3)),
     ("SOLVER.LR_POLICY", ("steps_with_relative_lrs", "cosine")),
-    ("SOLVER.OPTIMIZING_METHOD", ("sgd", "adamw")),
+    ("SOLVER.OPTIMIZING_METHOD", ("sgd", "adam", "adamw")),
     ("MODEL.LOSS_FUNC", ("cross_entropy",)),
 )
 

@@ -32,7 +32,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """timm's optimizer factory: SGD (Nesterov when ``SOLVER.NESTEROV``) or AdamW.
+    """timm's optimizer factory: SGD (Nesterov when ``SOLVER.NESTEROV``), Adam or AdamW, as the release's.
 
     The release's parameter groups by default: parameters whose names contain ``bn`` (none in a ViT)
     without weight decay, then all others with ``SOLVER.WEIGHT_DECAY``. With ``SOLVER.ZERO_WD_1D_PARAM``:
@@ -51,7 +51,7 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     if s.OPTIMIZING_METHOD == "sgd":
         name = "sgd" if s.NESTEROV and s.MOMENTUM > 0 else "momentum"  # timm: sgd = Nesterov momentum
         return create_optimizer_v2(groups, name, lr=s.BASE_LR, momentum=s.MOMENTUM, dampening=s.DAMPENING)
-    return create_optimizer_v2(groups, "adamw", lr=s.BASE_LR)
+    return create_optimizer_v2(groups, s.OPTIMIZING_METHOD, lr=s.BASE_LR)  # adam (L2 decay) or adamw
 
 
 def build_loss(cfg) -> nn.Module:
