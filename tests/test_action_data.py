@@ -379,6 +379,57 @@ def test_slowfast_temporal_sampling_matches_the_release():
     assert 0 <= drawn[0] <= 68 and drawn[-1] - drawn[0] in (30, 31)
 
 
+class _GlobalNumpyDraws:
+    """The draws SlowFast makes from numpy's global generator, behind the ``Generator`` methods the
+    spatial sampling here calls, so that both make the same draws in the same order."""
+    uniform = staticmethod(np.random.uniform)
+    integers = staticmethod(np.random.randint)
+
+    @staticmethod
+    def random():
+        return np.random.uniform()
+
+
+def test_slowfast_spatial_sampling_matches_the_release():
+    """The release's ``spatial_sampling`` (SlowFast's ``datasets/utils.py``, after its ``tensor_normalize``),
+    recorded on seeded clips of several shapes (``tests/fixtures/release_spatial_sampling.json``): training
+    (shorter side jittered in [36, 44], 32 px crop, flip; numpy's global generator seeded per clip) and the
+    three test crops (shorter side 36, 32 px crops, odd slacks included). The same numbers here."""
+    from threedtrl.timesformer.dataset import slowfast_test_crop, slowfast_train_crop, to_tensor
+    expected = json.load(open(os.path.join(REPO, "tests", "fixtures", "release_spatial_sampling.json")))
+
+    def clip(height, width, seed):
+        frames = np.random.default_rng(seed).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        return to_tensor(frames, [0.45] * 3, [0.225] * 3)
+
+    def check(out, case):
+        flat = out.double().flatten()
+        assert list(out.shape) == case["shape"]
+        np.testing.assert_allclose([flat.sum(), flat.square().sum()], [case["sum"], case["sq"]], rtol=1e-6)
+        np.testing.assert_allclose(flat[:: max(1, flat.numel() // 16)][:16].numpy(), case["probe"], atol=1e-5)
+
+    for case in expected["train"]:
+        np.random.seed(case["seed"])
+        check(slowfast_train_crop(clip(case["height"], case["width"], case["seed"]), [36, 44], 32, True,
+                                  _GlobalNumpyDraws()), case)
+    for case in expected["test"]:
+        check(slowfast_test_crop(clip(case["height"], case["width"], 100), 36, 32, case["index"]), case)
+
+
+def test_spatial_sampling_switch_and_single_test_crop(tiny_set):
+    """``DATA.SPATIAL_SAMPLING opencv`` keeps the earlier (uint8 OpenCV) pipeline; a single test crop comes
+    from frames scaled to the smallest training scale, which must hold it."""
+    cfg = load_config(DEMO, ["DATA.PATH_TO_DATA_DIR", tiny_set, "TEST.NUM_SPATIAL_CROPS", "1"])
+    assert cfg.DATA.SPATIAL_SAMPLING == "slowfast"
+    release, earlier = (VideoDataset(load_config(DEMO, ["DATA.PATH_TO_DATA_DIR", tiny_set, "DATA.SPATIAL_SAMPLING",
+                                                        mode]), "train") for mode in ("slowfast", "opencv"))
+    a, b = release[0][0], earlier[0][0]
+    assert a.shape == b.shape == (3, cfg.DATA.NUM_FRAMES, 64, 64) and not torch.equal(a, b)
+    assert VideoDataset(cfg, "test")[0][0].shape == (3, cfg.DATA.NUM_FRAMES, 64, 64)
+    with pytest.raises(UserError, match="at least TEST_CROP_SIZE"):
+        load_config(DEMO, ["TEST.NUM_SPATIAL_CROPS", "1", "DATA.TEST_CROP_SIZE", "80"])
+
+
 def test_test_views_are_combined_by_summing_logits():
     from threedtrl.timesformer.meters import VideoScores
     logits = torch.tensor([[10.0, 0.0], [0.0, 3.0], [0.0, 3.0]])  # one confident view against two mild ones

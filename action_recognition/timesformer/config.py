@@ -39,7 +39,13 @@ _DEFAULTS = {
         "SAMPLING_RATE": 8,              # frames between two sampled frames (see TEMPORAL_SAMPLING)
         "TRAIN_JITTER_SCALES": [256, 320],  # training: the shorter side is resized to a random size in [low, high]
         "TRAIN_CROP_SIZE": 224,          # training: random square crop of this side
-        "TEST_CROP_SIZE": 256,           # test: shorter side resized to this, then NUM_SPATIAL_CROPS crops
+        "TEST_CROP_SIZE": 256,           # test: 3 crops of this side from frames whose shorter side is this too
+                                         # (one crop: its centre, the shorter side at TRAIN_JITTER_SCALES[0])
+        # slowfast: the release's (SlowFast's) spatial sampling: normalised float frames, shorter side to
+        # round(U(low, high)) (the longer side floored), bilinear without antialiasing, crop offsets drawn in
+        # [0, slack), test crops at ceil(slack / 2) of the shorter side; opencv: this project's earlier
+        # sampling on the uint8 frames (OpenCV area / linear resizing, offsets in [0, slack], one test scale)
+        "SPATIAL_SAMPLING": "slowfast",
         "RANDOM_FLIP": True,             # training: horizontal flip with probability 0.5
         "INPUT_CHANNEL_NUM": [3],        # channels of the input (RGB)
         "MEAN": [0.45, 0.45, 0.45],      # input normalisation (TimeSformer's)
@@ -160,6 +166,7 @@ _FOREIGN = {"SLOWFAST": "SlowFast", "RESNET": "SlowFast/ResNet", "NONLOCAL": "Sl
 # Keys added to reproduce the release, with the values that give this project's earlier behaviour:
 # a run resumed from a checkpoint whose config lacks them continues as it was trained.
 EARLIER_BEHAVIOUR = {("DATA", "TEMPORAL_SAMPLING"): "stride", ("DATA", "VAL_AS_TRAIN"): False,
+                     ("DATA", "SPATIAL_SAMPLING"): "opencv",
                      ("DATA", "ENSEMBLE_METHOD"): "mean_softmax", ("SOLVER", "ZERO_WD_1D_PARAM"): True,
                      ("MODEL", "HEAD_DROPOUT"): True, ("TRL", "INIT"): "project"}
 
@@ -271,6 +278,7 @@ ALLOWED_VALUES = (
     ("TRL.PRED_CAMPOS_FROM", ("both-sep", "both-avg", "cls")),
     ("TRL.INIT", ("release", "project")),
     ("DATA.TEMPORAL_SAMPLING", ("slowfast", "stride")),
+    ("DATA.SPATIAL_SAMPLING", ("slowfast", "opencv")),
     ("DATA.ENSEMBLE_METHOD", ("sum", "mean_softmax")),
     ("TEST.NUM_SPATIAL_CROPS", (1, 3)),
     ("SOLVER.LR_POLICY", ("steps_with_relative_lrs", "cosine")),
@@ -309,6 +317,10 @@ def check_config(cfg: Config) -> None:
     low, high = cfg.DATA.TRAIN_JITTER_SCALES
     if not 0 < low <= high or cfg.DATA.TRAIN_CROP_SIZE > low:
         raise UserError("DATA.TRAIN_JITTER_SCALES must be [low, high] with TRAIN_CROP_SIZE <= low <= high")
+    one_crop = cfg.TEST.NUM_SPATIAL_CROPS == 1 or not cfg.DATA.VAL_AS_TRAIN
+    if cfg.DATA.SPATIAL_SAMPLING == "slowfast" and one_crop and low < cfg.DATA.TEST_CROP_SIZE:
+        raise UserError("a single (test or centre validation) crop is taken from frames whose shorter side is "
+                        "TRAIN_JITTER_SCALES[0]: it must be at least TEST_CROP_SIZE")
     for key in ("TRAIN_CROP_SIZE", "TEST_CROP_SIZE"):
         if cfg.DATA[key] % cfg.TIMESFORMER.PATCH_SIZE:
             raise UserError(f"DATA.{key} must be a multiple of TIMESFORMER.PATCH_SIZE")

@@ -11,13 +11,19 @@ Training: that clip, short side scaled to a random size in ``TRAIN_JITTER_SCALES
 augmentation (``DATA.VAL_AS_TRAIN``, as the release) or the centre clip and crop. Test:
 ``NUM_ENSEMBLE_VIEWS`` clips x ``NUM_SPATIAL_CROPS`` crops (3 = both ends and the centre of the long
 side); the scores of one video's ``views`` are combined by the caller (see ``video_index``).
+Spatial sampling (``DATA.SPATIAL_SAMPLING``): ``slowfast``, the release's, scales and crops the
+normalised float frames with SlowFast's arithmetic (:func:`slowfast_scale`, :func:`slowfast_random_crop`,
+:func:`slowfast_uniform_crop`); ``opencv`` resizes the uint8 frames with OpenCV first.
 """
 import os
 from typing import List, Optional, Sequence, Tuple
 
+import math
+
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from threedtrl.runtime import UserError
@@ -201,6 +207,54 @@ def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int) -> n
     return crop(frames, size, top, left)
 
 
+def slowfast_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """SlowFast's short-side scaling of a ``(3, T, H, W)`` float clip: the shorter side to ``size``, the
+    longer one to ``floor(long * size / short)``, bilinear (``align_corners=False``, no antialiasing)."""
+    height, width = clip.shape[-2:]
+    if min(height, width) == size:
+        return clip
+    if width < height:
+        new_size = (int(math.floor(height / width * size)), size)
+    else:
+        new_size = (size, int(math.floor(width / height * size)))
+    return F.interpolate(clip, size=new_size, mode="bilinear", align_corners=False)
+
+
+def slowfast_random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """SlowFast's random ``size`` square crop: each offset drawn in ``[0, slack)`` (0 without slack)."""
+    height, width = clip.shape[-2:]
+    top = int(rng.integers(0, height - size)) if height > size else 0
+    left = int(rng.integers(0, width - size)) if width > size else 0
+    return clip[..., top:top + size, left:left + size]
+
+
+def slowfast_uniform_crop(clip: torch.Tensor, size: int, index: int) -> torch.Tensor:
+    """SlowFast's test crop ``index`` (0, 1, 2: start, centre, end of the longer side; a square frame's
+    width); centred offsets are ``ceil(slack / 2)``."""
+    height, width = clip.shape[-2:]
+    top, left = math.ceil((height - size) / 2), math.ceil((width - size) / 2)
+    if index != 1:
+        if height > width:
+            top = 0 if index == 0 else height - size
+        else:
+            left = 0 if index == 0 else width - size
+    return clip[..., top:top + size, left:left + size]
+
+
+def slowfast_train_crop(clip: torch.Tensor, jitter_scales: Sequence[int], size: int, flip: bool,
+                        rng: np.random.Generator) -> torch.Tensor:
+    """SlowFast's training augmentation of a normalised ``(3, T, H, W)`` clip: the shorter side to
+    ``round(U(low, high))``, a random ``size`` crop, a horizontal flip with probability 0.5 (``flip``)."""
+    low, high = jitter_scales
+    clip = slowfast_random_crop(slowfast_scale(clip, int(round(rng.uniform(low, high)))), size, rng)
+    return clip.flip(-1) if flip and rng.random() < 0.5 else clip
+
+
+def slowfast_test_crop(clip: torch.Tensor, scale: int, size: int, index: int) -> torch.Tensor:
+    """SlowFast's test view: the shorter side to ``scale``, then crop ``index`` of :func:`slowfast_uniform_crop`."""
+    return slowfast_uniform_crop(slowfast_scale(clip, scale), size, index)
+
+
 def to_tensor(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``(T, H, W, 3)`` uint8 -> normalised float ``(3, T, H, W)``: ``(x / 255 - mean) / std``."""
     source = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)
@@ -257,6 +311,16 @@ class VideoDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, *VAL_SEED[self.split]]) if self.random_clips else None
         with VideoReader(path, self.seek_ahead) as video:
             frames = video.frames(self._indices(video, view // self.num_crops, rng))
+        if self.data.SPATIAL_SAMPLING == "slowfast":
+            clip = to_tensor(frames, self.data.MEAN, self.data.STD)
+            d = self.data
+            if rng is not None:
+                clip = slowfast_train_crop(clip, d.TRAIN_JITTER_SCALES, d.TRAIN_CROP_SIZE, d.RANDOM_FLIP, rng)
+            elif self.num_crops > 1:
+                clip = slowfast_test_crop(clip, d.TEST_CROP_SIZE, d.TEST_CROP_SIZE, view % self.num_crops)
+            else:  # SlowFast's single test crop: the centre, from frames scaled to the smallest training scale
+                clip = slowfast_test_crop(clip, d.TRAIN_JITTER_SCALES[0], d.TEST_CROP_SIZE, 1)
+            return clip.contiguous(), label, video_index
         if rng is not None:
             frames = self._augment(frames, rng)
         else:
