@@ -8,7 +8,7 @@ The models are timed in alternation (``--rounds`` rounds, median reported) so th
 other processes affects all alike. The loader part writes ``--loader-videos`` synthetic
 videos (600 frames, 320x240, MPEG-4) and reads training clips of 8 frames, 8 and 32 apart, as
 ``VideoDataset`` does, seeking to far frames and decoding every frame up to the clip
-(the previous reader), alternately. Results are printed and written as JSON.
+(the previous reader), and seeking with ``DATA.SPATIAL_SAMPLING opencv``, alternately. Results are printed and written as JSON.
 """
 import argparse
 import os
@@ -99,17 +99,22 @@ def write_videos(folder: str, count: int, frames: int = 600, size=(320, 240)) ->
             listing.write(f"{name} 0\n")
 
 
+LOADER_MODES = (("seek", SEEK_AHEAD, "slowfast"), ("in_order", 10 ** 9, "slowfast"),
+                ("seek_opencv_resize", SEEK_AHEAD, "opencv"))
+
+
 def bench_loader(num_videos: int, rounds: int) -> dict:
-    """Training clips per second of ``VideoDataset`` (no workers), seeking vs decoding in order."""
+    """Training clips per second of ``VideoDataset`` (no workers): seeking vs decoding in order, and the
+    release's spatial sampling (the default) vs the OpenCV resizing of ``DATA.SPATIAL_SAMPLING opencv``."""
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         write_videos(folder, num_videos)
         for frames, rate in ((8, 8), (8, 32)):
-            cfg = load_config(None, ["DATA.PATH_TO_DATA_DIR", folder, "DATA.NUM_FRAMES", str(frames),
-                                     "DATA.SAMPLING_RATE", str(rate)])
-            samples = {"seek": [], "in_order": []}
+            samples = {mode: [] for mode, _, _ in LOADER_MODES}
             for r in range(max(1, rounds // 3)):
-                for mode, seek_ahead in (("seek", SEEK_AHEAD), ("in_order", 10 ** 9)):
+                for mode, seek_ahead, spatial in LOADER_MODES:
+                    cfg = load_config(None, ["DATA.PATH_TO_DATA_DIR", folder, "DATA.NUM_FRAMES", str(frames),
+                                             "DATA.SAMPLING_RATE", str(rate), "DATA.SPATIAL_SAMPLING", spatial])
                     reader = VideoDataset(cfg, "train")
                     reader.seek_ahead = seek_ahead
                     reader.set_epoch(r)
@@ -183,7 +188,9 @@ def main(argv=None) -> None:
         results["loader"] = bench_loader(args.loader_videos, args.rounds)
         for setting, rates in results["loader"].items():
             print(f"loader {setting}: {rates['seek']:.1f} clips/s seeking, {rates['in_order']:.1f} decoding every "
-                  f"frame up to the clip ({rates['seek'] / rates['in_order']:.2f}x); the training step above: "
+                  f"frame up to the clip ({rates['seek'] / rates['in_order']:.2f}x); with OpenCV resizing "
+                  f"{rates['seek_opencv_resize']:.1f} (release's sampling / OpenCV "
+                  f"{rates['seek'] / rates['seek_opencv_resize']:.2f}); the training step above: "
                   f"{results['clips_per_s']['train']['timesformer_3dtrl']:.1f} clips/s")
     write_json_atomic(results, args.out)
     print(f"wrote {args.out}")
