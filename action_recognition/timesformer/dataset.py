@@ -15,10 +15,9 @@ Spatial sampling (``DATA.SPATIAL_SAMPLING``): ``slowfast``, the release's, scale
 normalised float frames with SlowFast's arithmetic (:func:`slowfast_scale`, :func:`slowfast_random_crop`,
 :func:`slowfast_uniform_crop`); ``opencv`` resizes the uint8 frames with OpenCV first.
 """
+import math
 import os
 from typing import List, Optional, Sequence, Tuple
-
-import math
 
 import cv2
 import numpy as np
@@ -311,9 +310,9 @@ class VideoDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index, *VAL_SEED[self.split]]) if self.random_clips else None
         with VideoReader(path, self.seek_ahead) as video:
             frames = video.frames(self._indices(video, view // self.num_crops, rng))
-        if self.data.SPATIAL_SAMPLING == "slowfast":
-            clip = to_tensor(frames, self.data.MEAN, self.data.STD)
-            d = self.data
+        d = self.data
+        if d.SPATIAL_SAMPLING == "slowfast":
+            clip = to_tensor(frames, d.MEAN, d.STD)
             if rng is not None:
                 clip = slowfast_train_crop(clip, d.TRAIN_JITTER_SCALES, d.TRAIN_CROP_SIZE, d.RANDOM_FLIP, rng)
             elif self.num_crops > 1:
@@ -324,9 +323,9 @@ class VideoDataset(Dataset):
         if rng is not None:
             frames = self._augment(frames, rng)
         else:
-            frames = scale_short_side(frames, self.data.TEST_CROP_SIZE)
-            frames = spatial_crop(frames, self.data.TEST_CROP_SIZE, view % self.num_crops, self.num_crops)
-        return to_tensor(frames, self.data.MEAN, self.data.STD), label, video_index
+            frames = scale_short_side(frames, d.TEST_CROP_SIZE)
+            frames = spatial_crop(frames, d.TEST_CROP_SIZE, view % self.num_crops, self.num_crops)
+        return to_tensor(frames, d.MEAN, d.STD), label, video_index
 
     def _indices(self, video: "VideoReader", clip: int, rng: Optional[np.random.Generator]) -> np.ndarray:
         """The frame indices of temporal clip ``clip`` (random with ``rng``)."""
