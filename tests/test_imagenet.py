@@ -661,7 +661,7 @@ def test_configs_train_with_the_releases_timm_06_recipe(config, tmp_path):
     data_config = resolve_data_config(vars(args), model=model)
     assert data_config.pop("crop_mode") == "center"  # timm 0.6 had no other
     assert {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()} == expected["data_config"]
-    args.distributed = False  # set by the launch (join_runtime), one process here
+    args.distributed, args.workers = False, 0  # set by the launch (join_runtime); no loader processes here
     train, val = imagenet_train.create_loaders(args, _OneImage(), _OneImage(), data_config, torch.device("cpu"))
     images = []
     for seed in range(24):
