@@ -176,7 +176,8 @@ def evaluate_checkpoint(args: argparse.Namespace, path: str) -> dict:
         print(format_table(results["cameras"]))
     results.update(model=name, checkpoint=path or "pretrained", data=folder, num_images=len(dataset),
                    img_size=data_config["input_size"][-1], weights="ema" if used_ema else "raw",
-                   mean=list(data_config["mean"]), std=list(data_config["std"]), perturbed=args.perturbed,
+                   mean=list(data_config["mean"]), std=list(data_config["std"]), crop_pct=data_config["crop_pct"],
+                   interpolation=data_config["interpolation"], perturbed=args.perturbed,
                    perturb=dict(seed=args.perturb_seed, distortion=args.perturb_distortion) if args.perturbed else None)
     print(f"{path or name}: top1 {results['top1']:.3f} top5 {results['top5']:.3f} ({results['weights']} weights)")
     return results

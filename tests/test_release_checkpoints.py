@@ -128,3 +128,5 @@ def test_imagenet_val_evaluates_the_ema_weights_of_a_release_checkpoint(tmp_path
         results[flag] = json.loads(out.read_text())
     assert results["--use-ema"]["weights"] == "ema" and results["--no-use-ema"]["weights"] == "raw"
     assert results["--use-ema"]["loss"] != results["--no-use-ema"]["loss"]
+    # no training arguments in this file: the model's own data settings, recorded with the results
+    assert results["--use-ema"]["crop_pct"] == 0.9 and results["--use-ema"]["interpolation"] == "bicubic"
