@@ -17,7 +17,7 @@ import imagenet_train
 import imagenet_val
 from threedtrl.classification.data import perspective_warp, perturb_rng
 from threedtrl.tools import render_objects
-from threedtrl.runtime import UserError
+from threedtrl.runtime import UserError, seed_everything
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "i1k_configs", "*.yaml")))
@@ -621,13 +621,6 @@ def _timm06_name(name: str) -> str:
     return name.replace("head.fc.", "head.")
 
 
-def _seeded(seed: int) -> None:
-    import random
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @pytest.mark.parametrize("config", sorted(TIMM06["configs"]))
 def test_configs_train_with_the_releases_timm_06_recipe(config, tmp_path):
     """What timm 0.6.12 does with the arguments of a config, called as the release's ``imagenet_train.py``
@@ -665,7 +658,7 @@ def test_configs_train_with_the_releases_timm_06_recipe(config, tmp_path):
     train, val = imagenet_train.create_loaders(args, _OneImage(), _OneImage(), data_config, torch.device("cpu"))
     images = []
     for seed in range(24):
-        _seeded(seed)
+        seed_everything(seed)
         images.append(train.dataset[0][0])
     images = torch.stack(images).double()
     np.testing.assert_allclose(images.flatten(1).sum(1).numpy(), expected["train_sum"], rtol=1e-6)
@@ -680,7 +673,7 @@ def test_configs_train_with_the_releases_timm_06_recipe(config, tmp_path):
     # column of the 224 px image (0.9 x 2 x 224 / 224^2 with label smoothing 0.1); Mixup batches agree exactly.
     one_row_and_column = 0.9 * 2 * 224 / 224 ** 2
     for seed, (total, squares, targets) in enumerate(expected.get("mixup", [])):
-        _seeded(seed)
+        seed_everything(seed)
         x, y = mixup(images[:8].float().clone(), torch.arange(8))
         np.testing.assert_allclose([x.double().sum(), x.double().square().sum()], [total, squares], rtol=1e-3)
         np.testing.assert_allclose(y.numpy(), targets, rtol=0, atol=one_row_and_column)

@@ -8,7 +8,8 @@ The models are timed in alternation (``--rounds`` rounds, median reported) so th
 other processes affects all alike. The loader part writes ``--loader-videos`` synthetic
 videos (600 frames, 320x240, MPEG-4) and reads training clips of 8 frames, 8 and 32 apart, as
 ``VideoDataset`` does, seeking to far frames and decoding every frame up to the clip
-(the previous reader), and seeking with ``DATA.SPATIAL_SAMPLING opencv``, alternately. Results are printed and written as JSON.
+(the previous reader), and seeking with ``DATA.SPATIAL_SAMPLING opencv``, alternately. Results are
+printed and written as JSON.
 """
 import argparse
 import os
@@ -110,12 +111,13 @@ def bench_loader(num_videos: int, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         write_videos(folder, num_videos)
         for frames, rate in ((8, 8), (8, 32)):
+            configs = {spatial: load_config(None, ["DATA.PATH_TO_DATA_DIR", folder, "DATA.NUM_FRAMES", str(frames),
+                                                   "DATA.SAMPLING_RATE", str(rate), "DATA.SPATIAL_SAMPLING", spatial])
+                       for spatial in ("slowfast", "opencv")}
             samples = {mode: [] for mode, _, _ in LOADER_MODES}
             for r in range(max(1, rounds // 3)):
                 for mode, seek_ahead, spatial in LOADER_MODES:
-                    cfg = load_config(None, ["DATA.PATH_TO_DATA_DIR", folder, "DATA.NUM_FRAMES", str(frames),
-                                             "DATA.SAMPLING_RATE", str(rate), "DATA.SPATIAL_SAMPLING", spatial])
-                    reader = VideoDataset(cfg, "train")
+                    reader = VideoDataset(configs[spatial], "train")
                     reader.seek_ahead = seek_ahead
                     reader.set_epoch(r)
                     tic = time.perf_counter()
